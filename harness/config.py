@@ -1,0 +1,293 @@
+"""Typed configuration: the schema of every run.
+
+These dataclasses are registered in Hydra's ConfigStore (see `register_configs`), so a YAML file in
+`conf/` or a command-line override that names an unknown key, or gives a value of the wrong type,
+fails before any compute. Semantic checks (ranges, choices, combinations) live in `validate()`
+methods, which raise `ConfigError` naming the field and the fix.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Optional
+
+
+class ConfigError(ValueError):
+    """A config value is wrong; the message names the field and how to fix it."""
+
+
+def _require(cond: bool, field_name: str, message: str) -> None:
+    if not cond:
+        raise ConfigError(f"{field_name}: {message}")
+
+
+def _one_of(value: str, field_name: str, choices: tuple[str, ...]) -> None:
+    _require(value in choices, field_name, f"got {value!r}; choose one of {', '.join(choices)}")
+
+
+@dataclass
+class ModelConfig:
+    """Architecture of a dense decoder-only proxy.
+
+    `arch="llama"`: RMSNorm, RoPE, SwiGLU, grouped-query attention, no biases.
+    `arch="gpt2"`: LayerNorm, GELU MLP, learned absolute positions, biases.
+    """
+
+    arch: str = "llama"
+    d_model: int = 128
+    n_layers: int = 4
+    n_heads: int = 4
+    # Key/value heads for grouped-query attention (llama only); None means n_heads (plain MHA).
+    n_kv_heads: Optional[int] = None
+    # Hidden width of the MLP; None means 4*d_model for gpt2 and 8/3*d_model rounded up to a
+    # multiple of `ffn_multiple_of` for llama (so SwiGLU has about the FLOPs of a 4x GELU MLP).
+    d_ff: Optional[int] = None
+    ffn_multiple_of: int = 8
+    # None: taken from the tokenizer when the run starts.
+    vocab_size: Optional[int] = None
+    max_seq_len: int = 256
+    tie_embeddings: bool = False
+    rope_theta: float = 10000.0
+    norm_eps: float = 1e-5
+    init_std: float = 0.02
+
+    def validate(self) -> None:
+        _one_of(self.arch, "model.arch", ("llama", "gpt2"))
+        for name in ("d_model", "n_layers", "n_heads", "max_seq_len", "ffn_multiple_of"):
+            _require(getattr(self, name) > 0, f"model.{name}", "must be a positive integer")
+        _require(self.d_model % self.n_heads == 0, "model.d_model",
+                 f"{self.d_model} is not divisible by model.n_heads={self.n_heads}; pick a multiple")
+        _require((self.d_model // self.n_heads) % 2 == 0 or self.arch != "llama", "model.n_heads",
+                 "RoPE needs an even head dimension (d_model / n_heads)")
+        if self.n_kv_heads is not None:
+            _require(self.arch == "llama", "model.n_kv_heads",
+                     "grouped-query attention is only in arch=llama; set it to null for gpt2")
+            _require(self.n_kv_heads > 0 and self.n_heads % self.n_kv_heads == 0, "model.n_kv_heads",
+                     f"must divide model.n_heads={self.n_heads}")
+        if self.d_ff is not None:
+            _require(self.d_ff > 0, "model.d_ff", "must be positive, or null for the default")
+        if self.vocab_size is not None:
+            _require(self.vocab_size > 0, "model.vocab_size", "must be positive, or null for the tokenizer's")
+
+    @property
+    def kv_heads(self) -> int:
+        return self.n_kv_heads if self.n_kv_heads is not None else self.n_heads
+
+    @property
+    def head_dim(self) -> int:
+        return self.d_model // self.n_heads
+
+    @property
+    def ffn_dim(self) -> int:
+        if self.d_ff is not None:
+            return self.d_ff
+        if self.arch == "gpt2":
+            return 4 * self.d_model
+        m = self.ffn_multiple_of
+        raw = int(8 * self.d_model / 3)
+        return m * ((raw + m - 1) // m)
+
+
+@dataclass
+class DataConfig:
+    """Where text comes from and how it becomes tokens.
+
+    `source`:
+      - "embedded": English/technical text that ships with every Python install (pydoc topics and
+        the standard library's sources); works offline with no download.
+      - "hf:<name>" (optionally with `hf_config`): a dataset from the Hugging Face hub.
+      - a local path or glob of .txt / .jsonl / .json / .parquet files.
+    `tokenizer`: "bpe" trains a byte-level BPE of `vocab_size` on the training text (cached);
+      anything else is a pretrained tokenizer name or path for `AutoTokenizer.from_pretrained`.
+    """
+
+    source: str = "embedded"
+    hf_config: Optional[str] = None
+    split: str = "train"
+    text_field: str = "text"
+    tokenizer: str = "bpe"
+    vocab_size: int = 512
+    # Cap on characters read from the source (None = all); keeps tiny runs tiny.
+    max_chars: Optional[int] = None
+    # Tokens held out as the fixed validation split (taken from the end of the token stream,
+    # never trained on).
+    val_tokens: int = 65536
+    # Where token caches (memmap + manifest) and trained tokenizers live.
+    cache_dir: str = "${oc.env:HARNESS_CACHE,${oc.env:HOME}/.cache/harness}"
+
+    def validate(self) -> None:
+        _require(bool(self.source), "data.source", "must be 'embedded', 'hf:<name>' or a path/glob")
+        _require(self.vocab_size >= 260, "data.vocab_size",
+                 "a byte-level BPE needs at least 256 byte tokens plus specials; use >= 260")
+        _require(self.val_tokens > 0, "data.val_tokens", "must be positive")
+        if self.max_chars is not None:
+            _require(self.max_chars > 0, "data.max_chars", "must be positive, or null for all text")
+
+
+@dataclass
+class OptimConfig:
+    name: str = "adamw"
+    lr: float = 3e-3
+    betas: list[float] = field(default_factory=lambda: [0.9, 0.95])
+    eps: float = 1e-8
+    weight_decay: float = 0.1
+    # Decay only parameters with at least this many dims (2: matrices and embeddings, not
+    # norms or biases); set 0 to decay everything, a large number to decay nothing.
+    decay_min_ndim: int = 2
+    # None: fused AdamW on CUDA, the foreach implementation elsewhere.
+    fused: Optional[bool] = None
+
+    def validate(self) -> None:
+        _one_of(self.name, "optim.name", ("adamw",))
+        _require(self.lr > 0, "optim.lr", "must be positive")
+        _require(len(self.betas) == 2 and all(0 <= b < 1 for b in self.betas), "optim.betas",
+                 "must be two numbers in [0, 1), e.g. [0.9, 0.95]")
+        _require(self.eps > 0, "optim.eps", "must be positive")
+        _require(self.weight_decay >= 0, "optim.weight_decay", "must be >= 0")
+
+
+@dataclass
+class ScheduleConfig:
+    """Learning-rate multiplier as a pure function of the step (see harness/optim/schedules.py).
+
+    name: constant | cosine | linear | wsd | power. All have a linear warmup of `warmup_steps`.
+    """
+
+    name: str = "cosine"
+    warmup_steps: int = 0
+    # Final LR as a fraction of the peak (cosine, linear, wsd cooldowns).
+    min_lr_ratio: float = 0.1
+    # WSD: fraction of the total steps spent in the cooldown, and its shape.
+    decay_fraction: float = 0.2
+    cooldown: str = "linear"
+    # Power scheduler (Shen et al. 2024): lr = min(peak, a * lr_scale_beta * n^b), n in tokens.
+    power_a: float = 4.6
+    power_b: float = -0.51
+    # Power: optional final decay (exponential, as in the paper) over this fraction of steps.
+    power_decay_fraction: float = 0.0
+
+    def validate(self) -> None:
+        _one_of(self.name, "schedule.name", ("constant", "cosine", "linear", "wsd", "power"))
+        _one_of(self.cooldown, "schedule.cooldown", ("linear", "sqrt", "cosine", "exp"))
+        _require(self.warmup_steps >= 0, "schedule.warmup_steps", "must be >= 0")
+        _require(0 <= self.min_lr_ratio <= 1, "schedule.min_lr_ratio", "must be in [0, 1]")
+        _require(0 <= self.decay_fraction <= 1, "schedule.decay_fraction", "must be in [0, 1]")
+        _require(0 <= self.power_decay_fraction <= 1, "schedule.power_decay_fraction", "must be in [0, 1]")
+        _require(self.power_a > 0, "schedule.power_a", "must be positive")
+        if self.cooldown == "exp":
+            _require(self.min_lr_ratio > 0, "schedule.min_lr_ratio",
+                     "an exponential cooldown needs a positive floor (e.g. 0.1)")
+
+
+@dataclass
+class TrainConfig:
+    steps: int = 300
+    seq_len: int = 128
+    # Sequences per optimizer step (global, across data-parallel ranks).
+    batch_size: int = 16
+    # Sequences per forward/backward; batch_size must be a multiple of micro_batch_size * world size.
+    # None means batch_size / world size (no accumulation).
+    micro_batch_size: Optional[int] = None
+    seed: int = 0
+    grad_clip: float = 1.0
+    device: str = "auto"  # auto | cpu | cuda
+    # auto: bf16 autocast on CUDA, fp32 on CPU (no bf16 hardware there; it is 3x slower).
+    precision: str = "auto"  # auto | fp32 | bf16
+    compile: bool = False
+    # Deterministic kernels and no TF32, for bit-identical reruns and resumes.
+    deterministic: bool = False
+    # CPU threads for torch (0: leave torch's default).
+    num_threads: int = 0
+    # Evaluate val loss at steps 1, 2, 4, 8, ... (log-spaced), every `eval_every` steps, around
+    # schedule phase boundaries, and at the last step.
+    eval_every: int = 100
+    eval_batches: int = 4
+    checkpoint_every: int = 100
+    keep_checkpoints: int = 2
+    # Parallelism: "none" (single process) or "ddp" (torchrun) or "fsdp" (torchrun, CUDA).
+    parallel: str = "none"
+
+    def validate(self) -> None:
+        for name in ("steps", "seq_len", "batch_size", "eval_every", "eval_batches", "checkpoint_every",
+                     "keep_checkpoints"):
+            _require(getattr(self, name) > 0, f"train.{name}", "must be a positive integer")
+        if self.micro_batch_size is not None:
+            _require(self.micro_batch_size > 0 and self.batch_size % self.micro_batch_size == 0,
+                     "train.micro_batch_size", f"must divide train.batch_size={self.batch_size}")
+        _require(self.grad_clip >= 0, "train.grad_clip", "must be >= 0 (0 disables clipping)")
+        _one_of(self.device, "train.device", ("auto", "cpu", "cuda"))
+        _one_of(self.precision, "train.precision", ("auto", "fp32", "bf16"))
+        _one_of(self.parallel, "train.parallel", ("none", "ddp", "fsdp"))
+        _require(self.num_threads >= 0, "train.num_threads", "must be >= 0")
+
+
+@dataclass
+class LoggingConfig:
+    wandb: bool = False
+    wandb_project: str = "harness"
+    wandb_entity: Optional[str] = None
+    # offline writes the run under the run directory and syncs later with `wandb sync`.
+    wandb_mode: str = "offline"  # online | offline
+    progress: bool = True
+    # Render a PNG of the curve at the end of the run.
+    plot: bool = True
+
+    def validate(self) -> None:
+        _one_of(self.wandb_mode, "logging.wandb_mode", ("online", "offline"))
+
+
+@dataclass
+class RunConfig:
+    """Top-level config: one training run."""
+
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    logging: LoggingConfig = field(default_factory=LoggingConfig)
+    # The run directory. Relaunching with the same directory resumes the run.
+    run_dir: str = "runs/${name}"
+    name: str = "default"
+
+    def validate(self) -> None:
+        for part in (self.model, self.data, self.optim, self.schedule, self.train, self.logging):
+            part.validate()
+        _require(self.train.seq_len <= self.model.max_seq_len, "train.seq_len",
+                 f"{self.train.seq_len} exceeds model.max_seq_len={self.model.max_seq_len}; "
+                 "raise model.max_seq_len or shorten train.seq_len")
+        _require(self.schedule.warmup_steps < self.train.steps, "schedule.warmup_steps",
+                 f"must be smaller than train.steps={self.train.steps}")
+
+
+GROUPS: dict[str, type] = {
+    "model": ModelConfig,
+    "data": DataConfig,
+    "optim": OptimConfig,
+    "schedule": ScheduleConfig,
+    "train": TrainConfig,
+    "logging": LoggingConfig,
+}
+
+
+def register_configs() -> None:
+    """Register the schema with Hydra: `base_run` for the primary config and `base_<group>` per group.
+
+    YAML files in conf/<group>/ list `base_<group>` in their defaults so Hydra type-checks them.
+    """
+    from hydra.core.config_store import ConfigStore
+
+    cs = ConfigStore.instance()
+    cs.store(name="base_run", node=RunConfig)
+    for group, schema in GROUPS.items():
+        cs.store(group=group, name=f"base_{group}", node=schema)
+
+
+def to_run_config(cfg: Any) -> RunConfig:
+    """Turn a resolved OmegaConf config (or dict) into a validated RunConfig."""
+    from omegaconf import OmegaConf
+
+    structured = OmegaConf.merge(OmegaConf.structured(RunConfig), cfg)
+    run_cfg: RunConfig = OmegaConf.to_object(structured)  # type: ignore[assignment]
+    run_cfg.validate()
+    return run_cfg

@@ -1,0 +1,34 @@
+"""Dense model zoo: `build_model(cfg)` returns a LLaMA- or GPT-2-style decoder.
+
+Model API (relied on by the training loop):
+    model(input_ids: LongTensor[B, T]) -> logits FloatTensor[B, T, V]   (no loss inside)
+    model.num_params(include_embedding=True) -> int
+    model.flops_per_token(seq_len) -> float    (training FLOPs; convention in harness.models.flops)
+    model.config -> ModelConfig
+"""
+
+from __future__ import annotations
+
+from harness.config import ModelConfig
+from harness.models.base import DecoderLM
+from harness.models.flops import flops_per_token, matmul_params, num_params
+from harness.models.gpt2 import GPT2
+from harness.models.llama import Llama
+from harness.models.roles import ParamRole, param_roles
+
+_ARCHS: dict[str, type[DecoderLM]] = {"llama": Llama, "gpt2": GPT2}
+
+
+def build_model(cfg: ModelConfig) -> DecoderLM:
+    """Build and initialize the model `cfg` describes (on CPU, fp32; the caller moves it)."""
+    if cfg.vocab_size is None:
+        raise ValueError("model.vocab_size is None; set it from the tokenizer before build_model")
+    if cfg.arch not in _ARCHS:
+        raise ValueError(f"model.arch={cfg.arch!r} is unknown; choose one of {', '.join(_ARCHS)}")
+    return _ARCHS[cfg.arch](cfg)
+
+
+__all__ = [
+    "DecoderLM", "GPT2", "Llama", "ModelConfig", "ParamRole", "build_model", "flops_per_token",
+    "matmul_params", "num_params", "param_roles",
+]

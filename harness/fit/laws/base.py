@@ -2,12 +2,38 @@
 
 A law is a small object: named parameters with bounds and an initial-guess grid, and a vectorized
 `predict`. The fitter (harness/fit/fitter.py) knows nothing about any particular law: it evaluates
-the objective for every grid start at once (theta of shape (S, P)), refines the best starts with
+the objective for every start at once (theta of shape (S, P)), refines the best starts with
 L-BFGS-B inside the bounds, and keeps the best.
 
-`data` is whatever the law needs, prepared once by `prepare` (a dict of numpy arrays). Curve laws
-take the LR schedule of each curve and the steps with an observed loss; final-loss laws take
-columns such as N and D.
+What a law must define
+----------------------
+* `name`: registry name, e.g. "chinchilla".
+* `params`: tuple of `Param(name, lower, upper, grid)`. Bounds are hard (L-BFGS-B box); use finite
+  or infinite floats. A parameter you want fitted in log space (Chinchilla's a = log A) is simply
+  declared as the log parameter; report the natural value through `derived`.
+* `predict(theta, data)`: theta (P,) -> (n,), or theta (S, P) -> (S, n). Must be vectorized over
+  S (the fitter scores thousands of starts in one call). Return NaN/inf or values <= 0 freely
+  where the parameters make no sense: the fitter scores them as +inf.
+
+What a law may override (defaults in this class)
+------------------------------------------------
+* `target`: the column predicted (default "loss").
+* `required_columns`: input columns besides the target; the CLI checks them and stops with a clear
+  message naming the file when one is missing.
+* `prepare(table) -> data`: turns the parsed input into the `data` that `predict` receives. The
+  default takes a mapping of columns (dict of arrays, or a pandas DataFrame) and returns
+  `{col: float64 array}` for each required column. Curve laws override it to take a list of
+  `harness.fit.io.Curve`. `prepare` must not need the target column, so it also works on
+  prediction targets that have no observed loss.
+* `starts(data, y) -> (S, P)`: the starts the fitter scores. Default: `initial_grid()`, the
+  Cartesian product of each parameter's `grid`. Override for data-dependent starts.
+* `jacobian(theta (P,), data) -> (pred (n,), J (n, P))` or None: analytic derivatives of the
+  prediction. Default None: the fitter uses central finite differences, batched through the
+  vectorized `predict` (one call per gradient), which is fast for cheap laws.
+* `derived(theta) -> dict[str, float]`: extra quantities reported next to the parameters (e.g.
+  A = exp(a), or a compute-optimal exponent). Default {}.
+
+Anything else (constants such as Tissue's momentum decay) goes in the law's `__init__`.
 """
 
 from __future__ import annotations
@@ -51,13 +77,29 @@ class Law:
         mesh = np.meshgrid(*axes, indexing="ij")
         return np.stack([m.ravel() for m in mesh], axis=-1)
 
+    def starts(self, data: Mapping[str, Any], y: np.ndarray) -> np.ndarray:
+        """Starts the fitter scores, shape (S, P). Override for data-dependent starts."""
+        return self.initial_grid()
+
+    def prepare(self, table: Any) -> dict[str, Any]:
+        """Default: the required columns of a column mapping, as float64 arrays."""
+        return {c: np.asarray(table[c], dtype=float) for c in self.required_columns}
+
     def predict(self, theta: np.ndarray, data: Mapping[str, Any]) -> np.ndarray:
         """Predicted target for every point in `data`.
 
         theta has shape (P,) or (S, P); the result has shape (n,) or (S, n), so the fitter can
         score many starts in one call.
         """
-        raise NotImplementedError
+        raise NotImplementedError(f"{type(self).__name__} must implement predict")
+
+    def jacobian(self, theta: np.ndarray, data: Mapping[str, Any]) -> tuple[np.ndarray, np.ndarray] | None:
+        """Optional analytic (pred (n,), d pred / d theta (n, P)); None means finite differences."""
+        return None
+
+    def derived(self, theta: Sequence[float]) -> dict[str, float]:
+        """Extra reported quantities computed from the parameters."""
+        return {}
 
     def as_dict(self, theta: Sequence[float]) -> dict[str, float]:
         return {p.name: float(v) for p, v in zip(self.params, theta)}

@@ -1,0 +1,179 @@
+"""Compute-optimal allocation from runs: Chinchilla Approaches 1 and 2 (Hoffmann et al. 2022).
+
+Approach 2 (IsoFLOP profiles): runs are grouped by compute budget C; within a budget, loss is a
+parabola in log N and its vertex is N_opt(C); D_opt(C) = C / (6 N_opt). Then N_opt = k_N C^a
+and D_opt = k_D C^b by OLS in log space (a + b = 1 when C = 6ND exactly).
+
+Approach 1 (minimum over training curves): every run's loss curve is read as loss against
+C = 6 N D_t (D_t the tokens seen so far). At each C on a log grid, the run with the lowest
+(interpolated) loss gives N_opt(C). Then the same power laws.
+
+Inputs are tables: Approach 2 needs N, D, loss (C optional, else 6ND); Approach 1 needs N, D,
+loss per logged step and a run id (defaults to grouping by N).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from harness.fit.laws.final_loss import FLOPS_PER_PARAM_TOKEN
+from harness.fit.powerlaw import PowerLaw, fit_power_law
+
+
+@dataclass(frozen=True)
+class IsoFLOPResult:
+    """Per-budget optima and the power laws through them."""
+
+    optima: pd.DataFrame          # columns C, N_opt, D_opt, loss_opt (+ approach-specific ones)
+    N_opt: PowerLaw               # N_opt = k C^a
+    D_opt: PowerLaw               # D_opt = k C^b
+
+    def tokens_per_param(self, C: float | np.ndarray) -> np.ndarray:
+        return self.D_opt(C) / self.N_opt(C)
+
+    def summary(self, C: float | None = None) -> dict[str, object]:
+        out: dict[str, object] = {
+            "a (N_opt ∝ C^a)": self.N_opt.exponent,
+            "b (D_opt ∝ C^b)": self.D_opt.exponent,
+            "N_opt": self.N_opt.as_dict(),
+            "D_opt": self.D_opt.as_dict(),
+            "n_budgets": len(self.optima),
+        }
+        if C is not None:
+            out["at_C"] = {"C": C, "N_opt": float(self.N_opt(C)), "D_opt": float(self.D_opt(C)),
+                           "tokens_per_param": float(self.tokens_per_param(C))}
+        return out
+
+
+def _require(table: pd.DataFrame, columns: list[str], what: str) -> None:
+    missing = [c for c in columns if c not in table.columns]
+    if missing:
+        raise ValueError(f"{what} needs columns {missing}; the table has {list(table.columns)}")
+    for c in columns:
+        values = pd.to_numeric(table[c], errors="coerce").to_numpy(dtype=float)
+        if not np.all(np.isfinite(values) & (values > 0)):
+            raise ValueError(f"{what}: column {c!r} must be numeric, finite and > 0")
+
+
+def compute_column(table: pd.DataFrame) -> np.ndarray:
+    """C from the table, or 6 N D."""
+    if "C" in table.columns:
+        return table["C"].to_numpy(dtype=float)
+    return FLOPS_PER_PARAM_TOKEN * table["N"].to_numpy(dtype=float) * table["D"].to_numpy(dtype=float)
+
+
+def group_budgets(C: np.ndarray, rel_tol: float = 0.05) -> np.ndarray:
+    """Integer labels grouping compute values that are within rel_tol of their neighbours.
+
+    Budgets in a sweep are nominally equal but often recorded inexactly (rounded FLOP counts,
+    values read off a plot), so exact equality would split one IsoFLOP profile into many.
+    """
+    log_c = np.log(np.asarray(C, dtype=float))
+    order = np.argsort(log_c)
+    gaps = np.diff(log_c[order]) > np.log1p(rel_tol)
+    labels_sorted = np.concatenate([[0], np.cumsum(gaps)])
+    labels = np.empty_like(labels_sorted)
+    labels[order] = labels_sorted
+    return labels
+
+
+def isoflop_profiles(
+    runs: pd.DataFrame,
+    rel_tol: float = 0.05,
+    min_points: int = 3,
+) -> IsoFLOPResult:
+    """Approach 2: fit a parabola of loss vs log N per budget; its vertex is N_opt(C).
+
+    A budget is used only if it has `min_points` distinct model sizes and an upward parabola.
+    Vertices outside the sampled N range are extrapolations; they are kept but flagged in
+    column `interior` so a caller can drop them.
+    """
+    _require(runs, ["N", "D", "loss"], "IsoFLOP analysis")
+    C = compute_column(runs)
+    labels = group_budgets(C, rel_tol)
+    rows = []
+    for label in np.unique(labels):
+        sel = labels == label
+        log_n = np.log(runs["N"].to_numpy(dtype=float)[sel])
+        loss = runs["loss"].to_numpy(dtype=float)[sel]
+        if len(np.unique(log_n)) < min_points:
+            continue
+        # Centre log N so the quadratic's coefficients are well conditioned.
+        centre = log_n.mean()
+        c2, c1, c0 = np.polyfit(log_n - centre, loss, 2)
+        if c2 <= 0:
+            continue  # not a valley: this budget does not bracket its optimum
+        x_opt = -c1 / (2 * c2)
+        budget = float(np.exp(np.log(C[sel]).mean()))   # geometric mean of the group
+        n_opt = float(np.exp(centre + x_opt))
+        rows.append({
+            "C": budget,
+            "N_opt": n_opt,
+            "D_opt": budget / (FLOPS_PER_PARAM_TOKEN * n_opt),
+            "loss_opt": float(c0 - c1**2 / (4 * c2)),
+            "curvature": float(c2),
+            "n_runs": int(sel.sum()),
+            "interior": bool(log_n.min() <= centre + x_opt <= log_n.max()),
+        })
+    return _fit_optima(pd.DataFrame(rows), "IsoFLOP profiles")
+
+
+def envelope_minimum(
+    curves: pd.DataFrame,
+    run_column: str | None = "run",
+    n_grid: int = 250,
+    min_runs: int = 2,
+) -> IsoFLOPResult:
+    """Approach 1: the lowest loss over all training curves at each FLOP count.
+
+    `curves` has one row per logged point: N, D (tokens seen so far), loss, and a run id in
+    `run_column` (if that column is absent, each N is one curve). Each curve is interpolated
+    linearly in log C onto a shared log grid (Hoffmann used 1,500 points); a grid point is used
+    only where at least `min_runs` curves cover it, so the envelope is a real comparison.
+    """
+    _require(curves, ["N", "D", "loss"], "envelope (Approach 1) analysis")
+    key = run_column if run_column and run_column in curves.columns else "N"
+    table = curves.assign(_C=compute_column(curves))
+    groups = [g.sort_values("_C") for _, g in table.groupby(key, sort=False)]
+    groups = [g for g in groups if len(g) >= 2]
+    if len(groups) < min_runs:
+        raise ValueError(
+            f"Approach 1 needs loss curves (>= 2 logged points) from at least {min_runs} runs; "
+            f"found {len(groups)} (runs are identified by column {key!r})"
+        )
+    log_c_all = np.log(table["_C"].to_numpy(dtype=float))
+    grid = np.linspace(log_c_all.min(), log_c_all.max(), n_grid)
+
+    losses = np.full((len(groups), n_grid), np.inf)
+    sizes = np.empty(len(groups))
+    for i, g in enumerate(groups):
+        log_c = np.log(g["_C"].to_numpy(dtype=float))
+        inside = (grid >= log_c[0]) & (grid <= log_c[-1])
+        losses[i, inside] = np.interp(grid[inside], log_c, g["loss"].to_numpy(dtype=float))
+        sizes[i] = float(g["N"].iloc[0])
+    covered = np.isfinite(losses).sum(axis=0) >= min_runs
+    best = np.argmin(losses, axis=0)
+    C = np.exp(grid[covered])
+    n_opt = sizes[best[covered]]
+    optima = pd.DataFrame({
+        "C": C,
+        "N_opt": n_opt,
+        "D_opt": C / (FLOPS_PER_PARAM_TOKEN * n_opt),
+        "loss_opt": losses[best[covered], np.flatnonzero(covered)],
+        "n_runs": np.isfinite(losses[:, covered]).sum(axis=0),
+    })
+    return _fit_optima(optima, "envelope (Approach 1)")
+
+
+def _fit_optima(optima: pd.DataFrame, what: str) -> IsoFLOPResult:
+    if len(optima) < 2 or optima["C"].nunique() < 2:
+        raise ValueError(f"{what}: fewer than 2 usable compute budgets; cannot fit N_opt(C)")
+    C = optima["C"].to_numpy()
+    return IsoFLOPResult(
+        optima=optima.reset_index(drop=True),
+        N_opt=fit_power_law({"C": C}, optima["N_opt"].to_numpy()),
+        D_opt=fit_power_law({"C": C}, optima["D_opt"].to_numpy()),
+    )

@@ -1,0 +1,358 @@
+"""Final-loss laws over model size N (parameters) and training tokens D.
+
+Every law here predicts the final loss of a run from a table with columns N and D (and C = 6ND
+for the compute law, M = D/N for Gadre). They are fitted like every other law in the harness:
+Huber(delta=1e-3) on log residuals, multi-start L-BFGS-B (harness/fit/fitter.py).
+
+Why most laws are written in log space: the Chinchilla fit (Hoffmann et al. 2022; Besiroglu et
+al. 2024) is done in the log-sum-exp parameterisation
+
+    log L = LSE(a - alpha*log N, b - beta*log D, e),   A = e^a, B = e^b, E = e^e,
+
+which keeps every amplitude positive without bounds and makes the objective well scaled whatever
+the units of N and D. The other additive laws (Gadre, L(C)) use the same trick. `predict_log`
+returns log L directly; `predict` exponentiates it.
+
+Laws:
+    ChinchillaLaw  L = E + A/N^alpha + B/D^beta                          (Hoffmann Approach 3)
+    KaplanLaw      L = [(N_c/N)^(alpha_N/alpha_D) + D_c/D]^alpha_D          (Kaplan 2020, eq. 1.5)
+    GadreLaw       L = E + (a*M^eta + b*M^-eta) * C^-eta,  M = D/N, C = 6ND (Gadre 2024)
+    FarseerLaw     L = exp(a3 n^g + b3) + exp(a2 n^b + b2) * D^-exp(a1 n^a + b1)  (see class doc)
+    ComputeLaw     L = E + A*C^-alpha, C = 6ND unless the table has C
+
+plus the closed-form compute-optimal allocation of the Chinchilla law (`chinchilla_optimal`).
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+
+from harness.fit.laws.base import Law, Param
+
+# FLOPs per parameter per token for a dense transformer forward + backward pass (Kaplan 2020).
+FLOPS_PER_PARAM_TOKEN = 6.0
+
+
+def unpack(theta: np.ndarray, n_params: int) -> tuple[Any, ...]:
+    """Split theta into one value per parameter, ready to broadcast against data of shape (n,).
+
+    theta (P,) gives P scalars, so predictions have shape (n,); theta (S, P) gives P columns of
+    shape (S, 1), so predictions have shape (S, n) -- one row per start.
+    """
+    theta = np.asarray(theta, dtype=float)
+    if theta.shape[-1] != n_params:
+        raise ValueError(f"theta has {theta.shape[-1]} parameters, the law expects {n_params}")
+    if theta.ndim == 1:
+        return tuple(theta)
+    if theta.ndim == 2:
+        return tuple(theta[:, i : i + 1] for i in range(n_params))
+    raise ValueError(f"theta must have shape (P,) or (S, P), got {theta.shape}")
+
+
+def positive_column(table: pd.DataFrame, column: str, law_name: str) -> np.ndarray:
+    """The column as float64, with a clear error if it is missing, non-numeric or not > 0."""
+    if column not in table.columns:
+        raise ValueError(
+            f"law {law_name!r} needs column {column!r}; the table has {list(table.columns)}"
+        )
+    values = pd.to_numeric(table[column], errors="coerce").to_numpy(dtype=float)
+    bad = ~np.isfinite(values) | (values <= 0)
+    if bad.any():
+        rows = np.flatnonzero(bad)[:5].tolist()
+        raise ValueError(
+            f"law {law_name!r}: column {column!r} must be finite and > 0 (bad rows {rows})"
+        )
+    return values
+
+
+class FinalLossLaw(Law, ABC):
+    """A law of the final loss over (N, D). Subclasses implement `predict_log`."""
+
+    target = "loss"
+    required_columns: tuple[str, ...] = ("N", "D")
+
+    def prepare(self, table: pd.DataFrame) -> dict[str, np.ndarray]:
+        """Log-inputs computed once, so scoring thousands of starts only does arithmetic."""
+        n = positive_column(table, "N", self.name)
+        d = positive_column(table, "D", self.name)
+        return {"N": n, "D": d, "log_N": np.log(n), "log_D": np.log(d)}
+
+    @abstractmethod
+    def predict_log(self, theta: np.ndarray, data: Mapping[str, Any]) -> np.ndarray:
+        """log of the predicted loss; shape (n,) for theta (P,), (S, n) for theta (S, P)."""
+
+    def predict(self, theta: np.ndarray, data: Mapping[str, Any]) -> np.ndarray:
+        return np.exp(self.predict_log(theta, data))
+
+    def derived(self, theta: Sequence[float]) -> dict[str, float]:
+        """The parameters in the paper's own units (e.g. A = e^a). Same as as_dict by default."""
+        return self.as_dict(theta)
+
+
+# --------------------------------------------------------------------------------------------
+# Chinchilla Approach 3
+
+
+class ChinchillaLaw(FinalLossLaw):
+    """L = E + A/N^alpha + B/D^beta, fitted as log L = LSE(a - alpha log N, b - beta log D, e).
+
+    The start grid is Hoffmann et al.'s (replicated by Besiroglu et al. 2024): alpha, beta in
+    {0, 0.5, ..., 2}, e in {-1, -0.5, ..., 1}, a, b in {0, 5, ..., 25} -- 4,500 starts. It does
+    not depend on the data's scale: a and b absorb the units of N and D.
+    """
+
+    name = "chinchilla"
+    params = (
+        # Hoffmann's fit is unconstrained; these bounds only keep L-BFGS-B away from overflow and
+        # are far outside any published fit (E ~ 1.7-1.9, alpha, beta ~ 0.3, a, b ~ 6-8).
+        Param("e", -10.0, 5.0, tuple(np.arange(-1.0, 1.01, 0.5))),
+        Param("a", -30.0, 100.0, tuple(np.arange(0.0, 25.1, 5.0))),
+        Param("b", -30.0, 100.0, tuple(np.arange(0.0, 25.1, 5.0))),
+        Param("alpha", 0.0, 3.0, tuple(np.arange(0.0, 2.01, 0.5))),
+        Param("beta", 0.0, 3.0, tuple(np.arange(0.0, 2.01, 0.5))),
+    )
+
+    def predict_log(self, theta: np.ndarray, data: Mapping[str, Any]) -> np.ndarray:
+        e, a, b, alpha, beta = unpack(theta, 5)
+        n_term = a - alpha * data["log_N"]
+        d_term = b - beta * data["log_D"]
+        return np.logaddexp(np.logaddexp(n_term, d_term), e)
+
+    def derived(self, theta: Sequence[float]) -> dict[str, float]:
+        e, a, b, alpha, beta = (float(v) for v in theta)
+        n_exp, d_exp = beta / (alpha + beta), alpha / (alpha + beta)
+        return {
+            "E": float(np.exp(e)),
+            "A": float(np.exp(a)),
+            "B": float(np.exp(b)),
+            "alpha": alpha,
+            "beta": beta,
+            # N_opt ∝ C^(beta/(alpha+beta)), D_opt ∝ C^(alpha/(alpha+beta)).
+            "N_opt_exponent": n_exp,
+            "D_opt_exponent": d_exp,
+        }
+
+
+@dataclass(frozen=True)
+class Allocation:
+    """Compute-optimal model size and tokens for a compute budget C (FLOPs), with C = 6 N D."""
+
+    C: np.ndarray
+    N_opt: np.ndarray
+    D_opt: np.ndarray
+
+    @property
+    def tokens_per_param(self) -> np.ndarray:
+        return self.D_opt / self.N_opt
+
+
+def chinchilla_optimal(
+    C: float | np.ndarray, A: float, B: float, alpha: float, beta: float
+) -> Allocation:
+    """Closed-form minimiser of E + A/N^alpha + B/D^beta subject to 6 N D = C.
+
+    Setting the derivative along the constraint to zero gives alpha A / N^alpha = beta B / D^beta,
+    hence N_opt = G (C/6)^(beta/(alpha+beta)) and D_opt = (C/6)^(alpha/(alpha+beta)) / G with
+    G = (alpha A / (beta B))^(1/(alpha+beta))   (Hoffmann et al. 2022, eq. 4).
+    """
+    if alpha <= 0 or beta <= 0:
+        raise ValueError("the allocation needs alpha > 0 and beta > 0")
+    C = np.asarray(C, dtype=float)
+    G = (alpha * A / (beta * B)) ** (1.0 / (alpha + beta))
+    budget = C / FLOPS_PER_PARAM_TOKEN
+    n_opt = G * budget ** (beta / (alpha + beta))
+    d_opt = budget ** (alpha / (alpha + beta)) / G
+    return Allocation(C=C, N_opt=n_opt, D_opt=d_opt)
+
+
+def chinchilla_optimal_from_theta(theta: Sequence[float], C: float | np.ndarray) -> Allocation:
+    """`chinchilla_optimal` from a fitted ChinchillaLaw theta (e, a, b, alpha, beta)."""
+    p = ChinchillaLaw().derived(theta)
+    return chinchilla_optimal(C, p["A"], p["B"], p["alpha"], p["beta"])
+
+
+# --------------------------------------------------------------------------------------------
+# Kaplan et al. 2020
+
+
+class KaplanLaw(FinalLossLaw):
+    """L = [(N_c/N)^(alpha_N/alpha_D) + D_c/D]^alpha_D   (Kaplan et al. 2020, eq. 1.5).
+
+    There is no irreducible term, as in the paper. Parameterised by log N_c and log D_c, so
+        log L = alpha_D * LSE((alpha_N/alpha_D)(log N_c - log N), log D_c - log D).
+    Kaplan's values (non-embedding N): alpha_N 0.076, alpha_D 0.095, N_c 8.8e13, D_c 5.4e13.
+    The grid spans the exponents of LM fits and N_c, D_c from e^10 to e^40 (log L ~ alpha log
+    (N_c/N) means small exponents need large N_c).
+    """
+
+    name = "kaplan"
+    params = (
+        Param("log_Nc", -20.0, 250.0, (10.0, 20.0, 30.0, 40.0)),
+        Param("log_Dc", -20.0, 250.0, (10.0, 20.0, 30.0, 40.0)),
+        Param("alpha_N", 1e-3, 3.0, (0.05, 0.1, 0.2, 0.4)),
+        Param("alpha_D", 1e-3, 3.0, (0.05, 0.1, 0.2, 0.4)),
+    )
+
+    def predict_log(self, theta: np.ndarray, data: Mapping[str, Any]) -> np.ndarray:
+        log_nc, log_dc, alpha_n, alpha_d = unpack(theta, 4)
+        n_term = (alpha_n / alpha_d) * (log_nc - data["log_N"])
+        d_term = log_dc - data["log_D"]
+        return alpha_d * np.logaddexp(n_term, d_term)
+
+    def derived(self, theta: Sequence[float]) -> dict[str, float]:
+        log_nc, log_dc, alpha_n, alpha_d = (float(v) for v in theta)
+        return {"N_c": float(np.exp(log_nc)), "D_c": float(np.exp(log_dc)),
+                "alpha_N": alpha_n, "alpha_D": alpha_d}
+
+
+# --------------------------------------------------------------------------------------------
+# Gadre et al. 2024 (over-training)
+
+
+class GadreLaw(FinalLossLaw):
+    """L(C, M) = E + (a M^eta + b M^-eta) C^-eta with M = D/N (tokens per parameter), C = 6ND.
+
+    Fitted as log L = LSE(log_E, log_a + eta log M - eta log C, log_b - eta log M - eta log C).
+    Substituting C = 6 N^2 M shows this is E + a 6^-eta N^-2eta + b 6^-eta D^-2eta: Chinchilla
+    with one shared exponent 2 eta. The official code (mlfoundations/scaling, `powlaw_ours`)
+    writes alpha N^p + beta 6^(p/2) (MN)^p + E with p = -2 eta, a = alpha 6^eta, b = beta;
+    `derived` reports both. The grid covers Gadre's curve_fit starts (amplitudes 1e2-3e3,
+    eta 0.05-0.15, E 0-2) and wider exponents.
+    """
+
+    name = "gadre"
+    params = (
+        Param("log_E", -10.0, 5.0, (-1.0, 0.0, 0.5, 1.0)),
+        Param("log_a", -30.0, 100.0, (0.0, 5.0, 10.0, 15.0, 20.0)),
+        Param("log_b", -30.0, 100.0, (0.0, 5.0, 10.0, 15.0, 20.0)),
+        Param("eta", 0.0, 2.0, (0.05, 0.1, 0.2, 0.3)),
+    )
+
+    def prepare(self, table: pd.DataFrame) -> dict[str, np.ndarray]:
+        data = super().prepare(table)
+        # Gadre's variables: token multiplier M = D/N and compute C = 6ND.
+        data["log_M"] = data["log_D"] - data["log_N"]
+        data["log_C"] = np.log(FLOPS_PER_PARAM_TOKEN) + data["log_N"] + data["log_D"]
+        return data
+
+    def predict_log(self, theta: np.ndarray, data: Mapping[str, Any]) -> np.ndarray:
+        log_e, log_a, log_b, eta = unpack(theta, 4)
+        log_m, log_c = data["log_M"], data["log_C"]
+        over = log_a + eta * log_m - eta * log_c
+        under = log_b - eta * log_m - eta * log_c
+        return np.logaddexp(np.logaddexp(over, under), log_e)
+
+    def derived(self, theta: Sequence[float]) -> dict[str, float]:
+        log_e, log_a, log_b, eta = (float(v) for v in theta)
+        a, b = float(np.exp(log_a)), float(np.exp(log_b))
+        return {
+            "E": float(np.exp(log_e)), "a": a, "b": b, "eta": eta,
+            # The parameterisation of the official code: alpha N^p + beta 6^(p/2) (MN)^p + E.
+            "code_alpha": a * 6.0 ** (-eta), "code_beta": b, "code_p": -2.0 * eta,
+        }
+
+
+# --------------------------------------------------------------------------------------------
+# Farseer (Li et al. 2025, arXiv:2506.10972)
+
+
+class FarseerLaw(FinalLossLaw):
+    """L(N, D) = exp(a3 n^gamma + b3) + exp(a2 n^beta + b2) * D^(-exp(a1 n^alpha + b1)).
+
+    HOW SURE: this closed form comes from our notes (shared/notes/ANCHORS-FITTING.md §5), where
+    it is marked "[memory — verify against the paper's main equation]"; neither the paper's text
+    nor the authors' repository (Farseer-Scaling-Law/Farseer) could be read here. The structure
+    it encodes is the one a secondary summary describes: L = E + U(N) + B(N) D^-A(N), i.e. the
+    data term's coefficient B(N) and exponent A(N) both vary smoothly with N, and each
+    N-dependence is an exponentiated power law. Treat results as "a Farseer-style law".
+
+    Our choices (not from the paper):
+      * n = N / N_REF with N_REF = 1e9, so n^gamma stays O(1) and the grid works for any
+        realistic model size. With raw N the same law has a_i' = a_i N_REF^(-exponent_i).
+      * D is used raw, as in Chinchilla's B/D^beta.
+      * The first term, exp(a3 n^gamma + b3), plays E + U(N): with gamma < 0 and a3 > 0 it falls
+        towards the floor e^b3 as N grows. The grid starts there but the bounds allow either sign.
+      * Fitting: our generic Huber-on-log multi-start fit, not the paper's differential piecewise
+        + multi-round iterative procedure. Nine parameters need many (N, D) points -- at least
+        three D values per N over several N -- to be identified.
+    """
+
+    name = "farseer"
+    N_REF = 1e9
+    params = (
+        Param("a1", -20.0, 20.0, (-0.2, 0.2)),        # exponent of D: A(N) = exp(a1 n^alpha + b1)
+        Param("b1", -10.0, 3.0, (-1.5, -0.8)),
+        Param("alpha", -2.0, 2.0, (-0.3, 0.3)),
+        Param("a2", -20.0, 20.0, (-1.0, 0.0, 1.0)),   # coefficient of D: B(N) = exp(a2 n^beta + b2)
+        Param("b2", -30.0, 100.0, (2.0, 5.0, 8.0)),
+        Param("beta", -2.0, 2.0, (-0.3, 0.3)),
+        Param("a3", -20.0, 20.0, (0.2, 1.0)),         # E + U(N) = exp(a3 n^gamma + b3)
+        Param("b3", -10.0, 5.0, (0.0, 0.5, 1.0)),
+        Param("gamma", -2.0, 2.0, (-0.5, -0.2)),
+    )
+
+    def prepare(self, table: pd.DataFrame) -> dict[str, np.ndarray]:
+        data = super().prepare(table)
+        data["n"] = data["N"] / self.N_REF
+        return data
+
+    def predict_log(self, theta: np.ndarray, data: Mapping[str, Any]) -> np.ndarray:
+        a1, b1, alpha, a2, b2, beta, a3, b3, gamma = unpack(theta, 9)
+        n = data["n"]
+        d_exponent = np.exp(a1 * n**alpha + b1)
+        log_data_term = a2 * n**beta + b2 - d_exponent * data["log_D"]
+        log_model_term = a3 * n**gamma + b3
+        return np.logaddexp(log_model_term, log_data_term)
+
+
+# --------------------------------------------------------------------------------------------
+# Loss against compute
+
+
+class ComputeLaw(FinalLossLaw):
+    """L(C) = E + A C^-alpha, fitted as log L = LSE(e, a - alpha log C).
+
+    C is the table's C column when present (FLOPs), else 6 N D. This is the law of the compute-
+    optimal frontier; fitted on runs off the frontier it describes their average trend only.
+    """
+
+    name = "compute"
+    # Either C, or N and D; `prepare` checks which and says so.
+    required_columns: tuple[str, ...] = ()
+    params = (
+        Param("e", -10.0, 5.0, (-1.0, -0.5, 0.0, 0.5, 1.0)),
+        Param("a", -30.0, 200.0, (0.0, 5.0, 10.0, 15.0, 20.0)),
+        Param("alpha", 0.0, 3.0, (0.02, 0.05, 0.1, 0.2, 0.4)),
+    )
+
+    def prepare(self, table: pd.DataFrame) -> dict[str, np.ndarray]:
+        if "C" in table.columns:
+            c = positive_column(table, "C", self.name)
+        elif {"N", "D"} <= set(table.columns):
+            c = FLOPS_PER_PARAM_TOKEN * positive_column(table, "N", self.name) * positive_column(
+                table, "D", self.name
+            )
+        else:
+            raise ValueError(
+                f"law 'compute' needs column 'C' (FLOPs) or columns 'N' and 'D' (C = 6ND); "
+                f"the table has {list(table.columns)}"
+            )
+        return {"C": c, "log_C": np.log(c)}
+
+    def predict_log(self, theta: np.ndarray, data: Mapping[str, Any]) -> np.ndarray:
+        e, a, alpha = unpack(theta, 3)
+        return np.logaddexp(a - alpha * data["log_C"], e)
+
+    def derived(self, theta: Sequence[float]) -> dict[str, float]:
+        e, a, alpha = (float(v) for v in theta)
+        return {"E": float(np.exp(e)), "A": float(np.exp(a)), "alpha": alpha}
+
+
+FINAL_LOSS_LAWS: dict[str, type[FinalLossLaw]] = {
+    law.name: law for law in (ChinchillaLaw, KaplanLaw, GadreLaw, FarseerLaw, ComputeLaw)
+}

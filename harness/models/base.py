@@ -1,0 +1,48 @@
+"""What every model in the zoo shares: the config, parameter/FLOP accounting and the readout."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from harness.config import ModelConfig
+from harness.models import flops
+from harness.models.layers import linear
+from harness.models.roles import ParamRole, spec_of
+
+
+class DecoderLM(nn.Module):
+    """Base class: `forward(input_ids[B, T]) -> logits[B, T, V]`, no loss inside."""
+
+    def __init__(self, cfg: ModelConfig) -> None:
+        super().__init__()
+        if cfg.vocab_size is None:
+            raise ValueError("model.vocab_size is None; the run must set it from the tokenizer "
+                             "before build_model")
+        cfg.validate()
+        self.config = cfg
+
+    # Subclasses create `self.tok_embeddings` (an nn.Embedding) before calling _make_readout.
+    tok_embeddings: nn.Embedding
+
+    def _make_readout(self) -> None:
+        """Create the output projection, unless it is tied to the token embedding."""
+        cfg = self.config
+        self.lm_head = None if cfg.tie_embeddings else linear(
+            cfg.d_model, cfg.vocab_size, role=ParamRole.READOUT, std=cfg.init_std)
+
+    def _readout(self, h_BTD: torch.Tensor) -> torch.Tensor:
+        if self.lm_head is not None:
+            return self.lm_head(h_BTD)
+        return F.linear(h_BTD, self.tok_embeddings.weight)
+
+    def num_params(self, include_embedding: bool = True) -> int:
+        """Counted from the actual tensors (shared ones once); see harness.models.flops for the rules."""
+        return sum(
+            p.numel() for p in self.parameters()
+            if include_embedding or spec_of(p).role is not ParamRole.EMBEDDING
+        )
+
+    def flops_per_token(self, seq_len: int) -> float:
+        return flops.flops_per_token(self.config, seq_len)

@@ -1,0 +1,72 @@
+"""Parameter and FLOP counts as pure functions of a ModelConfig (no model needs to be built).
+
+FLOPs convention (PaLM appendix B / Chinchilla), training FLOPs per token:
+
+    flops_per_token = 6 * N_matmul + 12 * n_layers * seq_len * d_model
+
+- N_matmul counts every weight matrix used in a matmul: all attention and MLP matrices plus the
+  output projection V*d_model, which is counted even when it is tied to the input embedding (it is
+  still a matmul). The input-embedding and position-embedding lookups cost nothing. Biases, norms,
+  activations, softmax and RoPE are ignored.
+- 6 = 2 (multiply + add) * 3 (forward, and a backward that costs twice the forward).
+- The attention term: per layer and token, QK^T and AV each cost 2 * seq_len * d_model forward
+  (d_model = n_heads * head_dim, also under grouped-query attention), times 3 for training; the
+  causal mask is *not* used to halve it.
+
+Parameter counts: `num_params(cfg)` counts each distinct tensor once (a tied embedding/readout
+matrix once). The non-embedding count leaves out the token embedding and, for gpt2, the learned
+position embedding; an untied readout matrix *is* counted (it is a matmul weight), a tied one is not
+(it is the token embedding).
+"""
+
+from __future__ import annotations
+
+from harness.config import ModelConfig
+
+
+def _require_vocab(cfg: ModelConfig) -> int:
+    if cfg.vocab_size is None:
+        raise ValueError("model.vocab_size is None; set it (the run sets it from the tokenizer) "
+                         "before counting parameters or FLOPs")
+    return cfg.vocab_size
+
+
+def _block_matmul_params(cfg: ModelConfig) -> int:
+    """Weight-matrix parameters of one transformer block (no biases, no norms)."""
+    d, kv_width = cfg.d_model, cfg.kv_heads * cfg.head_dim
+    attention = d * d + 2 * d * kv_width + d * d  # q, k, v, out
+    mlp_matrices = 3 if cfg.arch == "llama" else 2  # SwiGLU: gate, up, down; GELU: up, down
+    return attention + mlp_matrices * d * cfg.ffn_dim
+
+
+def _block_vector_params(cfg: ModelConfig) -> int:
+    """Norm gains and biases of one block."""
+    d = cfg.d_model
+    if cfg.arch == "llama":
+        return 2 * d  # two RMSNorm gains
+    attention_biases = 3 * d + d  # qkv, out
+    mlp_biases = cfg.ffn_dim + d
+    return 2 * 2 * d + attention_biases + mlp_biases  # two LayerNorms (gain + bias)
+
+
+def matmul_params(cfg: ModelConfig) -> int:
+    """N_matmul of the FLOPs formula: block matrices plus the readout, tied or not."""
+    return cfg.n_layers * _block_matmul_params(cfg) + _require_vocab(cfg) * cfg.d_model
+
+
+def num_params(cfg: ModelConfig, include_embedding: bool = True) -> int:
+    vocab, d = _require_vocab(cfg), cfg.d_model
+    final_norm = d if cfg.arch == "llama" else 2 * d
+    non_embedding = cfg.n_layers * (_block_matmul_params(cfg) + _block_vector_params(cfg)) + final_norm
+    if not cfg.tie_embeddings:
+        non_embedding += vocab * d  # the separate readout matrix
+    if not include_embedding:
+        return non_embedding
+    embedding = vocab * d + (cfg.max_seq_len * d if cfg.arch == "gpt2" else 0)
+    return non_embedding + embedding
+
+
+def flops_per_token(cfg: ModelConfig, seq_len: int) -> float:
+    """Training FLOPs per token (forward + backward); see the module docstring."""
+    attention_scores = 12 * cfg.n_layers * seq_len * cfg.d_model
+    return float(6 * matmul_params(cfg) + attention_scores)

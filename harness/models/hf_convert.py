@@ -1,0 +1,140 @@
+"""Export our models to Hugging Face transformers (LlamaForCausalLM / GPT2LMHeadModel).
+
+The layouts were chosen so the mapping is a renaming plus two kinds of reshaping:
+- fused matrices are split: qkv rows are [q | k | v], SwiGLU's gate_up rows are [gate | up];
+- GPT-2's `Conv1D` stores weights as [in, out], the transpose of nn.Linear, so they are transposed
+  (its fused c_attn is [q | k | v] along the output dimension, the same order as ours).
+RoPE needs no permutation: ours uses the same "rotate half" pairing as HF Llama.
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Iterator
+
+import torch
+import transformers
+
+from harness.config import ModelConfig
+from harness.models.base import DecoderLM
+
+StateDict = dict[str, torch.Tensor]
+
+
+def to_hf_config(cfg: ModelConfig, attn_implementation: str = "sdpa") -> transformers.PretrainedConfig:
+    if cfg.vocab_size is None:
+        raise ValueError("model.vocab_size is None; set it before exporting")
+    if cfg.arch == "llama":
+        hf_cfg = transformers.LlamaConfig(
+            vocab_size=cfg.vocab_size,
+            hidden_size=cfg.d_model,
+            intermediate_size=cfg.ffn_dim,
+            num_hidden_layers=cfg.n_layers,
+            num_attention_heads=cfg.n_heads,
+            num_key_value_heads=cfg.kv_heads,
+            head_dim=cfg.head_dim,
+            hidden_act="silu",
+            max_position_embeddings=cfg.max_seq_len,
+            initializer_range=cfg.init_std,
+            rms_norm_eps=cfg.norm_eps,
+            tie_word_embeddings=cfg.tie_embeddings,
+            rope_parameters={"rope_type": "default", "rope_theta": cfg.rope_theta},
+            attention_bias=False,
+            mlp_bias=False,
+            bos_token_id=None,
+            eos_token_id=None,
+        )
+    elif cfg.arch == "gpt2":
+        hf_cfg = transformers.GPT2Config(
+            vocab_size=cfg.vocab_size,
+            n_positions=cfg.max_seq_len,
+            n_embd=cfg.d_model,
+            n_layer=cfg.n_layers,
+            n_head=cfg.n_heads,
+            n_inner=cfg.ffn_dim,
+            activation_function="gelu_new",  # the tanh approximation
+            # No dropout: our models have none, and train-mode outputs must match too.
+            resid_pdrop=0.0,
+            embd_pdrop=0.0,
+            attn_pdrop=0.0,
+            layer_norm_epsilon=cfg.norm_eps,
+            initializer_range=cfg.init_std,
+            tie_word_embeddings=cfg.tie_embeddings,
+            bos_token_id=None,
+            eos_token_id=None,
+        )
+    else:
+        raise ValueError(f"model.arch={cfg.arch!r} has no Hugging Face export")
+    hf_cfg._attn_implementation = attn_implementation
+    return hf_cfg
+
+
+def _llama_state(model: DecoderLM) -> Iterator[tuple[str, torch.Tensor]]:
+    cfg = model.config
+    q_rows, kv_rows = cfg.n_heads * cfg.head_dim, cfg.kv_heads * cfg.head_dim
+    yield "model.embed_tokens.weight", model.tok_embeddings.weight
+    for i, layer in enumerate(model.layers):
+        p = f"model.layers.{i}."
+        q, k, v = layer.attn.qkv.weight.split([q_rows, kv_rows, kv_rows], dim=0)
+        gate, up = layer.mlp.gate_up.weight.chunk(2, dim=0)
+        yield p + "input_layernorm.weight", layer.attn_norm.weight
+        yield p + "self_attn.q_proj.weight", q
+        yield p + "self_attn.k_proj.weight", k
+        yield p + "self_attn.v_proj.weight", v
+        yield p + "self_attn.o_proj.weight", layer.attn.out.weight
+        yield p + "post_attention_layernorm.weight", layer.mlp_norm.weight
+        yield p + "mlp.gate_proj.weight", gate
+        yield p + "mlp.up_proj.weight", up
+        yield p + "mlp.down_proj.weight", layer.mlp.down.weight
+    yield "model.norm.weight", model.norm.weight
+
+
+def _gpt2_state(model: DecoderLM) -> Iterator[tuple[str, torch.Tensor]]:
+    def conv1d(prefix: str, linear: torch.nn.Linear) -> Iterator[tuple[str, torch.Tensor]]:
+        yield prefix + ".weight", linear.weight.t()  # Conv1D is [in, out]
+        yield prefix + ".bias", linear.bias
+
+    def norm(prefix: str, ln: torch.nn.LayerNorm) -> Iterator[tuple[str, torch.Tensor]]:
+        yield prefix + ".weight", ln.weight
+        yield prefix + ".bias", ln.bias
+
+    yield "transformer.wte.weight", model.tok_embeddings.weight
+    yield "transformer.wpe.weight", model.pos_embeddings.weight
+    for i, layer in enumerate(model.layers):
+        p = f"transformer.h.{i}."
+        yield from norm(p + "ln_1", layer.attn_norm)
+        yield from conv1d(p + "attn.c_attn", layer.attn.qkv)
+        yield from conv1d(p + "attn.c_proj", layer.attn.out)
+        yield from norm(p + "ln_2", layer.mlp_norm)
+        yield from conv1d(p + "mlp.c_fc", layer.mlp.up)
+        yield from conv1d(p + "mlp.c_proj", layer.mlp.down)
+    yield from norm("transformer.ln_f", model.norm)
+
+
+_STATE_MAPPERS: dict[str, Callable[[DecoderLM], Iterator[tuple[str, torch.Tensor]]]] = {
+    "llama": _llama_state,
+    "gpt2": _gpt2_state,
+}
+_HF_CLASSES = {"llama": transformers.LlamaForCausalLM, "gpt2": transformers.GPT2LMHeadModel}
+
+
+def to_hf_state_dict(model: DecoderLM) -> StateDict:
+    """Our weights under Hugging Face names and layouts (fresh contiguous copies, detached)."""
+    state = {name: t.detach().clone().contiguous() for name, t in _STATE_MAPPERS[model.config.arch](model)}
+    if not model.config.tie_embeddings:
+        state["lm_head.weight"] = model.lm_head.weight.detach().clone()
+    return state
+
+
+def to_hf_model(model: DecoderLM, attn_implementation: str = "sdpa") -> transformers.PreTrainedModel:
+    """A transformers model (fp32, on CPU, train mode like a fresh one) holding a copy of our weights."""
+    cfg = model.config
+    hf_model = _HF_CLASSES[cfg.arch](to_hf_config(cfg, attn_implementation))
+    missing, unexpected = hf_model.load_state_dict(to_hf_state_dict(model), strict=False)
+    # A tied lm_head.weight is the embedding itself, so it is legitimately absent from our state.
+    missing = [k for k in missing if not (cfg.tie_embeddings and k == "lm_head.weight")]
+    if missing or unexpected:
+        raise RuntimeError(f"weight mapping to {type(hf_model).__name__} is incomplete: "
+                           f"missing={missing}, unexpected={unexpected}")
+    if cfg.tie_embeddings and hf_model.lm_head.weight.data_ptr() != hf_model.get_input_embeddings().weight.data_ptr():
+        raise RuntimeError("Hugging Face model did not tie lm_head to the input embedding")
+    return hf_model

@@ -1,0 +1,50 @@
+"""Mirror curve rows to Weights & Biases.
+
+The curve file is the record; wandb is an optional mirror of the same rows. The wandb run id is
+kept in the run directory so a resumed run continues the same wandb run.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from harness.config import LoggingConfig
+
+
+class WandbMirror:
+    def __init__(self, cfg: LoggingConfig, run_dir: Path, run_name: str, config: dict[str, Any]):
+        import wandb
+
+        id_file = run_dir / "wandb_id.txt"
+        if id_file.exists():
+            run_id = id_file.read_text().strip()
+        else:
+            run_id = wandb.util.generate_id()
+            id_file.write_text(run_id + "\n")
+        os.environ.setdefault("WANDB_SILENT", "true")
+        self.run = wandb.init(
+            project=cfg.wandb_project,
+            entity=cfg.wandb_entity,
+            name=run_name,
+            id=run_id,
+            resume="allow",
+            mode=cfg.wandb_mode,
+            dir=str(run_dir),
+            config=config,
+        )
+        self.run_id = run_id
+        # wandb requires a monotonically increasing step; rows replayed after a resume would be
+        # dropped by wandb, so remember where the mirror already is.
+        self._last_step = int(self.run.summary.get("step", 0) or 0) if self.run.resumed else 0
+
+    def log(self, row: dict[str, Any]) -> None:
+        step = int(row["step"])
+        if step <= self._last_step:
+            return
+        self.run.log(row, step=step)
+        self._last_step = step
+
+    def finish(self, exit_code: int = 0) -> None:
+        self.run.finish(exit_code=exit_code)

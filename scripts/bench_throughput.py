@@ -1,0 +1,228 @@
+"""Training throughput of our LLaMA against transformers' LlamaForCausalLM, same shape and weights.
+
+A training step is forward + cross-entropy (computed outside the model, the same way for both) +
+backward + AdamW step. The models are timed in alternating rounds, so a change in machine load (the
+CPU may be shared) hits both alike; the figure per model is the median step time after warmup.
+
+CPU (always): hidden 128, 4 layers, 4 heads, intermediate 344, vocab 512, untied, batch 16,
+seq 256, fp32, 2 threads. `--compile` adds a torch.compile row for our model.
+CUDA (when present): a 124M-class LLaMA (d_model 768, 12 layers, 12 heads, vocab 50304, seq 1024),
+bf16 autocast, fused AdamW, torch.compile on (unless --no-compile), and its MFU against the device's
+peak dense bf16 FLOP/s: MFU = flops_per_token * tokens_per_s / peak.
+
+    python scripts/bench_throughput.py [--compile] [--out bench.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import statistics
+import time
+from dataclasses import asdict, dataclass
+from typing import Callable, Optional
+
+import torch
+import torch.nn.functional as F
+
+from harness.config import ModelConfig
+from harness.models import build_model
+from harness.models.hf_convert import to_hf_model
+
+# Peak dense bf16 tensor-core FLOP/s (no sparsity), by a substring of torch.cuda.get_device_name().
+PEAK_BF16_FLOPS = {
+    "H200": 989.4e12,
+    "H100 PCIe": 756.0e12,
+    "H100": 989.4e12,  # SXM
+    "A100": 312.0e12,
+    "L40S": 362.05e12,
+    "A10G": 70.0e12,
+    "RTX 4090": 165.2e12,
+}
+
+CPU_SHAPE = ModelConfig(arch="llama", d_model=128, n_layers=4, n_heads=4, d_ff=344, vocab_size=512,
+                        max_seq_len=256, tie_embeddings=False)
+GPU_SHAPE = ModelConfig(arch="llama", d_model=768, n_layers=12, n_heads=12, vocab_size=50304,
+                        max_seq_len=1024, tie_embeddings=False)
+
+
+@dataclass
+class Row:
+    name: str
+    device: str
+    batch: int
+    seq_len: int
+    ms_per_step: float
+    tokens_per_s: float
+    mfu: Optional[float] = None
+
+
+class TrainStep:
+    """One model with its optimizer and a fixed batch; `__call__` runs one full training step."""
+
+    def __init__(self, name: str, logits_fn: Callable[[torch.Tensor], torch.Tensor], module: torch.nn.Module,
+                 input_ids: torch.Tensor, targets: torch.Tensor, autocast_dtype: Optional[torch.dtype]) -> None:
+        self.name = name
+        self.logits_fn = logits_fn
+        self.input_ids = input_ids
+        self.targets_N = targets.reshape(-1)
+        self.device_type = input_ids.device.type
+        self.autocast_dtype = autocast_dtype
+        fused = self.device_type == "cuda"
+        self.optimizer = torch.optim.AdamW(module.parameters(), lr=1e-4, fused=fused or None)
+        self.step_times_s: list[float] = []
+
+    def __call__(self) -> None:
+        with torch.autocast(self.device_type, dtype=self.autocast_dtype or torch.float32,
+                            enabled=self.autocast_dtype is not None):
+            logits_BTV = self.logits_fn(self.input_ids)
+            loss = F.cross_entropy(logits_BTV.flatten(0, 1).float(), self.targets_N)
+        loss.backward()
+        self.optimizer.step()
+        self.optimizer.zero_grad(set_to_none=True)
+
+    def timed(self, steps: int) -> None:
+        for _ in range(steps):
+            _sync(self.device_type)
+            start = time.perf_counter()
+            self()
+            _sync(self.device_type)
+            self.step_times_s.append(time.perf_counter() - start)
+
+
+def _sync(device_type: str) -> None:
+    if device_type == "cuda":
+        torch.cuda.synchronize()
+
+
+def run_alternating(steps: list[TrainStep], warmup: int, rounds: int, steps_per_round: int) -> None:
+    for step in steps:
+        for _ in range(warmup):
+            step()
+        _sync(step.device_type)
+    for _ in range(rounds):
+        for step in steps:
+            step.timed(steps_per_round)
+
+
+def make_steps(cfg: ModelConfig, batch: int, device: torch.device, autocast_dtype: Optional[torch.dtype],
+               compile_ours: bool, with_eager_ours: bool, with_hf: bool) -> list[TrainStep]:
+    torch.manual_seed(0)
+    gen = torch.Generator().manual_seed(1)
+    tokens = torch.randint(0, cfg.vocab_size, (batch, cfg.max_seq_len + 1), generator=gen).to(device)
+    input_ids, targets = tokens[:, :-1].contiguous(), tokens[:, 1:].contiguous()
+    ours = build_model(cfg)
+    # Same initial weights for HF: export a copy before anything trains.
+    hf = to_hf_model(ours, attn_implementation="sdpa").to(device).train() if with_hf else None
+    ours = ours.to(device).train()
+    steps: list[TrainStep] = []
+    if with_eager_ours:
+        steps.append(TrainStep("ours (eager)", ours, ours, input_ids, targets, autocast_dtype))
+    if hf is not None:
+        steps.append(TrainStep("HF LlamaForCausalLM sdpa (eager)", lambda ids: hf(input_ids=ids).logits, hf,
+                               input_ids, targets, autocast_dtype))
+    if compile_ours:
+        compiled_model = build_model(cfg).to(device).train()
+        compiled = torch.compile(compiled_model)
+        steps.append(TrainStep("ours (torch.compile)", compiled, compiled_model, input_ids, targets,
+                               autocast_dtype))
+    return steps
+
+
+def to_rows(steps: list[TrainStep], device_name: str, batch: int, seq_len: int,
+            flops_per_token: float, peak_flops: Optional[float]) -> list[Row]:
+    rows = []
+    for step in steps:
+        median_s = statistics.median(step.step_times_s)
+        tokens_per_s = batch * seq_len / median_s
+        mfu = flops_per_token * tokens_per_s / peak_flops if peak_flops else None
+        rows.append(Row(step.name, device_name, batch, seq_len, 1e3 * median_s, tokens_per_s, mfu))
+    return rows
+
+
+def print_table(title: str, rows: list[Row], params: int) -> None:
+    print(f"\n{title}  ({params / 1e6:.2f}M params)")
+    print(f"{'model':<36} {'ms/step':>9} {'tokens/s':>11} {'MFU':>7}")
+    for r in rows:
+        mfu = f"{100 * r.mfu:6.1f}%" if r.mfu is not None else "      -"
+        print(f"{r.name:<36} {r.ms_per_step:9.1f} {r.tokens_per_s:11,.0f} {mfu}")
+    by_name = {r.name: r for r in rows}
+    hf = by_name.get("HF LlamaForCausalLM sdpa (eager)")
+    for r in rows:
+        if hf is not None and r is not hf:
+            print(f"ratio {r.name} / HF: {r.tokens_per_s / hf.tokens_per_s:.3f}x")
+
+
+def detect_peak_flops(device_name: str) -> Optional[float]:
+    for key, flops in PEAK_BF16_FLOPS.items():
+        if key in device_name:
+            return flops
+    return None
+
+
+def bench_cpu(args: argparse.Namespace) -> list[Row]:
+    torch.set_num_threads(args.threads)
+    cfg = CPU_SHAPE
+    steps = make_steps(cfg, args.cpu_batch, torch.device("cpu"), None, compile_ours=args.compile,
+                       with_eager_ours=True, with_hf=True)
+    run_alternating(steps, args.warmup, args.rounds, args.steps_per_round)
+    rows = to_rows(steps, f"cpu ({args.threads} threads)", args.cpu_batch, cfg.max_seq_len,
+                   build_model(cfg).flops_per_token(cfg.max_seq_len), None)
+    print_table(f"CPU, fp32, batch {args.cpu_batch} x seq {cfg.max_seq_len}", rows, build_model(cfg).num_params())
+    return rows
+
+
+def bench_cuda(args: argparse.Namespace) -> list[Row]:
+    torch.backends.cuda.matmul.allow_tf32 = True
+    device_name = torch.cuda.get_device_name()
+    peak = args.peak_tflops * 1e12 if args.peak_tflops else detect_peak_flops(device_name)
+    if peak is None:
+        print(f"unknown peak FLOP/s for {device_name!r}; pass --peak-tflops to get MFU")
+    cfg = GPU_SHAPE
+    steps = make_steps(cfg, args.gpu_batch, torch.device("cuda"), torch.bfloat16, compile_ours=not args.no_compile,
+                       with_eager_ours=True, with_hf=not args.no_hf)
+    run_alternating(steps, args.warmup, args.rounds, args.steps_per_round)
+    model = build_model(cfg)
+    rows = to_rows(steps, device_name, args.gpu_batch, cfg.max_seq_len, model.flops_per_token(cfg.max_seq_len), peak)
+    print_table(f"{device_name}, bf16 autocast, fused AdamW, batch {args.gpu_batch} x seq {cfg.max_seq_len}",
+                rows, model.num_params())
+    return rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--compile", action="store_true", help="CPU: add a torch.compile row for our model")
+    parser.add_argument("--no-compile", action="store_true", help="CUDA: skip the torch.compile row")
+    parser.add_argument("--no-hf", action="store_true", help="CUDA: skip the transformers row")
+    parser.add_argument("--skip-cpu", action="store_true", help="only the CUDA part (when CUDA is present)")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--cpu-batch", type=int, default=16)
+    parser.add_argument("--gpu-batch", type=int, default=16)
+    parser.add_argument("--warmup", type=int, default=3, help="untimed steps per model (compilation happens here)")
+    parser.add_argument("--rounds", type=int, default=5, help="alternating timing rounds")
+    parser.add_argument("--steps-per-round", type=int, default=4)
+    parser.add_argument("--peak-tflops", type=float, default=None, help="override the device's peak bf16 TFLOP/s")
+    parser.add_argument("--out", default=None, help="write the figures to this JSON file")
+    args = parser.parse_args()
+
+    rows: list[Row] = []
+    if not args.skip_cpu:
+        rows += bench_cpu(args)
+    if torch.cuda.is_available():
+        rows += bench_cuda(args)
+    if args.out:
+        record = {
+            "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+            "torch": torch.__version__,
+            "device": torch.cuda.get_device_name() if torch.cuda.is_available() else "cpu",
+            "args": vars(args),
+            "rows": [asdict(r) for r in rows],
+        }
+        with open(args.out, "w") as f:
+            json.dump(record, f, indent=2)
+        print(f"\nwrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()

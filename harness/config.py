@@ -201,14 +201,16 @@ class TrainConfig:
     # Evaluate val loss at steps 1, 2, 4, 8, ... (log-spaced), every `eval_every` steps, around
     # schedule phase boundaries, and at the last step.
     eval_every: int = 100
-    eval_batches: int = 4
+    # The fixed validation set: this many windows of seq_len tokens, the same for every run on the
+    # same data and seq_len (independent of batch size and world size, so runs compare).
+    eval_sequences: int = 64
     checkpoint_every: int = 100
     keep_checkpoints: int = 2
     # Parallelism: "none" (single process) or "ddp" (torchrun) or "fsdp" (torchrun, CUDA).
     parallel: str = "none"
 
     def validate(self) -> None:
-        for name in ("steps", "seq_len", "batch_size", "eval_every", "eval_batches", "checkpoint_every",
+        for name in ("steps", "seq_len", "batch_size", "eval_every", "eval_sequences", "checkpoint_every",
                      "keep_checkpoints"):
             _require(getattr(self, name) > 0, f"train.{name}", "must be a positive integer")
         if self.micro_batch_size is not None:

@@ -122,7 +122,9 @@ class Trainer:
 
             raise ConfigError(f"train.micro_batch_size: {self.micro_batch} must divide the per-rank batch "
                               f"{self.rank_batch} (batch_size / world size)")
-        self.val = val_batches(data, batch_size=self.micro_batch, seq_len=tc.seq_len, n_batches=tc.eval_batches)
+        # One fixed set of windows, evaluated in micro-batch sized chunks.
+        (val_windows,) = val_batches(data, batch_size=tc.eval_sequences, seq_len=tc.seq_len, n_batches=1)
+        self.val = list(val_windows.split(self.micro_batch))
         self.eval_at = eval_steps(tc.steps, tc.eval_every, self.schedule.phase_boundaries())
         self.step = 0
         self.last_checkpoint: str | None = None

@@ -56,7 +56,7 @@ def val_batches(data: TokenData, *, batch_size: int, seq_len: int, n_batches: in
         raise ConfigError(
             f"data.val_tokens: validation needs {n_batches} batches x {batch_size} windows x "
             f"{window} tokens = {needed} tokens, but the val split holds {n_val}. Raise "
-            f"data.val_tokens to at least {needed}, or lower train.eval_batches"
+            f"data.val_tokens to at least {needed}, or lower train.eval_sequences"
         )
     # Evenly spaced starts with stride >= window: windows never overlap and cover the whole split.
     stride = n_val // n_windows

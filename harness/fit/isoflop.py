@@ -15,6 +15,7 @@ loss per logged step and a run id (defaults to grouping by N).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Sequence
 
 import numpy as np
 import pandas as pd
@@ -80,22 +81,35 @@ def group_budgets(C: np.ndarray, rel_tol: float = 0.05) -> np.ndarray:
     return labels
 
 
+def assign_budgets(C: np.ndarray, budgets: Sequence[float], rel_tol: float) -> np.ndarray:
+    """Index of the nearest nominal budget (in log C) for each run, or -1 if none is within
+    rel_tol. For sweeps whose recorded C scatters around known nominal budgets."""
+    log_c = np.log(np.asarray(C, dtype=float))[:, None]
+    log_b = np.log(np.asarray(budgets, dtype=float))[None, :]
+    nearest = np.argmin(np.abs(log_c - log_b), axis=1)
+    close = np.abs(log_c[:, 0] - log_b[0, nearest]) <= np.log1p(rel_tol)
+    return np.where(close, nearest, -1)
+
+
 def isoflop_profiles(
     runs: pd.DataFrame,
     rel_tol: float = 0.05,
     min_points: int = 3,
+    budgets: Sequence[float] | None = None,
 ) -> IsoFLOPResult:
     """Approach 2: fit a parabola of loss vs log N per budget; its vertex is N_opt(C).
 
-    A budget is used only if it has `min_points` distinct model sizes and an upward parabola.
-    Vertices outside the sampled N range are extrapolations; they are kept but flagged in
-    column `interior` so a caller can drop them.
+    Runs are grouped by compute: with `budgets` (nominal FLOP budgets of the sweep), each run
+    joins the nearest one within rel_tol; otherwise runs whose C values chain together within
+    rel_tol form one budget. A budget is used only if it has `min_points` distinct model sizes
+    and an upward parabola. Vertices outside the sampled N range are extrapolations; they are
+    kept but flagged in column `interior` so a caller can drop them.
     """
     _require(runs, ["N", "D", "loss"], "IsoFLOP analysis")
     C = compute_column(runs)
-    labels = group_budgets(C, rel_tol)
+    labels = group_budgets(C, rel_tol) if budgets is None else assign_budgets(C, budgets, rel_tol)
     rows = []
-    for label in np.unique(labels):
+    for label in np.unique(labels[labels >= 0]):
         sel = labels == label
         log_n = np.log(runs["N"].to_numpy(dtype=float)[sel])
         loss = runs["loss"].to_numpy(dtype=float)[sel]
@@ -107,7 +121,8 @@ def isoflop_profiles(
         if c2 <= 0:
             continue  # not a valley: this budget does not bracket its optimum
         x_opt = -c1 / (2 * c2)
-        budget = float(np.exp(np.log(C[sel]).mean()))   # geometric mean of the group
+        # The nominal budget if given, else the geometric mean of the group's C.
+        budget = float(budgets[label]) if budgets is not None else float(np.exp(np.log(C[sel]).mean()))
         n_opt = float(np.exp(centre + x_opt))
         rows.append({
             "C": budget,
@@ -131,8 +146,9 @@ def envelope_minimum(
 
     `curves` has one row per logged point: N, D (tokens seen so far), loss, and a run id in
     `run_column` (if that column is absent, each N is one curve). Each curve is interpolated
-    linearly in log C onto a shared log grid (Hoffmann used 1,500 points); a grid point is used
-    only where at least `min_runs` curves cover it, so the envelope is a real comparison.
+    linearly in log C onto a shared log grid (Hoffmann used 1,500 points). A grid point is used
+    only where at least `min_runs` curves cover it and the winner is neither the smallest nor the
+    largest model covering it (otherwise the true optimum may lie outside the trained sizes).
     """
     _require(curves, ["N", "D", "loss"], "envelope (Approach 1) analysis")
     key = run_column if run_column and run_column in curves.columns else "N"
@@ -154,16 +170,22 @@ def envelope_minimum(
         inside = (grid >= log_c[0]) & (grid <= log_c[-1])
         losses[i, inside] = np.interp(grid[inside], log_c, g["loss"].to_numpy(dtype=float))
         sizes[i] = float(g["N"].iloc[0])
-    covered = np.isfinite(losses).sum(axis=0) >= min_runs
+    present = np.isfinite(losses)
     best = np.argmin(losses, axis=0)
-    C = np.exp(grid[covered])
-    n_opt = sizes[best[covered]]
+    # A minimum at the smallest or largest model that reaches this C is only a bound on N_opt
+    # (the true optimum may lie beyond the sizes trained); such points would flatten the fit.
+    smallest = np.where(present, sizes[:, None], np.inf).min(axis=0)
+    largest = np.where(present, sizes[:, None], -np.inf).max(axis=0)
+    interior = (sizes[best] > smallest) & (sizes[best] < largest)
+    use = (present.sum(axis=0) >= min_runs) & interior
+    C = np.exp(grid[use])
+    n_opt = sizes[best[use]]
     optima = pd.DataFrame({
         "C": C,
         "N_opt": n_opt,
         "D_opt": C / (FLOPS_PER_PARAM_TOKEN * n_opt),
-        "loss_opt": losses[best[covered], np.flatnonzero(covered)],
-        "n_runs": np.isfinite(losses[:, covered]).sum(axis=0),
+        "loss_opt": losses[best[use], np.flatnonzero(use)],
+        "n_runs": present[:, use].sum(axis=0),
     })
     return _fit_optima(optima, "envelope (Approach 1)")
 

@@ -7,6 +7,7 @@ kept in the run directory so a resumed run continues the same wandb run.
 from __future__ import annotations
 
 import os
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +22,7 @@ class WandbMirror:
         if id_file.exists():
             run_id = id_file.read_text().strip()
         else:
-            run_id = wandb.util.generate_id()
+            run_id = uuid.uuid4().hex[:8]
             id_file.write_text(run_id + "\n")
         os.environ.setdefault("WANDB_SILENT", "true")
         self.run = wandb.init(

@@ -36,6 +36,8 @@ from harness.fit.laws.base import Law, Param
 
 # FLOPs per parameter per token for a dense transformer forward + backward pass (Kaplan 2020).
 FLOPS_PER_PARAM_TOKEN = 6.0
+# Bound on |log L| in `predict`; e^300 is far beyond any loss yet finite in float64.
+_LOG_CLIP = 300.0
 
 
 def unpack(theta: np.ndarray, n_params: int) -> tuple[Any, ...]:
@@ -54,13 +56,17 @@ def unpack(theta: np.ndarray, n_params: int) -> tuple[Any, ...]:
     raise ValueError(f"theta must have shape (P,) or (S, P), got {theta.shape}")
 
 
-def positive_column(table: pd.DataFrame, column: str, law_name: str) -> np.ndarray:
-    """The column as float64, with a clear error if it is missing, non-numeric or not > 0."""
-    if column not in table.columns:
+def positive_column(table: Mapping[str, Any], column: str, law_name: str) -> np.ndarray:
+    """The column as float64, with a clear error if it is missing, non-numeric or not > 0.
+
+    `table` is a pandas DataFrame or any mapping of column name -> values.
+    """
+    if column not in table:
         raise ValueError(
-            f"law {law_name!r} needs column {column!r}; the table has {list(table.columns)}"
+            f"law {law_name!r} needs column {column!r}; the table has {list(table.keys())}"
         )
-    values = pd.to_numeric(table[column], errors="coerce").to_numpy(dtype=float)
+    values = pd.to_numeric(pd.Series(np.asarray(table[column]).ravel()), errors="coerce")
+    values = values.to_numpy(dtype=float)
     bad = ~np.isfinite(values) | (values <= 0)
     if bad.any():
         rows = np.flatnonzero(bad)[:5].tolist()
@@ -76,7 +82,7 @@ class FinalLossLaw(Law, ABC):
     target = "loss"
     required_columns: tuple[str, ...] = ("N", "D")
 
-    def prepare(self, table: pd.DataFrame) -> dict[str, np.ndarray]:
+    def prepare(self, table: Mapping[str, Any]) -> dict[str, np.ndarray]:
         """Log-inputs computed once, so scoring thousands of starts only does arithmetic."""
         n = positive_column(table, "N", self.name)
         d = positive_column(table, "D", self.name)
@@ -87,11 +93,11 @@ class FinalLossLaw(Law, ABC):
         """log of the predicted loss; shape (n,) for theta (P,), (S, n) for theta (S, P)."""
 
     def predict(self, theta: np.ndarray, data: Mapping[str, Any]) -> np.ndarray:
-        return np.exp(self.predict_log(theta, data))
+        # Clip log L so absurd parameters (an L-BFGS-B trial step at a corner of the box) give a
+        # huge but finite residual rather than L = 0 or inf, which the fitter must score as +inf
+        # and which stalls the line search.
+        return np.exp(np.clip(self.predict_log(theta, data), -_LOG_CLIP, _LOG_CLIP))
 
-    def derived(self, theta: Sequence[float]) -> dict[str, float]:
-        """The parameters in the paper's own units (e.g. A = e^a). Same as as_dict by default."""
-        return self.as_dict(theta)
 
 
 # --------------------------------------------------------------------------------------------
@@ -152,7 +158,11 @@ class Allocation:
 
 
 def chinchilla_optimal(
-    C: float | np.ndarray, A: float, B: float, alpha: float, beta: float
+    C: float | np.ndarray,
+    A: float | np.ndarray,
+    B: float | np.ndarray,
+    alpha: float | np.ndarray,
+    beta: float | np.ndarray,
 ) -> Allocation:
     """Closed-form minimiser of E + A/N^alpha + B/D^beta subject to 6 N D = C.
 
@@ -160,10 +170,10 @@ def chinchilla_optimal(
     hence N_opt = G (C/6)^(beta/(alpha+beta)) and D_opt = (C/6)^(alpha/(alpha+beta)) / G with
     G = (alpha A / (beta B))^(1/(alpha+beta))   (Hoffmann et al. 2022, eq. 4).
     """
-    if alpha <= 0 or beta <= 0:
+    C, A, B, alpha, beta = (np.asarray(v, dtype=float) for v in (C, A, B, alpha, beta))
+    if np.any(alpha <= 0) or np.any(beta <= 0):
         raise ValueError("the allocation needs alpha > 0 and beta > 0")
-    C = np.asarray(C, dtype=float)
-    G = (alpha * A / (beta * B)) ** (1.0 / (alpha + beta))
+    G = (alpha * A / (beta * B)) ** (1.0 / (alpha + beta))  # (arrays broadcast: e.g. bootstrap)
     budget = C / FLOPS_PER_PARAM_TOKEN
     n_opt = G * budget ** (beta / (alpha + beta))
     d_opt = budget ** (alpha / (alpha + beta)) / G
@@ -233,7 +243,7 @@ class GadreLaw(FinalLossLaw):
         Param("eta", 0.0, 2.0, (0.05, 0.1, 0.2, 0.3)),
     )
 
-    def prepare(self, table: pd.DataFrame) -> dict[str, np.ndarray]:
+    def prepare(self, table: Mapping[str, Any]) -> dict[str, np.ndarray]:
         data = super().prepare(table)
         # Gadre's variables: token multiplier M = D/N and compute C = 6ND.
         data["log_M"] = data["log_D"] - data["log_N"]
@@ -296,7 +306,7 @@ class FarseerLaw(FinalLossLaw):
         Param("gamma", -2.0, 2.0, (-0.5, -0.2)),
     )
 
-    def prepare(self, table: pd.DataFrame) -> dict[str, np.ndarray]:
+    def prepare(self, table: Mapping[str, Any]) -> dict[str, np.ndarray]:
         data = super().prepare(table)
         data["n"] = data["N"] / self.N_REF
         return data
@@ -330,17 +340,17 @@ class ComputeLaw(FinalLossLaw):
         Param("alpha", 0.0, 3.0, (0.02, 0.05, 0.1, 0.2, 0.4)),
     )
 
-    def prepare(self, table: pd.DataFrame) -> dict[str, np.ndarray]:
-        if "C" in table.columns:
+    def prepare(self, table: Mapping[str, Any]) -> dict[str, np.ndarray]:
+        if "C" in table:
             c = positive_column(table, "C", self.name)
-        elif {"N", "D"} <= set(table.columns):
+        elif "N" in table and "D" in table:
             c = FLOPS_PER_PARAM_TOKEN * positive_column(table, "N", self.name) * positive_column(
                 table, "D", self.name
             )
         else:
             raise ValueError(
                 f"law 'compute' needs column 'C' (FLOPs) or columns 'N' and 'D' (C = 6ND); "
-                f"the table has {list(table.columns)}"
+                f"the table has {list(table.keys())}"
             )
         return {"C": c, "log_C": np.log(c)}
 

@@ -1,0 +1,252 @@
+"""Readers for the fitting stage's inputs, with errors that name the file, the row and the fix.
+
+Curve files (one per training run):
+* CSV with columns `step,lr,<target>` (target "loss" by default): one row per optimizer step from
+  the first step, consecutive, lr on every row, the loss empty where it was not observed.
+* The harness's own `curve.jsonl` (harness/tracking/curve.py): one JSON object per step with keys
+  step, lr, loss, val_loss (eval steps only), tokens, flops, ...; `target` picks "loss" or
+  "val_loss". A torn last line (killed writer) is ignored, as the harness's own reader does.
+
+Scaling files: CSV with the law's required columns (e.g. `N,D`) and, for fitting, the target
+column (e.g. `loss`); prediction targets may omit it or leave cells empty. Inputs must be finite
+and > 0 (sizes, token counts, LRs, losses all are; laws take their logs).
+
+Every problem raises `InputError`; the CLI validates all inputs before it creates the out dir.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import pandas as pd
+
+
+class InputError(ValueError):
+    """Bad user input; the message says which file, which row, and how to fix it."""
+
+
+@dataclass
+class Curve:
+    """One training run: the LR at every optimizer step and the loss where observed (NaN elsewhere)."""
+
+    name: str
+    path: str
+    step: np.ndarray  # (T,) int, consecutive
+    lr: np.ndarray  # (T,) float, >= 0
+    loss: np.ndarray  # (T,) float, NaN where not observed
+
+    @property
+    def observed(self) -> np.ndarray:
+        return np.isfinite(self.loss)
+
+    @property
+    def n_observed(self) -> int:
+        return int(self.observed.sum())
+
+    def eval_index(self, max_points: int = 1000) -> np.ndarray:
+        """Rows a law predicts: the observed rows, or (no loss at all) an even grid incl. the last step."""
+        idx = np.flatnonzero(self.observed)
+        if idx.size:
+            return idx
+        n = self.step.size
+        return np.unique(np.linspace(0, n - 1, min(n, max_points)).round().astype(int))
+
+
+def _fail(path: Path | str, row: int | None, problem: str, fix: str) -> InputError:
+    where = f"{path}" if row is None else f"{path}, row {row}"
+    return InputError(f"{where}: {problem}. Fix: {fix}.")
+
+
+def _numeric(path: Path, frame: pd.DataFrame, col: str, *, allow_empty: bool, line_of) -> np.ndarray:
+    """Column as float; raises on text, and on empty cells unless allowed. `line_of(i)` maps row i to a line."""
+    raw = frame[col]
+    text = raw.astype("string").str.strip()
+    empty = raw.isna().to_numpy() | (text == "").fillna(True).to_numpy()
+    values = pd.to_numeric(raw.where(~empty), errors="coerce").to_numpy(dtype=float)
+    bad_text = ~empty & np.isnan(values)
+    if bad_text.any():
+        i = int(np.flatnonzero(bad_text)[0])
+        raise _fail(path, line_of(i), f"column '{col}' has a non-numeric value {raw.iloc[i]!r}",
+                    f"write a number in '{col}'" + (" or leave it empty" if allow_empty else ""))
+    if not allow_empty and empty.any():
+        i = int(np.flatnonzero(empty)[0])
+        raise _fail(path, line_of(i), f"column '{col}' is empty", f"give '{col}' on every row")
+    return values
+
+
+def _check_positive(path: Path, col: str, values: np.ndarray, line_of, *, zero_ok: bool = False) -> None:
+    present = ~np.isnan(values)
+    bad = present & (~np.isfinite(values) | ((values < 0) if zero_ok else (values <= 0)))
+    if bad.any():
+        i = int(np.flatnonzero(bad)[0])
+        need = ">= 0" if zero_ok else "> 0"
+        raise _fail(path, line_of(i), f"column '{col}' must be finite and {need}, got {values[i]!r}",
+                    f"correct or remove that row")
+
+
+def _check_steps(path: Path, step: np.ndarray, line_of) -> None:
+    if np.any(step != np.round(step)):
+        i = int(np.flatnonzero(step != np.round(step))[0])
+        raise _fail(path, line_of(i), f"step {step[i]!r} is not an integer", "steps are optimizer step counts")
+    diff = np.diff(step)
+    for kind, mask, fix in (
+        ("duplicated", diff == 0, "keep one row per optimizer step"),
+        ("out of order", diff < 0, "sort the rows by step"),
+        ("missing steps", diff > 1, "give one row per optimizer step (lr on every row, loss may be empty)"),
+    ):
+        if mask.any():
+            i = int(np.flatnonzero(mask)[0]) + 1
+            detail = f"step {int(step[i])} after step {int(step[i - 1])}"
+            raise _fail(path, line_of(i), f"{kind}: {detail}", fix)
+
+
+def _curve_from_columns(path: Path, step: np.ndarray, lr: np.ndarray, loss: np.ndarray, line_of,
+                        target: str) -> Curve:
+    if step.size == 0:
+        raise _fail(path, None, "no rows", "give one row per optimizer step")
+    _check_steps(path, step, line_of)
+    _check_positive(path, "lr", lr, line_of, zero_ok=True)
+    _check_positive(path, target, loss, line_of)
+    return Curve(name=curve_name(path), path=str(path), step=step.astype(np.int64), lr=lr, loss=loss)
+
+
+def curve_name(path: Path | str) -> str:
+    """Name used for outputs: the file stem, or the run directory's name for `curve.jsonl`."""
+    p = Path(path)
+    return p.parent.name if p.name == "curve.jsonl" and p.parent.name else p.stem
+
+
+def read_curve_csv(path: Path | str, target: str = "loss") -> Curve:
+    path = Path(path)
+    frame = _read_csv(path)
+    missing = [c for c in ("step", "lr") if c not in frame.columns]
+    if missing:
+        raise _fail(path, None, f"missing column(s) {missing} (columns: {list(frame.columns)})",
+                    "a curve CSV has columns step,lr,loss with one row per optimizer step")
+    line_of = lambda i: i + 2  # noqa: E731  (line 1 is the header)
+    step = _numeric(path, frame, "step", allow_empty=False, line_of=line_of)
+    lr = _numeric(path, frame, "lr", allow_empty=False, line_of=line_of)
+    if target in frame.columns:
+        loss = _numeric(path, frame, target, allow_empty=True, line_of=line_of)
+    else:
+        loss = np.full(step.size, np.nan)
+    return _curve_from_columns(path, step, lr, loss, line_of, target)
+
+
+def read_curve_jsonl(path: Path | str, target: str = "loss") -> Curve:
+    path = Path(path)
+    if not path.is_file():
+        raise _fail(path, None, "file not found", "check the path")
+    rows: list[dict] = []
+    lines: list[int] = []
+    with open(path, encoding="utf-8") as f:
+        text = f.read()
+    raw_lines = text.split("\n")
+    torn_last = not text.endswith("\n")
+    for k, line in enumerate(raw_lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            obj = json.loads(line)
+        except json.JSONDecodeError:
+            if torn_last and k == len(raw_lines):
+                break  # the writer was killed mid-line
+            raise _fail(path, k, "not valid JSON", "one JSON object per line") from None
+        if not isinstance(obj, dict):
+            raise _fail(path, k, "not a JSON object", "one JSON object per line")
+        for key in ("step", "lr"):
+            if key not in obj:
+                raise _fail(path, k, f"missing key '{key}'", "each row needs step and lr")
+        rows.append(obj)
+        lines.append(k)
+    line_of = lambda i: lines[i]  # noqa: E731
+
+    def column(key: str, allow_missing: bool) -> np.ndarray:
+        out = np.full(len(rows), np.nan)
+        for i, obj in enumerate(rows):
+            value = obj.get(key)
+            if value is None:
+                continue
+            try:
+                out[i] = float(value)  # the harness writes NaN / inf as strings
+            except (TypeError, ValueError):
+                raise _fail(path, lines[i], f"key '{key}' is not a number: {value!r}", f"write a number in '{key}'") from None
+            if not allow_missing and math.isnan(out[i]):
+                raise _fail(path, lines[i], f"key '{key}' is NaN", f"give '{key}' on every row")
+        return out
+
+    step = column("step", allow_missing=False)
+    lr = column("lr", allow_missing=False)
+    loss = column(target, allow_missing=True)
+    if rows and not any(target in r for r in rows):
+        raise _fail(path, None, f"no row has key '{target}'",
+                    "pass --target loss (train loss) or --target val_loss (eval steps)")
+    return _curve_from_columns(path, step, lr, loss, line_of, target)
+
+
+def read_curve(path: Path | str, target: str = "loss") -> Curve:
+    """A curve CSV or a harness `curve.jsonl` (by suffix)."""
+    path = Path(path)
+    if path.suffix == ".jsonl":
+        return read_curve_jsonl(path, target)
+    return read_curve_csv(path, target)
+
+
+def read_curves(paths: Sequence[Path | str], target: str = "loss", *, need_loss: bool) -> list[Curve]:
+    """Read and validate every curve; with need_loss, each must have at least one observed loss."""
+    curves = [read_curve(p, target) for p in paths]
+    names = [c.name for c in curves]
+    for c in curves:
+        if need_loss and c.n_observed == 0:
+            raise _fail(c.path, None, f"no observed '{target}' to fit on",
+                        f"fill '{target}' on the rows where it was measured")
+        if names.count(c.name) > 1:
+            raise _fail(c.path, None, f"another input has the same name '{c.name}'",
+                        "rename one file so the outputs do not collide")
+    return curves
+
+
+def _read_csv(path: Path) -> pd.DataFrame:
+    if not path.is_file():
+        raise _fail(path, None, "file not found", "check the path")
+    try:
+        frame = pd.read_csv(path, dtype=str, keep_default_na=False, skipinitialspace=True)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as e:
+        raise _fail(path, None, f"cannot parse as CSV ({e})", "write a comma-separated file with a header row") from None
+    frame.columns = [str(c).strip() for c in frame.columns]
+    return frame
+
+
+def read_scaling_csv(path: Path | str, columns: Sequence[str], target: str = "loss", *,
+                     need_target: bool) -> pd.DataFrame:
+    """A table with the law's input `columns` (and the target when fitting), as floats.
+
+    Extra columns are kept (the prediction output repeats them). The target column, when present
+    in a prediction file, may have empty cells.
+    """
+    path = Path(path)
+    frame = _read_csv(path)
+    wanted = list(columns) + ([target] if need_target else [])
+    missing = [c for c in wanted if c not in frame.columns]
+    if missing:
+        raise _fail(path, None, f"missing column(s) {missing} (columns: {list(frame.columns)})",
+                    f"this law needs columns {wanted}")
+    if frame.empty:
+        raise _fail(path, None, "no rows", "give one row per run")
+    line_of = lambda i: i + 2  # noqa: E731
+    out = pd.DataFrame(index=frame.index)
+    for col in frame.columns:
+        if col in columns or col == target:
+            values = _numeric(path, frame, col, allow_empty=(col == target and not need_target), line_of=line_of)
+            _check_positive(path, col, values, line_of)
+            out[col] = values
+        else:
+            out[col] = frame[col]
+    if target not in out.columns:
+        out[target] = np.nan
+    return out

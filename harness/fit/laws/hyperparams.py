@@ -1,0 +1,286 @@
+"""Hyperparameter laws: how the best learning rate, batch size and weight decay scale.
+
+* Step Law (Li et al. 2025, arXiv:2503.04715; step-law/steplaw `fit_tool.py`):
+  keep, in every (N, D) cell, the runs whose loss is within 0.25% of the cell's best; regress
+  log lr on (log N, log D) and log B on log D by OLS; bootstrap the kept runs for intervals.
+  Published: eta_opt = 1.79 N^-0.713 D^0.307, B_opt = 0.58 D^0.571 (B and D in tokens, N
+  non-embedding parameters).
+* Power Lines (Bergsma et al. 2025, arXiv:2505.13738): the AdamW timescale
+  tau = B / (eta * lambda * D) (a fraction of training) has an optimum that is a power law in
+  tokens per parameter, tau_opt = c (D/N)^m; B_opt and B_crit are power laws in D alone. The
+  paper's constants are not reproduced here; these functions fit them from runs.
+* Critical batch size (McCandlish et al. 2018; Kaplan et al. 2020): the steps S and examples
+  E = B*S needed to reach a target loss at several batch sizes trace the hyperbola
+  (S/S_min - 1)(E/E_min - 1) = 1, i.e. S = S_min + E_min / B; B_crit = E_min / S_min.
+
+Inputs are pandas tables of runs; each function names the columns it needs and says which one
+is missing or bad.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Sequence
+
+import numpy as np
+import pandas as pd
+from scipy.optimize import least_squares
+
+from harness.fit.powerlaw import PowerLaw, fit_power_law
+
+# Step Law's (and DeepSeek's) definition of "near-optimal": within 0.25% of the best loss.
+NEAR_OPTIMAL_TOL = 0.0025
+
+
+def require_columns(table: pd.DataFrame, columns: Sequence[str], what: str,
+                    positive: Sequence[str] = ()) -> None:
+    """Raise a ValueError naming every missing column, or the first non-numeric / non-positive."""
+    missing = [c for c in columns if c not in table.columns]
+    if missing:
+        raise ValueError(f"{what} needs column(s) {missing}; the table has {list(table.columns)}")
+    if len(table) == 0:
+        raise ValueError(f"{what}: the table has no rows")
+    for c in columns:
+        values = pd.to_numeric(table[c], errors="coerce").to_numpy(dtype=float)
+        if not np.all(np.isfinite(values)):
+            raise ValueError(f"{what}: column {c!r} has missing or non-numeric values")
+        if c in positive and np.any(values <= 0):
+            raise ValueError(f"{what}: column {c!r} must be > 0")
+
+
+def near_optimal_runs(runs: pd.DataFrame, tol: float = NEAR_OPTIMAL_TOL,
+                      cell: Sequence[str] = ("N", "D"), loss: str = "loss") -> pd.DataFrame:
+    """The runs whose loss is within `tol` (relative) of the best loss of their cell."""
+    best = runs.groupby(list(cell))[loss].transform("min")
+    return runs[runs[loss] <= best * (1.0 + tol)]
+
+
+# --------------------------------------------------------------------------------------------
+# Step Law
+
+
+@dataclass(frozen=True)
+class StepLawResult:
+    lr: PowerLaw                  # eta_opt = c N^a D^b
+    batch: PowerLaw               # B_opt = c D^b
+    near_optimal: pd.DataFrame = field(repr=False)
+
+    def predict(self, N: float | np.ndarray, D: float | np.ndarray) -> dict[str, np.ndarray]:
+        return {"lr": self.lr(N=N, D=D), "B": self.batch(D=D)}
+
+    def summary(self) -> dict[str, object]:
+        return {"lr": self.lr.as_dict(), "batch": self.batch.as_dict(),
+                "lr_formula": self.lr.formula("lr_opt"),
+                "batch_formula": self.batch.formula("B_opt"),
+                "n_near_optimal_runs": len(self.near_optimal)}
+
+
+def fit_step_law(runs: pd.DataFrame, tol: float = NEAR_OPTIMAL_TOL, n_bootstrap: int = 1000,
+                 ci: float = 0.95, seed: int = 0) -> StepLawResult:
+    """Step Law: eta_opt(N, D) and B_opt(D) from the near-optimal runs of each (N, D) cell.
+
+    Columns: N (parameters), D (tokens), lr, B (batch size; use tokens to compare with the
+    paper), loss (final, ideally smoothed, training loss). The point estimate is the OLS fit on
+    all near-optimal runs; the intervals are bootstrap percentiles over those runs. (The
+    official code reports the bootstrap mean, which is within the interval.)
+    """
+    require_columns(runs, ["N", "D", "lr", "B", "loss"], "Step Law fit",
+                    positive=["N", "D", "lr", "B", "loss"])
+    if runs.groupby(["N", "D"]).ngroups < 3:
+        raise ValueError("Step Law fit needs at least 3 (N, D) cells")
+    near = near_optimal_runs(runs, tol)
+    lr = fit_power_law({"N": near["N"].to_numpy(), "D": near["D"].to_numpy()},
+                       near["lr"].to_numpy(), n_bootstrap, ci, seed)
+    batch = fit_power_law({"D": near["D"].to_numpy()}, near["B"].to_numpy(),
+                          n_bootstrap, ci, seed + 1)
+    return StepLawResult(lr=lr, batch=batch, near_optimal=near)
+
+
+# --------------------------------------------------------------------------------------------
+# Power Lines
+
+
+def adamw_timescale(B: np.ndarray, lr: np.ndarray, wd: np.ndarray, D: np.ndarray) -> np.ndarray:
+    """tau = B / (eta * lambda * D): the EMA timescale 1/(eta*lambda) of AdamW's weights in
+    iterations, as a fraction of the D/B iterations of training. B and D in the same unit."""
+    return np.asarray(B, float) / (np.asarray(lr, float) * np.asarray(wd, float) * np.asarray(D, float))
+
+
+def vertex_in_log(x: np.ndarray, loss: np.ndarray) -> float:
+    """The x minimising a parabola of loss vs log x, when the data bracket a valley;
+    otherwise the x of the lowest loss. Smoother than the argmin on a coarse sweep."""
+    x, loss = np.asarray(x, float), np.asarray(loss, float)
+    log_x = np.log(x)
+    if len(np.unique(log_x)) >= 3:
+        centre = log_x.mean()
+        c2, c1, _ = np.polyfit(log_x - centre, loss, 2)
+        if c2 > 0:
+            v = centre - c1 / (2 * c2)
+            if log_x.min() <= v <= log_x.max():
+                return float(np.exp(v))
+    return float(x[np.argmin(loss)])
+
+
+@dataclass(frozen=True)
+class PowerLinesResult:
+    tau_opt: PowerLaw             # tau_opt = c (D/N)^m
+    batch_opt: PowerLaw           # B_opt = c D^m
+    cells: pd.DataFrame           # per (N, D[, B]) optimum used in the fits
+
+    def optimal_weight_decay(self, N: float | np.ndarray, D: float | np.ndarray,
+                             B: float | np.ndarray, lr: float | np.ndarray) -> np.ndarray:
+        """lambda_opt = B / (eta * D * tau_opt(D/N))."""
+        tau = self.tau_opt(np.asarray(D, float) / np.asarray(N, float))
+        return np.asarray(B, float) / (np.asarray(lr, float) * np.asarray(D, float) * tau)
+
+    def summary(self) -> dict[str, object]:
+        return {"tau_opt": self.tau_opt.as_dict(), "batch_opt": self.batch_opt.as_dict(),
+                "tau_formula": self.tau_opt.formula("tau_opt"),
+                "batch_formula": self.batch_opt.formula("B_opt")}
+
+
+def fit_power_lines(runs: pd.DataFrame, n_bootstrap: int = 1000, ci: float = 0.95,
+                    seed: int = 0) -> PowerLinesResult:
+    """Power Lines: tau_opt as a power law in D/N, and B_opt as a power law in D.
+
+    Columns: N, D (tokens), B (batch, in tokens so that B/D is a fraction of training), lr, wd
+    (AdamW's decoupled lambda, as in torch: the update is -lr*wd*w), loss.
+    * tau_opt: within each (N, D, B) cell, the vertex of loss vs log tau over the lr/wd sweep;
+      every cell is one point of the fit, since tau_opt does not depend on B (the paper's
+      finding: lambda_opt ∝ B).
+    * B_opt: within each (N, D) cell, the best loss at each B (over lr, wd), then the vertex of
+      loss vs log B. The fit uses D only: the paper finds B_opt independent of N.
+    """
+    require_columns(runs, ["N", "D", "B", "lr", "wd", "loss"], "Power Lines fit",
+                    positive=["N", "D", "B", "lr", "wd", "loss"])
+    runs = runs.assign(tau=adamw_timescale(runs["B"], runs["lr"], runs["wd"], runs["D"]))
+
+    tau_cells = []
+    for (n, d, b), g in runs.groupby(["N", "D", "B"]):
+        if g["tau"].nunique() >= 2:
+            tau_cells.append({"N": n, "D": d, "B": b, "tau_opt": vertex_in_log(g["tau"], g["loss"]),
+                              "loss": g["loss"].min()})
+    tau_cells_df = pd.DataFrame(tau_cells)
+    if len(tau_cells_df) < 2 or (tau_cells_df["D"] / tau_cells_df["N"]).nunique() < 2:
+        raise ValueError("Power Lines fit needs (N, D, B) cells with a tau sweep (>= 2 lr/wd "
+                         "values) at 2 or more tokens-per-parameter ratios")
+
+    batch_cells = []
+    for (n, d), g in runs.groupby(["N", "D"]):
+        per_b = g.groupby("B")["loss"].min()
+        if len(per_b) >= 2:
+            batch_cells.append({"N": n, "D": d,
+                                "B_opt": vertex_in_log(per_b.index.to_numpy(), per_b.to_numpy())})
+    batch_cells_df = pd.DataFrame(batch_cells)
+    if len(batch_cells_df) < 2 or batch_cells_df["D"].nunique() < 2:
+        raise ValueError("Power Lines fit needs (N, D) cells with a batch sweep (>= 2 values of "
+                         "B) at 2 or more D")
+
+    tau_law = fit_power_law({"D/N": (tau_cells_df["D"] / tau_cells_df["N"]).to_numpy()},
+                            tau_cells_df["tau_opt"].to_numpy(), n_bootstrap, ci, seed)
+    batch_law = fit_power_law({"D": batch_cells_df["D"].to_numpy()},
+                              batch_cells_df["B_opt"].to_numpy(), n_bootstrap, ci, seed + 1)
+    cells = tau_cells_df.merge(batch_cells_df, on=["N", "D"], how="outer")
+    return PowerLinesResult(tau_opt=tau_law, batch_opt=batch_law, cells=cells)
+
+
+# --------------------------------------------------------------------------------------------
+# Critical batch size
+
+
+@dataclass(frozen=True)
+class CriticalBatch:
+    """S = S_min + E_min / B, the McCandlish trade-off between steps and examples."""
+
+    S_min: float                  # steps needed with an infinitely large batch
+    E_min: float                  # examples (or tokens, if B is in tokens) with a tiny batch
+
+    @property
+    def B_crit(self) -> float:
+        return self.E_min / self.S_min
+
+    def steps(self, B: float | np.ndarray) -> np.ndarray:
+        return self.S_min + self.E_min / np.asarray(B, float)
+
+
+def fit_critical_batch(table: pd.DataFrame) -> CriticalBatch:
+    """Fit (S/S_min - 1)(E/E_min - 1) = 1 to steps-to-target at several batch sizes.
+
+    Columns: B (batch size), steps (optimizer steps needed to reach the target loss). With
+    E = B*S the hyperbola is exactly S = S_min + E_min/B. It is fitted by least squares on
+    log S (every batch size weighs the same, whatever its number of steps), starting from the
+    linear regression of S on 1/B.
+    """
+    require_columns(table, ["B", "steps"], "critical-batch fit", positive=["B", "steps"])
+    B = table["B"].to_numpy(dtype=float)
+    S = table["steps"].to_numpy(dtype=float)
+    if len(np.unique(B)) < 2:
+        raise ValueError("critical-batch fit needs at least 2 distinct batch sizes")
+    slope, intercept = np.polyfit(1.0 / B, S, 1)
+    # A noisy linear fit can give a negative S_min or E_min; start from a positive guess.
+    s0 = intercept if intercept > 0 else 0.1 * S.min()
+    e0 = slope if slope > 0 else 0.1 * (S * B).min()
+
+    def residual(log_params: np.ndarray) -> np.ndarray:
+        s_min, e_min = np.exp(log_params)
+        return np.log(s_min + e_min / B) - np.log(S)
+
+    fit = least_squares(residual, np.log([s0, e0]), method="lm" if len(B) > 2 else "trf")
+    s_min, e_min = np.exp(fit.x)
+    return CriticalBatch(S_min=float(s_min), E_min=float(e_min))
+
+
+def steps_to_target(curves: pd.DataFrame, target: float, run: str = "run") -> pd.DataFrame:
+    """From loss curves (columns run, B, step, loss), the first step at which each run's loss
+    reaches `target`, interpolated linearly between logged steps. Runs that never reach it are
+    left out. Returns columns run, B, steps."""
+    require_columns(curves, [run, "B", "step", "loss"], "steps_to_target")
+    rows = []
+    for run_id, g in curves.groupby(run, sort=False):
+        g = g.sort_values("step")
+        loss, step = g["loss"].to_numpy(float), g["step"].to_numpy(float)
+        below = np.flatnonzero(loss <= target)
+        if len(below) == 0:
+            continue
+        i = below[0]
+        if i == 0:
+            s = step[0]
+        else:  # interpolate between the last point above and the first point at/below target
+            frac = (loss[i - 1] - target) / (loss[i - 1] - loss[i])
+            s = step[i - 1] + frac * (step[i] - step[i - 1])
+        rows.append({run: run_id, "B": float(g["B"].iloc[0]), "steps": float(s)})
+    return pd.DataFrame(rows, columns=[run, "B", "steps"])
+
+
+@dataclass(frozen=True)
+class CriticalBatchScan:
+    per_target: pd.DataFrame      # target_loss, S_min, E_min, B_crit, n_batches
+    vs_data: PowerLaw             # B_crit = c * E_min^m   (Power Lines: B_crit ∝ D^m)
+    vs_loss: PowerLaw             # B_crit = c * L^m       (Kaplan: B_crit = B* / L^(1/alpha_B))
+
+
+def critical_batch_scan(curves: pd.DataFrame, targets: Sequence[float],
+                        run: str = "run") -> CriticalBatchScan:
+    """B_crit at several target losses, and its power laws in data and in loss.
+
+    `curves` as for `steps_to_target`, with B in tokens so that E_min is the number of tokens
+    needed to reach the target (the D in Power Lines' B_crit ∝ D^m; using 2 E_min, the tokens
+    at B = B_crit, changes only the coefficient).
+    """
+    rows = []
+    for target in targets:
+        table = steps_to_target(curves, target, run)
+        if table["B"].nunique() < 2:
+            continue  # too few batch sizes reach this target
+        cb = fit_critical_batch(table)
+        rows.append({"target_loss": float(target), "S_min": cb.S_min, "E_min": cb.E_min,
+                     "B_crit": cb.B_crit, "n_batches": int(table["B"].nunique())})
+    per_target = pd.DataFrame(rows)
+    if len(per_target) < 2:
+        raise ValueError("critical-batch scan: fewer than 2 targets were reached at 2+ batch sizes")
+    return CriticalBatchScan(
+        per_target=per_target,
+        vs_data=fit_power_law({"D": per_target["E_min"].to_numpy()}, per_target["B_crit"].to_numpy()),
+        vs_loss=fit_power_law({"L": per_target["target_loss"].to_numpy()},
+                              per_target["B_crit"].to_numpy()),
+    )

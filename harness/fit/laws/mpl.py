@@ -1,0 +1,190 @@
+"""Multi-power law (Luo et al., ICLR 2025, arXiv:2503.12811; code thu-yao-01-luo/MultiPowerLaw).
+
+    L(t) = L0 + A * S1(t)^-alpha + B * LD(t)
+    LD(t) = sum_{k=1..t} (lr_k - lr_{k-1}) * G(lr_k^-gamma * S_k(t)),   S_k(t) = sum_{tau=k..t} lr_tau
+    G(x)  = 1 - (C x + 1)^-beta
+
+S1(t) is the LR area up to and including step t, warmup included. As in the authors' code, LD
+sums over every step with an LR change, warmup included (an LR rise adds loss, a drop removes
+it); with rows in 0-based step positions this is exactly `src/models.py::MPL.forward`, which we
+check against the published parameters and metrics in scripts/reproduce_mpl.py.
+
+Cost. LD is a (rows x LR-changes) sum per curve. `prepare` stores, per block of 32 observed
+rows, the matrix S_k(t) for the LR changes before the block's last row (a triangle, cut into
+blocks), so one prediction is a few vectorized passes; `jacobian` returns exact derivatives
+from the same passes, so L-BFGS-B needs no finite differences.
+
+Fitting recipe (what differs from the authors' L-BFGS-B initialiser + 200 AdamW steps, and why):
+1. Initialiser, as the authors': the lambda=0 law L0 + A S1^-alpha - B (peak-so-far LR - lr_t),
+   fitted from a scale-free grid (L0 relative to the lowest loss, B relative to 1 / peak LR).
+2. Full law from that initialiser crossed with a small grid over (C, beta, gamma). C's grid is
+   set from the peak LR so that the drop term half-saturates after 3 / 30 / 300 steps, which
+   makes it independent of the LR's units. The fitter then refines the best starts with L-BFGS-B
+   on exact gradients to convergence, instead of a fixed 200 AdamW steps.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Mapping
+
+import numpy as np
+
+from harness.fit.laws.base import Law, Param
+from harness.fit.laws.curve import CurveLaw, _product, _split
+
+INF = np.inf
+_ROWS_PER_BLOCK = 32
+# Cache S_k(t) matrices up to this many entries per prepared data set (8 bytes each); beyond it
+# (long prediction targets) they are rebuilt block by block on each call.
+_CACHE_ENTRIES = 8_000_000
+
+
+class _MPLInit(Law):
+    """The lambda = 0 law used only to initialise MPL: L0 + A S1^-alpha - B * drop(t)."""
+
+    name = "mpl-init"
+    params = (
+        Param("L0", 0.0, INF, (1.0,)),
+        Param("A", 0.0, INF, (0.1, 0.3, 1.0, 3.0)),
+        Param("alpha", 0.0, 5.0, (0.2, 0.4, 0.6, 0.9)),
+        Param("B", 0.0, INF, (1.0,)),
+    )
+
+    def predict(self, theta: np.ndarray, data: Mapping[str, Any]) -> np.ndarray:
+        th, single = _split(theta)
+        L0, A, alpha, B = (th[:, j:j + 1] for j in range(4))
+        out = L0 + A * data["S1"][None, :] ** (-alpha) - B * data["drop"][None, :]
+        return out[0] if single else out
+
+    def jacobian(self, theta: np.ndarray, data: Mapping[str, Any]) -> tuple[np.ndarray, np.ndarray]:
+        L0, A, alpha, B = theta
+        p = data["S1"] ** (-alpha)
+        pred = L0 + A * p - B * data["drop"]
+        return pred, np.stack([np.ones_like(p), p, -A * p * np.log(data["S1"]), -data["drop"]], axis=1)
+
+
+class MultiPowerLaw(CurveLaw):
+    name = "mpl"
+    point_keys = ("S1", "drop")
+    params = (
+        Param("L0", 0.0, INF, (1.0,)),
+        Param("A", 0.0, INF, (0.5,)),
+        Param("alpha", 0.0, 5.0, (0.5,)),
+        Param("B", 0.0, INF, (300.0,)),
+        Param("C", 1e-8, INF, (1.0,)),
+        Param("beta", 1e-6, 10.0, (0.5,)),
+        Param("gamma", 0.0, 3.0, (0.5,)),
+    )
+    # Starts grid for the drop-term shape (see the module docstring).
+    half_saturation_steps = (3.0, 30.0, 300.0)
+    beta_grid = (0.4, 0.7)
+    gamma_grid = (0.4, 0.7)
+
+    def _prepare_curve(self, lr: np.ndarray, idx: np.ndarray) -> dict[str, Any]:
+        lr_sum = np.cumsum(lr)
+        gap = np.diff(lr)  # gap[k-1] = lr_k - lr_{k-1}
+        k = np.flatnonzero(gap != 0) + 1  # steps where the LR changes
+        # LR can reach exactly 0 (decay to zero); lr^-gamma is then inf. Clamping keeps every
+        # product finite: the term's x = C lr^-gamma S_k(t) with S_k(t) ~ lr -> 0 as lr -> 0.
+        tiny = 1e-300
+        blocks = []
+        for r0 in range(0, idx.size, _ROWS_PER_BLOCK):
+            rows = idx[r0:r0 + _ROWS_PER_BLOCK]
+            ncol = int(np.searchsorted(k, rows[-1], side="right"))
+            blocks.append({"r0": r0, "rows": rows, "ncol": ncol, "M": None})
+        running_peak = np.maximum.accumulate(lr)
+        return {
+            "n": idx.size,
+            "S1": lr_sum[idx],
+            "drop": (running_peak - lr)[idx],
+            "lr_sum": lr_sum,
+            "k": k,
+            "gap": gap[k - 1],
+            "log_lr": np.log(np.maximum(lr[k], tiny)),
+            "prev_sum": lr_sum[k - 1],
+            "blocks": blocks,
+        }
+
+    def prepare(self, curves: Any) -> dict[str, Any]:
+        data = super().prepare(curves)
+        budget = _CACHE_ENTRIES
+        for c in data["curves"]:
+            for b in c["blocks"]:
+                size = b["rows"].size * b["ncol"]
+                if size <= budget:
+                    b["M"] = self._block_matrix(c, b)
+                    budget -= size
+        return data
+
+    @staticmethod
+    def _block_matrix(c: Mapping[str, Any], b: Mapping[str, Any]) -> np.ndarray:
+        """S_k(t) for the block's rows t and LR changes k <= its last row; 0 where k > t (G(0) = 0)."""
+        ncol = b["ncol"]
+        m = c["lr_sum"][b["rows"]][:, None] - c["prev_sum"][None, :ncol]
+        m[c["k"][None, :ncol] > b["rows"][:, None]] = 0.0
+        return m
+
+    # -- prediction ---------------------------------------------------------------------------
+
+    def _drop_terms(self, theta: np.ndarray, data: Mapping[str, Any], grad: bool) -> tuple[np.ndarray, ...]:
+        """LD (n,) and, with grad, dLD/dC, dLD/dbeta, dLD/dgamma (each (n,))."""
+        C, beta, gamma = theta[4], theta[5], theta[6]
+        n = data["n"]
+        ld = np.zeros(n)
+        d_c, d_beta, d_gamma = np.zeros(n), np.zeros(n), np.zeros(n)
+        start = 0
+        for c in data["curves"]:
+            scale = C * np.exp(-gamma * c["log_lr"])  # C lr_k^-gamma
+            for b in c["blocks"]:
+                ncol = b["ncol"]
+                rows = slice(start + b["r0"], start + b["r0"] + b["rows"].size)
+                if ncol == 0:
+                    continue
+                m = b["M"] if b["M"] is not None else self._block_matrix(c, b)
+                x = m * scale[None, :ncol]
+                log1p_x = np.log1p(x)
+                g_val = -np.expm1(-beta * log1p_x)  # G = 1 - (1 + x)^-beta, accurate for small x
+                gap = c["gap"][:ncol]
+                ld[rows] = g_val @ gap
+                if grad:
+                    q = 1.0 - g_val
+                    r = beta * q * x / (1.0 + x)  # x dG/dx
+                    d_c[rows] = (r @ gap) / C
+                    d_gamma[rows] = -(r @ (gap * c["log_lr"][:ncol]))
+                    d_beta[rows] = (q * log1p_x) @ gap
+            start += c["n"]
+        return ld, d_c, d_beta, d_gamma
+
+    def predict(self, theta: np.ndarray, data: Mapping[str, Any]) -> np.ndarray:
+        th, single = _split(theta)
+        out = np.empty((th.shape[0], data["n"]))
+        for i, t in enumerate(th):
+            L0, A, alpha, B = t[:4]
+            with np.errstate(all="ignore"):
+                ld = self._drop_terms(t, data, grad=False)[0]
+                out[i] = L0 + A * data["S1"] ** (-alpha) + B * ld
+        return out[0] if single else out
+
+    def jacobian(self, theta: np.ndarray, data: Mapping[str, Any]) -> tuple[np.ndarray, np.ndarray]:
+        L0, A, alpha, B = theta[:4]
+        ld, d_c, d_beta, d_gamma = self._drop_terms(theta, data, grad=True)
+        p = data["S1"] ** (-alpha)
+        pred = L0 + A * p + B * ld
+        jac = np.stack([np.ones_like(p), p, -A * p * np.log(data["S1"]), ld, B * d_c, B * d_beta, B * d_gamma],
+                       axis=1)
+        return pred, jac
+
+    # -- starts -------------------------------------------------------------------------------
+
+    def starts(self, data: Mapping[str, Any], y: np.ndarray) -> np.ndarray:
+        from harness.fit.fitter import fit_law  # the fitter imports laws, not the other way round
+
+        peak = data["peak_lr"]
+        init_law = _MPLInit()
+        init_starts = _product(self._l0_grid(y), init_law.params[1].grid, init_law.params[2].grid,
+                               np.array([0.03, 0.1, 0.3, 1.0]) / peak)
+        init = fit_law(init_law, data, y, starts=init_starts, n_refine=3).theta
+        # C lr^-gamma * (lr * n_half) = 1  ->  C = lr^(gamma - 1) / n_half at the peak LR.
+        shapes = [(peak ** (g - 1.0) / n_half, b, g) for n_half in self.half_saturation_steps
+                  for b in self.beta_grid for g in self.gamma_grid]
+        return np.array([[*init, c, b, g] for c, b, g in shapes])

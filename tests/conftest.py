@@ -1,0 +1,61 @@
+"""Shared fixtures: a tiny, fast training config and a helper to launch real training processes."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+# A run that takes about a second of compute: tiny LLaMA, small BPE, a slice of the embedded text.
+TINY = [
+    "model=llama_tiny",
+    "train=tiny",
+    "schedule=cosine",
+    "schedule.warmup_steps=2",
+    "data.max_chars=300000",
+    "data.vocab_size=300",
+    "data.val_tokens=4096",
+    "logging.progress=false",
+    "logging.plot=false",
+]
+
+
+@pytest.fixture(scope="session")
+def harness_cache(tmp_path_factory) -> Path:
+    """One token/tokenizer cache for the whole session, so the BPE is trained once."""
+    return tmp_path_factory.mktemp("harness_cache")
+
+
+@pytest.fixture
+def train_env(harness_cache, tmp_path) -> dict[str, str]:
+    env = dict(os.environ)
+    env.update({
+        "HARNESS_CACHE": str(harness_cache),
+        "HF_HUB_OFFLINE": "1",
+        "HF_DATASETS_OFFLINE": "1",
+        "HF_HOME": str(tmp_path / "hf_home"),
+        "TOKENIZERS_PARALLELISM": "false",
+        "WANDB_MODE": "offline",
+        "WANDB_SILENT": "true",
+        "PYTHONUNBUFFERED": "1",
+    })
+    return env
+
+
+def train_cmd(*overrides: str) -> list[str]:
+    return [sys.executable, "-m", "harness.train", *TINY, *overrides]
+
+
+def run_train(env: dict[str, str], *overrides: str, timeout: float = 300) -> subprocess.CompletedProcess:
+    return subprocess.run(train_cmd(*overrides), cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout)
+
+
+def read_rows(run_dir: Path) -> list[dict]:
+    with open(run_dir / "curve.jsonl") as f:
+        return [json.loads(line) for line in f if line.strip()]

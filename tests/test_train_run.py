@@ -1,0 +1,169 @@
+"""End-to-end runs of `python -m harness.train` in real subprocesses.
+
+Covers: the run directory contents, bad config rejected before any compute (and nothing written),
+SIGKILL + resume bit-identical to an uninterrupted run, NaN handling, skip of completed runs,
+refusal to resume under a changed config, and the wandb mirror (offline mode).
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import time
+
+import pytest
+import yaml
+
+from conftest import ROOT, read_rows, run_train, train_cmd
+
+
+def test_run_writes_complete_run_directory(train_env, tmp_path):
+    run_dir = tmp_path / "run"
+    proc = run_train(train_env, f"run_dir={run_dir}", "logging.plot=true")
+    assert proc.returncode == 0, proc.stderr
+    for name in ("config.yaml", "env.json", "curve.jsonl", "status.json", "curve.png"):
+        assert (run_dir / name).is_file(), name
+    rows = read_rows(run_dir)
+    assert [r["step"] for r in rows] == list(range(1, 21))
+    for row in rows:
+        for key in ("step", "tokens", "flops", "lr", "loss", "grad_norm", "tokens_per_s"):
+            assert key in row, key
+    assert rows[-1]["tokens"] == 20 * 4 * 32
+    # FLOPs grow linearly with tokens at the model's documented rate.
+    status = json.loads((run_dir / "status.json").read_text())
+    assert status["state"] == "completed" and status["step"] == 20
+    assert rows[-1]["flops"] == pytest.approx(status["flops_per_token"] * rows[-1]["tokens"])
+    # Eval steps: log-spaced early, every eval_every (10), and the last step.
+    val_steps = [r["step"] for r in rows if "val_loss" in r]
+    assert {1, 2, 4, 8, 10, 16, 20} <= set(val_steps)
+    assert rows[-1]["val_loss"] == pytest.approx(status["final_val_loss"])
+    # The saved config is resolved: vocab size filled in from the tokenizer.
+    saved = yaml.safe_load((run_dir / "config.yaml").read_text())
+    assert saved["model"]["vocab_size"] == 300 or saved["model"]["vocab_size"] >= 256
+    assert saved["train"]["steps"] == 20
+    env = json.loads((run_dir / "env.json").read_text())
+    assert env["seed"] == 0 and env["torch"] and "data_manifest" in env
+    # Training actually learns something on real text.
+    assert rows[-1]["loss"] < rows[0]["loss"] - 0.3
+    ckpts = sorted(p.name for p in (run_dir / "checkpoints").iterdir())
+    assert ckpts == ["step_00000015.pt", "step_00000020.pt"]  # keep-last-2
+
+
+@pytest.mark.parametrize(
+    "override, needle",
+    [
+        ("train.stpes=10", "stpes"),  # misspelled key
+        ("train.steps=many", "steps"),  # wrong type
+        ("model.n_heads=3", "model.d_model"),  # semantic: 32 not divisible by 3
+        ("schedule.cooldown=quadratic", "schedule.cooldown"),
+    ],
+)
+def test_bad_config_fails_before_compute_and_writes_nothing(train_env, tmp_path, override, needle):
+    run_dir = tmp_path / "run"
+    proc = run_train(train_env, f"run_dir={run_dir}", override, timeout=120)
+    assert proc.returncode != 0
+    assert needle in proc.stderr + proc.stdout
+    assert not run_dir.exists()
+
+
+def _wait_for_rows(path, n, proc, timeout=240.0):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if proc.poll() is not None:
+            raise AssertionError(f"training ended before it could be killed:\n{proc.stderr.read()}")
+        if path.exists() and sum(1 for _ in open(path)) >= n:
+            return
+        time.sleep(0.005)
+    raise AssertionError("training did not reach the kill point in time")
+
+
+def test_sigkill_and_resume_is_bit_identical(train_env, tmp_path):
+    common = ["train.steps=300", "train.checkpoint_every=20", "train.deterministic=true", "train.num_threads=1",
+              "train.eval_every=50"]
+    reference = tmp_path / "reference"
+    proc = run_train(train_env, f"run_dir={reference}", *common)
+    assert proc.returncode == 0, proc.stderr
+
+    killed = tmp_path / "killed"
+    child = subprocess.Popen(train_cmd(f"run_dir={killed}", *common), cwd=ROOT, env=train_env,
+                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    _wait_for_rows(killed / "curve.jsonl", 50, child)
+    child.send_signal(signal.SIGKILL)
+    child.wait()
+    assert child.returncode == -signal.SIGKILL
+    rows_at_kill = read_rows(killed)
+    assert 50 <= len(rows_at_kill) < 300
+    status = json.loads((killed / "status.json").read_text())
+    assert status["state"] == "running"  # a killed run cannot say anything else
+
+    proc = run_train(train_env, f"run_dir={killed}", *common)
+    assert proc.returncode == 0, proc.stderr
+    status = json.loads((killed / "status.json").read_text())
+    assert status["state"] == "completed"
+    assert status["resumed_from"] is not None and status["resumed_from"] % 20 == 0
+    assert status["resumed_from"] <= len(rows_at_kill)
+
+    ref_rows, resumed_rows = read_rows(reference), read_rows(killed)
+    assert [r["step"] for r in resumed_rows] == list(range(1, 301))  # no row duplicated or missing
+    assert [r["loss"] for r in resumed_rows] == [r["loss"] for r in ref_rows]  # bit-identical
+    assert [r.get("val_loss") for r in resumed_rows] == [r.get("val_loss") for r in ref_rows]
+    assert [r["lr"] for r in resumed_rows] == [r["lr"] for r in ref_rows]
+
+
+def test_nan_loss_stops_run_and_keeps_last_good_checkpoint(train_env, tmp_path):
+    run_dir = tmp_path / "run"
+    # An absurd LR with no clipping or warmup blows the weights up to inf within two steps.
+    proc = run_train(train_env, f"run_dir={run_dir}", "optim.lr=1e30", "train.grad_clip=0",
+                     "schedule.warmup_steps=0", "train.checkpoint_every=1")
+    assert proc.returncode == 3, proc.stderr
+    assert "non-finite training loss at step" in proc.stderr
+    status = json.loads((run_dir / "status.json").read_text())
+    assert status["state"] == "failed"
+    assert "non-finite" in status["reason"] and "optim.lr" in status["reason"]
+    failed_step = status["step"]
+    ckpts = sorted(p.name for p in (run_dir / "checkpoints").iterdir())
+    assert ckpts and ckpts[-1] == f"step_{failed_step - 1:08d}.pt"
+    assert status["last_checkpoint"] == ckpts[-1]
+    assert len(read_rows(run_dir)) == failed_step - 1  # the bad step is not logged as a normal row
+
+
+def test_completed_run_is_skipped(train_env, tmp_path):
+    run_dir = tmp_path / "run"
+    assert run_train(train_env, f"run_dir={run_dir}").returncode == 0
+    before = (run_dir / "curve.jsonl").read_bytes()
+    proc = run_train(train_env, f"run_dir={run_dir}")
+    assert proc.returncode == 0
+    assert "already completed" in proc.stdout
+    assert (run_dir / "curve.jsonl").read_bytes() == before
+
+
+def test_resume_refuses_changed_config(train_env, tmp_path):
+    run_dir = tmp_path / "run"
+    child = subprocess.Popen(train_cmd(f"run_dir={run_dir}", "train.steps=400", "train.checkpoint_every=10"),
+                             cwd=ROOT, env=train_env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    _wait_for_rows(run_dir / "curve.jsonl", 15, child)
+    child.kill()
+    child.wait()
+    proc = run_train(train_env, f"run_dir={run_dir}", "train.steps=400", "train.checkpoint_every=10",
+                     "optim.lr=1e-2")
+    assert proc.returncode == 2
+    assert "optim.lr" in proc.stderr and "new run_dir" in proc.stderr
+
+
+def test_wandb_offline_mirror_keeps_run_id_on_resume(train_env, tmp_path):
+    run_dir = tmp_path / "run"
+    args = [f"run_dir={run_dir}", "logging=wandb", "logging.progress=false", "logging.plot=false",
+            "train.steps=200", "train.checkpoint_every=10"]
+    child = subprocess.Popen(train_cmd(*args), cwd=ROOT, env=train_env,
+                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    _wait_for_rows(run_dir / "curve.jsonl", 25, child)
+    child.kill()
+    child.wait()
+    run_id = (run_dir / "wandb_id.txt").read_text().strip()
+    proc = run_train(train_env, *args)
+    assert proc.returncode == 0, proc.stderr
+    assert (run_dir / "wandb_id.txt").read_text().strip() == run_id
+    offline_runs = sorted((run_dir / "wandb").glob(f"offline-run-*-{run_id}"))
+    assert len(offline_runs) >= 2  # one per launch, same id
+    assert all((d / f"run-{run_id}.wandb").stat().st_size > 0 for d in offline_runs)

@@ -69,8 +69,9 @@ class TrainStep:
         self.targets_N = targets.reshape(-1)
         self.device_type = input_ids.device.type
         self.autocast_dtype = autocast_dtype
-        fused = self.device_type == "cuda"
-        self.optimizer = torch.optim.AdamW(module.parameters(), lr=1e-4, fused=fused or None)
+        # As the training loop does: fused AdamW on CUDA, the foreach implementation elsewhere.
+        on_cuda = self.device_type == "cuda"
+        self.optimizer = torch.optim.AdamW(module.parameters(), lr=1e-4, fused=on_cuda, foreach=not on_cuda)
         self.step_times_s: list[float] = []
 
     def __call__(self) -> None:
@@ -190,12 +191,21 @@ def bench_cuda(args: argparse.Namespace) -> list[Row]:
     return rows
 
 
+def _cpu_name() -> str:
+    try:
+        with open("/proc/cpuinfo") as f:
+            return next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
+    except (OSError, StopIteration):
+        return "unknown"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--compile", action="store_true", help="CPU: add a torch.compile row for our model")
     parser.add_argument("--no-compile", action="store_true", help="CUDA: skip the torch.compile row")
     parser.add_argument("--no-hf", action="store_true", help="CUDA: skip the transformers row")
     parser.add_argument("--skip-cpu", action="store_true", help="only the CUDA part (when CUDA is present)")
+    parser.add_argument("--skip-cuda", action="store_true", help="only the CPU part, even when CUDA is present")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--cpu-batch", type=int, default=16)
     parser.add_argument("--gpu-batch", type=int, default=16)
@@ -209,13 +219,14 @@ def main() -> None:
     rows: list[Row] = []
     if not args.skip_cpu:
         rows += bench_cpu(args)
-    if torch.cuda.is_available():
+    if torch.cuda.is_available() and not args.skip_cuda:
         rows += bench_cuda(args)
     if args.out:
         record = {
             "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
             "torch": torch.__version__,
-            "device": torch.cuda.get_device_name() if torch.cuda.is_available() else "cpu",
+            "device": torch.cuda.get_device_name() if torch.cuda.is_available() and not args.skip_cuda else "cpu",
+            "cpu": _cpu_name(),
             "args": vars(args),
             "rows": [asdict(r) for r in rows],
         }

@@ -10,12 +10,13 @@ from __future__ import annotations
 import json
 import signal
 import subprocess
+import sys
 import time
 
 import pytest
 import yaml
 
-from conftest import ROOT, read_rows, run_train, train_cmd
+from conftest import ROOT, TINY, read_rows, run_train, train_cmd
 
 
 def test_run_writes_complete_run_directory(train_env, tmp_path):
@@ -167,3 +168,22 @@ def test_wandb_offline_mirror_keeps_run_id_on_resume(train_env, tmp_path):
     offline_runs = sorted((run_dir / "wandb").glob(f"offline-run-*-{run_id}"))
     assert len(offline_runs) >= 2  # one per launch, same id
     assert all((d / f"run-{run_id}.wandb").stat().st_size > 0 for d in offline_runs)
+
+
+def test_grad_accumulation_and_ddp_match_single_process(train_env, tmp_path):
+    """The same global batch split into micro-batches, or across 2 DDP ranks (torchrun, gloo), gives
+    the same curve up to float reduction order."""
+    common = ["train.steps=8", "train.batch_size=4", "train.deterministic=true"]
+    single, accum, ddp = tmp_path / "single", tmp_path / "accum", tmp_path / "ddp"
+    assert run_train(train_env, f"run_dir={single}", *common).returncode == 0
+    assert run_train(train_env, f"run_dir={accum}", *common, "train.micro_batch_size=1").returncode == 0
+    ddp_cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+               "-m", "harness.train", *TINY, f"run_dir={ddp}", *common, "train.parallel=ddp"]
+    proc = subprocess.run(ddp_cmd, cwd=ROOT, env=train_env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    reference = [r["loss"] for r in read_rows(single)]
+    for other in (accum, ddp):
+        losses = [r["loss"] for r in read_rows(other)]
+        assert losses == pytest.approx(reference, rel=1e-4, abs=1e-5)
+    env = json.loads((ddp / "env.json").read_text())
+    assert env["world_size"] == 2

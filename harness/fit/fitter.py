@@ -2,7 +2,7 @@
 
 Signatures (stable; other modules call exactly these):
 
-    fit_law(law, data, y, *, huber_delta=1e-3, seed=0, n_refine=4, n_jitter=0, weights=None,
+    fit_law(law, data, y, *, huber_delta=1e-3, seed=0, n_refine=None (law.n_refine, default 4), n_jitter=0, weights=None,
             starts=None, maxiter=1000) -> FitResult
         data = law.prepare(table); y = observed target (n,), all > 0.
         FitResult: .law (name), .theta (P,), .params {name: value}, .derived {name: value},
@@ -241,7 +241,7 @@ def _pick_starts(law: Law, starts: np.ndarray, scores: np.ndarray, n_refine: int
 
 
 def fit_law(law: Law, data: Mapping[str, Any], y: np.ndarray, *, huber_delta: float = 1e-3, seed: int = 0,
-            n_refine: int = 4, n_jitter: int = 0, weights: np.ndarray | None = None,
+            n_refine: int | None = None, n_jitter: int = 0, weights: np.ndarray | None = None,
             starts: np.ndarray | None = None, maxiter: int = 1000) -> FitResult:
     """Multi-start robust fit of `law` to observed `y`; see the module docstring."""
     t0 = time.perf_counter()
@@ -254,6 +254,7 @@ def fit_law(law: Law, data: Mapping[str, Any], y: np.ndarray, *, huber_delta: fl
     scores = score_starts(law, starts, data, log_y, w, huber_delta)
 
     best_theta, best_obj, best_ok = None, np.inf, False
+    n_refine = law.n_refine if n_refine is None else n_refine
     for theta0 in _pick_starts(law, starts, scores, n_refine, n_jitter, seed):
         theta, obj, ok = _refine(law, theta0, data, log_y, w, huber_delta, maxiter)
         # Re-score exactly (L-BFGS-B's last value can be a rejected trial point).

@@ -39,6 +39,9 @@ class Curve:
     step: np.ndarray  # (T,) int, consecutive
     lr: np.ndarray  # (T,) float, >= 0
     loss: np.ndarray  # (T,) float, NaN where not observed
+    # Laws evaluate at most this many rows (evenly spaced over the observed ones, last included):
+    # a curve law's cost grows with rows x LR changes, and every-step train loss adds no signal.
+    max_points: int = 1000
 
     @property
     def observed(self) -> np.ndarray:
@@ -48,13 +51,16 @@ class Curve:
     def n_observed(self) -> int:
         return int(self.observed.sum())
 
-    def eval_index(self, max_points: int = 1000) -> np.ndarray:
-        """Rows a law predicts: the observed rows, or (no loss at all) an even grid incl. the last step."""
+    def eval_index(self) -> np.ndarray:
+        """Rows a law evaluates: the observed rows, or (no loss at all) all rows; thinned evenly
+        to at most `max_points`, always keeping the last."""
         idx = np.flatnonzero(self.observed)
-        if idx.size:
+        if idx.size == 0:
+            idx = np.arange(self.step.size)
+        if idx.size <= self.max_points:
             return idx
-        n = self.step.size
-        return np.unique(np.linspace(0, n - 1, min(n, max_points)).round().astype(int))
+        pick = np.unique(np.linspace(0, idx.size - 1, self.max_points).round().astype(int))
+        return idx[pick]
 
 
 def _fail(path: Path | str, row: int | None, problem: str, fix: str) -> InputError:
@@ -250,3 +256,9 @@ def read_scaling_csv(path: Path | str, columns: Sequence[str], target: str = "lo
     if target not in out.columns:
         out[target] = np.nan
     return out
+
+
+def curve_to_csv(curve: Curve) -> str:
+    """The curve in the CSV input format (`step,lr,loss`, loss empty where not observed)."""
+    frame = pd.DataFrame({"step": curve.step, "lr": curve.lr, "loss": curve.loss})
+    return frame.to_csv(index=False, na_rep="", float_format="%.10g")

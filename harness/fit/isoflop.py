@@ -37,8 +37,8 @@ class IsoFLOPResult:
 
     def summary(self, C: float | None = None) -> dict[str, object]:
         out: dict[str, object] = {
-            "a (N_opt ∝ C^a)": self.N_opt.exponent,
-            "b (D_opt ∝ C^b)": self.D_opt.exponent,
+            "a": self.N_opt.exponent,     # N_opt ∝ C^a
+            "b": self.D_opt.exponent,     # D_opt ∝ C^b
             "N_opt": self.N_opt.as_dict(),
             "D_opt": self.D_opt.as_dict(),
             "n_budgets": len(self.optima),

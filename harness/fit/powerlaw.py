@@ -37,7 +37,7 @@ class PowerLaw:
         values = list(xs) + [named[name] for name in self.inputs[len(xs):]]
         if len(values) != len(self.inputs):
             raise ValueError(f"expected inputs {self.inputs}")
-        y = np.full(np.broadcast(*values).shape if values else (), self.coefficient, dtype=float)
+        y = np.asarray(self.coefficient, dtype=float)
         for x, k in zip(values, self.exponents):
             y = y * np.asarray(x, dtype=float) ** k
         return y

@@ -119,15 +119,13 @@ class CausalSelfAttention(nn.Module):
     def forward(self, x_BTD: torch.Tensor) -> torch.Tensor:
         B, T, D = x_BTD.shape
         H, K, E = self.n_heads, self.n_kv_heads, self.head_dim
-        qkv_BTNE = self.qkv(x_BTD).view(B, T, H + 2 * K, E)
+        # split (not slicing): its backward is one cat, where each slice's backward would allocate
+        # and zero a full-size gradient.
+        qk_BTNE, v_BTKE = self.qkv(x_BTD).view(B, T, H + 2 * K, E).split([H + K, K], dim=2)
         rotary = self._rotary[0]
         if rotary is not None:
-            # Rotate q and k heads in one pass; v is left as a view of the matmul output.
-            qk_BTNE = rotary(qkv_BTNE[:, :, : H + K])
-            q_BTHE, k_BTKE = qk_BTNE.split([H, K], dim=2)
-        else:
-            q_BTHE, k_BTKE = qkv_BTNE[:, :, :H], qkv_BTNE[:, :, H : H + K]
-        v_BTKE = qkv_BTNE[:, :, H + K :]
+            qk_BTNE = rotary(qk_BTNE)  # q and k heads rotated in one pass
+        q_BTHE, k_BTKE = qk_BTNE.split([H, K], dim=2)
         y_BHTE = F.scaled_dot_product_attention(
             q_BTHE.transpose(1, 2), k_BTKE.transpose(1, 2), v_BTKE.transpose(1, 2),
             is_causal=True, enable_gqa=K != H,

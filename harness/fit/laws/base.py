@@ -30,6 +30,8 @@ What a law may override (defaults in this class)
 * `jacobian(theta (P,), data) -> (pred (n,), J (n, P))` or None: analytic derivatives of the
   prediction. Default None: the fitter uses central finite differences, batched through the
   vectorized `predict` (one call per gradient), which is fast for cheap laws.
+* `n_refine`: how many of the best starts `fit_law` refines by default (4); lower it for laws
+  whose evaluation is expensive.
 * `derived(theta) -> dict[str, float]`: extra quantities reported next to the parameters (e.g.
   A = exp(a), or a compute-optimal exponent). Default {}.
 
@@ -62,6 +64,8 @@ class Law:
     target: str = "loss"
     # Columns the input table must have besides the target (used for clear input errors).
     required_columns: tuple[str, ...] = ()
+    # How many of the best starts the fitter refines when the caller does not say.
+    n_refine: int = 4
 
     @property
     def param_names(self) -> list[str]:

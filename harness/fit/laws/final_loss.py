@@ -99,7 +99,6 @@ class FinalLossLaw(Law, ABC):
         return np.exp(np.clip(self.predict_log(theta, data), -_LOG_CLIP, _LOG_CLIP))
 
 
-
 # --------------------------------------------------------------------------------------------
 # Chinchilla Approach 3
 
@@ -116,11 +115,11 @@ class ChinchillaLaw(FinalLossLaw):
     params = (
         # Hoffmann's fit is unconstrained; these bounds only keep L-BFGS-B away from overflow and
         # are far outside any published fit (E ~ 1.7-1.9, alpha, beta ~ 0.3, a, b ~ 6-8).
-        Param("e", -10.0, 5.0, tuple(np.arange(-1.0, 1.01, 0.5))),
-        Param("a", -30.0, 100.0, tuple(np.arange(0.0, 25.1, 5.0))),
-        Param("b", -30.0, 100.0, tuple(np.arange(0.0, 25.1, 5.0))),
-        Param("alpha", 0.0, 3.0, tuple(np.arange(0.0, 2.01, 0.5))),
-        Param("beta", 0.0, 3.0, tuple(np.arange(0.0, 2.01, 0.5))),
+        Param("e", -10.0, 5.0, (-1.0, -0.5, 0.0, 0.5, 1.0)),
+        Param("a", -30.0, 100.0, (0.0, 5.0, 10.0, 15.0, 20.0, 25.0)),
+        Param("b", -30.0, 100.0, (0.0, 5.0, 10.0, 15.0, 20.0, 25.0)),
+        Param("alpha", 0.0, 3.0, (0.0, 0.5, 1.0, 1.5, 2.0)),
+        Param("beta", 0.0, 3.0, (0.0, 0.5, 1.0, 1.5, 2.0)),
     )
 
     def predict_log(self, theta: np.ndarray, data: Mapping[str, Any]) -> np.ndarray:
@@ -131,17 +130,13 @@ class ChinchillaLaw(FinalLossLaw):
 
     def derived(self, theta: Sequence[float]) -> dict[str, float]:
         e, a, b, alpha, beta = (float(v) for v in theta)
-        n_exp, d_exp = beta / (alpha + beta), alpha / (alpha + beta)
-        return {
-            "E": float(np.exp(e)),
-            "A": float(np.exp(a)),
-            "B": float(np.exp(b)),
-            "alpha": alpha,
-            "beta": beta,
+        out = {"E": float(np.exp(e)), "A": float(np.exp(a)), "B": float(np.exp(b)),
+               "alpha": alpha, "beta": beta}
+        if alpha > 0 and beta > 0:
             # N_opt ∝ C^(beta/(alpha+beta)), D_opt ∝ C^(alpha/(alpha+beta)).
-            "N_opt_exponent": n_exp,
-            "D_opt_exponent": d_exp,
-        }
+            out["N_opt_exponent"] = beta / (alpha + beta)
+            out["D_opt_exponent"] = alpha / (alpha + beta)
+        return out
 
 
 @dataclass(frozen=True)
@@ -332,8 +327,9 @@ class ComputeLaw(FinalLossLaw):
     """
 
     name = "compute"
-    # Either C, or N and D; `prepare` checks which and says so.
-    required_columns: tuple[str, ...] = ()
+    # The CLI checks N and D; `prepare` uses a C column instead of 6ND when the table has one
+    # (and, through the Python API, accepts a table with C alone).
+    required_columns: tuple[str, ...] = ("N", "D")
     params = (
         Param("e", -10.0, 5.0, (-1.0, -0.5, 0.0, 0.5, 1.0)),
         Param("a", -30.0, 200.0, (0.0, 5.0, 10.0, 15.0, 20.0)),

@@ -39,6 +39,41 @@ _ROWS_PER_BLOCK = 32
 _CACHE_ENTRIES = 8_000_000
 
 
+def _warmup_end(lr: np.ndarray) -> int:
+    """Index of the first step at the peak of the leading non-decreasing stretch (0: no warmup)."""
+    decreasing = np.flatnonzero(np.diff(lr) < 0)
+    end = decreasing[0] + 1 if decreasing.size else lr.size
+    return int(np.argmax(lr[:end]))
+
+
+def _bin_changes(k: np.ndarray, g: np.ndarray, log_lr: np.ndarray, prev_sum: np.ndarray, rows: np.ndarray,
+                 width: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Merge runs of consecutive LR changes into bins of at most `width` steps.
+
+    A smooth decay changes the LR at every step; its LD sum is an integral, and a midpoint-like
+    rule over `width`-step bins changes predictions by < 1e-5 relative (tests check it) while
+    cutting the work `width`-fold. A bin never spans an observed row (so "k <= t" stays exact),
+    a sign change, or a gap between changes, so isolated jumps (step schedules) stay exact.
+    Each bin is represented by its total change, and its change-weighted mean log LR and
+    LR area before it (all changes in a bin share one sign, so the weights are positive).
+    """
+    if width <= 1 or k.size == 0:
+        return k, g, log_lr, prev_sum
+    new = np.ones(k.size, dtype=bool)
+    row_of = np.searchsorted(rows, k, side="left")  # rows >= k: members must share it
+    new[1:] = (np.diff(k) != 1) | (np.diff(row_of) != 0) | (np.sign(g[1:]) != np.sign(g[:-1]))
+    # Cap the width: start a new bin every `width` members inside a run.
+    run_id = np.cumsum(new) - 1
+    run_start = np.flatnonzero(new)
+    pos_in_run = np.arange(k.size) - run_start[run_id]
+    new |= (pos_in_run % width) == 0
+    bin_id = np.cumsum(new) - 1
+    gsum = np.bincount(bin_id, weights=g)
+    wmean = lambda v: np.bincount(bin_id, weights=g * v) / gsum  # noqa: E731
+    last_k = k[np.r_[np.flatnonzero(new)[1:] - 1, k.size - 1]]  # bin's last step decides "k <= t"
+    return last_k, gsum, wmean(log_lr), wmean(prev_sum)
+
+
 class _MPLInit(Law):
     """The lambda = 0 law used only to initialise MPL: L0 + A S1^-alpha - B * drop(t)."""
 
@@ -75,18 +110,30 @@ class MultiPowerLaw(CurveLaw):
         Param("beta", 1e-6, 10.0, (0.5,)),
         Param("gamma", 0.0, 3.0, (0.5,)),
     )
+    n_refine = 2  # each refinement costs ~1-3 s; the start grid is already data-driven
     # Starts grid for the drop-term shape (see the module docstring).
     half_saturation_steps = (3.0, 30.0, 300.0)
     beta_grid = (0.4, 0.7)
     gamma_grid = (0.4, 0.7)
 
+    def __init__(self, warmup_in_drop: bool = False, bin_steps: int = 8):
+        # warmup_in_drop=True is the authors' code (LR rises in warmup enter LD); False is the
+        # paper's formulation (warmup only through the LR area S1). See the module docstring.
+        self.warmup_in_drop = warmup_in_drop
+        self.bin_steps = bin_steps
+
     def _prepare_curve(self, lr: np.ndarray, idx: np.ndarray) -> dict[str, Any]:
         lr_sum = np.cumsum(lr)
         gap = np.diff(lr)  # gap[k-1] = lr_k - lr_{k-1}
         k = np.flatnonzero(gap != 0) + 1  # steps where the LR changes
+        if not self.warmup_in_drop:
+            k = k[k > _warmup_end(lr)]
         # LR can reach exactly 0 (decay to zero); lr^-gamma is then inf. Clamping keeps every
         # product finite: the term's x = C lr^-gamma S_k(t) with S_k(t) ~ lr -> 0 as lr -> 0.
-        tiny = 1e-300
+        g = gap[k - 1]
+        log_lr = np.log(np.maximum(lr[k], 1e-300))
+        prev_sum = lr_sum[k - 1]
+        k, g, log_lr, prev_sum = _bin_changes(k, g, log_lr, prev_sum, idx, self.bin_steps)
         blocks = []
         for r0 in range(0, idx.size, _ROWS_PER_BLOCK):
             rows = idx[r0:r0 + _ROWS_PER_BLOCK]
@@ -99,9 +146,9 @@ class MultiPowerLaw(CurveLaw):
             "drop": (running_peak - lr)[idx],
             "lr_sum": lr_sum,
             "k": k,
-            "gap": gap[k - 1],
-            "log_lr": np.log(np.maximum(lr[k], tiny)),
-            "prev_sum": lr_sum[k - 1],
+            "gap": g,
+            "log_lr": log_lr,
+            "prev_sum": prev_sum,
             "blocks": blocks,
         }
 

@@ -1,0 +1,85 @@
+"""Wall time of one fit per law on reference data (goal: <= 10 s per law on 2 cores).
+
+Table-driven: add a row to BENCHES with a name and a zero-argument function that returns
+(law, prepared data, observed y). Fits are single-threaded (OPENBLAS_NUM_THREADS=1).
+
+    python scripts/bench_fit.py [--repeat N] [--only NAME ...]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from harness.fit.fitter import fit_law  # noqa: E402
+from harness.fit.laws.base import Law  # noqa: E402
+from harness.fit.registry import CURVE_LAWS  # noqa: E402
+
+Case = Callable[[], tuple[Law, Any, np.ndarray]]
+
+
+def _mpl_train_case(law_name: str, size: str = "400") -> Case:
+    """A curve law on the MPL official train split (3 curves, 24k / 24k / 16k steps)."""
+
+    def case() -> tuple[Law, Any, np.ndarray]:
+        import reproduce_mpl
+
+        curves = [reproduce_mpl.load_curve(size, n) for n in reproduce_mpl.TRAIN]
+        law = CURVE_LAWS[law_name]()
+        return law, law.prepare(curves), reproduce_mpl.observed(curves)
+
+    return case
+
+
+def _tissue_example() -> tuple[Law, Any, np.ndarray]:
+    import reproduce_tissue
+
+    curves = reproduce_tissue.tissue_curves()
+    law = CURVE_LAWS["tissue"]()
+    return law, law.prepare(curves), np.concatenate([c.loss[c.eval_index()] for c in curves])
+
+
+BENCHES: dict[str, Case] = {
+    "tissue (Tissue example, 2 curves)": _tissue_example,
+    "tissue (MPL 400M train, 3 curves)": _mpl_train_case("tissue"),
+    "tissue-true-warmup (MPL 400M train)": _mpl_train_case("tissue-true-warmup"),
+    "power (MPL 400M train)": _mpl_train_case("power"),
+    "mpl (MPL 25M train, 3 curves)": _mpl_train_case("mpl", "25"),
+    "mpl (MPL 100M train, 3 curves)": _mpl_train_case("mpl", "100"),
+    "mpl (MPL 400M train, 3 curves)": _mpl_train_case("mpl", "400"),
+}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--repeat", type=int, default=1)
+    parser.add_argument("--only", nargs="*", default=None, help="substrings of bench names to run")
+    args = parser.parse_args()
+    print(f"{'bench':<40} {'prepare s':>9} {'fit s':>8} {'starts':>7} {'objective':>12} converged")
+    for name, case in BENCHES.items():
+        if args.only and not any(s in name for s in args.only):
+            continue
+        t0 = time.perf_counter()
+        law, data, y = case()
+        prep = time.perf_counter() - t0
+        times = []
+        for _ in range(args.repeat):
+            t1 = time.perf_counter()
+            fit = fit_law(law, data, y)
+            times.append(time.perf_counter() - t1)
+        print(f"{name:<40} {prep:>9.2f} {min(times):>8.2f} {fit.n_starts:>7} {fit.objective:>12.5e} {fit.converged}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,48 @@
+"""Published curve-law results, reproduced on the public data in tests/data (see SOURCES.md)."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
+import reproduce_mpl  # noqa: E402
+import reproduce_tissue  # noqa: E402
+from harness.fit.fitter import metrics  # noqa: E402
+from harness.fit.laws.mpl import MultiPowerLaw  # noqa: E402
+
+
+def test_tissue_example_matches_the_authors_fit():
+    fit, _ = reproduce_tissue.run()
+    for name, value in reproduce_tissue.PAPER.items():
+        assert fit.params[name] == pytest.approx(value, rel=0.01), name
+    assert fit.metrics["r2"] >= 0.9996
+
+
+@pytest.mark.parametrize("size", reproduce_mpl.SIZES)
+def test_mpl_published_params_reproduce_readme(size):
+    """Our MPL code with the authors' parameters gives the README's mean test PredE (checks indexing)."""
+    law = MultiPowerLaw(warmup_in_drop=True, bin_steps=8)
+    prede = []
+    for name in reproduce_mpl.TEST:
+        curve = [reproduce_mpl.load_curve(size, name)]
+        y = reproduce_mpl.observed(curve)
+        prede.append(metrics(y, law.predict(np.array(reproduce_mpl.PUBLISHED_PARAMS[size]), law.prepare(curve)))["prede"])
+    assert np.mean(prede) == pytest.approx(reproduce_mpl.PUBLISHED_PREDE[size], abs=5e-6)
+
+
+# What our own fit achieves on the official split (mean test PredE, as a fraction). These are
+# regression guards at what we measured plus a margin, NOT parity with the published fit, which is
+# better on the 3x-longer cosine (see scripts/reproduce_mpl.py and harness/fit/laws/mpl.py).
+OUR_PREDE_BOUND = {"25": 0.0015, "100": 0.0019, "400": 0.0024}
+
+
+@pytest.mark.parametrize("size", reproduce_mpl.SIZES)
+def test_mpl_fit_on_official_split(size):
+    result = reproduce_mpl.run(size)
+    assert result["fit"].converged
+    assert result["mean"]["ours"]["prede"] <= OUR_PREDE_BOUND[size]
+    assert result["mean"]["ours"]["r2"] >= 0.995

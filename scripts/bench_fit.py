@@ -24,7 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from harness.fit.fitter import fit_law  # noqa: E402
 from harness.fit.laws.base import Law  # noqa: E402
-from harness.fit.registry import CURVE_LAWS  # noqa: E402
+from harness.fit.registry import CURVE_LAWS, SCALING_LAWS  # noqa: E402
 
 Case = Callable[[], tuple[Law, Any, np.ndarray]]
 
@@ -50,6 +50,19 @@ def _tissue_example() -> tuple[Law, Any, np.ndarray]:
     return law, law.prepare(curves), np.concatenate([c.loss[c.eval_index()] for c in curves])
 
 
+def _chinchilla_case(law_name: str) -> Case:
+    """A scaling law on the 240 Chinchilla points of Besiroglu et al. (N, D, loss)."""
+
+    def case() -> tuple[Law, Any, np.ndarray]:
+        import reproduce_chinchilla
+
+        points = reproduce_chinchilla.load_points()
+        law = SCALING_LAWS[law_name]()
+        return law, law.prepare(points), points["loss"].to_numpy()
+
+    return case
+
+
 BENCHES: dict[str, Case] = {
     "tissue (Tissue example, 2 curves)": _tissue_example,
     "tissue (MPL 400M train, 3 curves)": _mpl_train_case("tissue"),
@@ -58,6 +71,12 @@ BENCHES: dict[str, Case] = {
     "mpl (MPL 25M train, 3 curves)": _mpl_train_case("mpl", "25"),
     "mpl (MPL 100M train, 3 curves)": _mpl_train_case("mpl", "100"),
     "mpl (MPL 400M train, 3 curves)": _mpl_train_case("mpl", "400"),
+    "mpl-recipe (MPL 400M train, 3 curves)": _mpl_train_case("mpl-recipe", "400"),
+    "chinchilla (240 Chinchilla points)": _chinchilla_case("chinchilla"),
+    "kaplan (240 Chinchilla points)": _chinchilla_case("kaplan"),
+    "gadre (240 Chinchilla points)": _chinchilla_case("gadre"),
+    "farseer (240 Chinchilla points)": _chinchilla_case("farseer"),
+    "compute (240 Chinchilla points)": _chinchilla_case("compute"),
 }
 
 

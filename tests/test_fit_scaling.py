@@ -61,6 +61,22 @@ def test_predict_is_vectorized_over_starts(name: str) -> None:
     assert law.predict(np.asarray(TRUTHS[name]), data).shape == (36,)
 
 
+@pytest.mark.parametrize("name", sorted(FINAL_LOSS_LAWS))
+def test_analytic_jacobian_matches_finite_differences(name: str) -> None:
+    law = FINAL_LOSS_LAWS[name]()
+    data = law.prepare(grid_table())
+    theta = np.asarray(TRUTHS[name])
+    pred, jac = law.jacobian(theta, data)
+    np.testing.assert_allclose(pred, law.predict(theta, data), rtol=1e-12)
+    for j in range(theta.size):
+        h = 1e-6 * max(1.0, abs(theta[j]))
+        up, down = theta.copy(), theta.copy()
+        up[j] += h
+        down[j] -= h
+        fd = (law.predict(up, data) - law.predict(down, data)) / (2 * h)
+        np.testing.assert_allclose(jac[:, j], fd, rtol=1e-5, atol=1e-9, err_msg=law.param_names[j])
+
+
 def test_chinchilla_grid_is_hoffmanns_and_scores_fast() -> None:
     law = ChinchillaLaw()
     grid = law.initial_grid()

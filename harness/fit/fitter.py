@@ -25,7 +25,8 @@ Objective: sum_i w_i * Huber_delta(log y_i - log yhat_i), delta = 1e-3 by defaul
 al. 2022; Tissue et al. 2024; Luo et al. 2025). Non-finite or non-positive predictions score +inf.
 
 Procedure: (1) score every start from `law.starts(data, y)` in a few vectorized `predict` calls;
-(2) run L-BFGS-B from the `n_refine` best distinct starts (plus `n_jitter` random log-normal
+(2) run L-BFGS-B from the `n_refine` best distinct starts (none when n_refine = 0: a law whose
+`starts` already returns a fitted point, such as `mpl-recipe`, is taken as is) (plus `n_jitter` random log-normal
 perturbations of the best one, drawn from `seed`); (3) keep the lowest objective. L-BFGS-B runs
 in a rescaled space (each parameter divided by the magnitude of its start) on the objective
 divided by delta**2, because the raw objective is ~1e-6 per point and scipy's stopping rule
@@ -229,6 +230,8 @@ def _pick_starts(law: Law, starts: np.ndarray, scores: np.ndarray, n_refine: int
     if finite.size == 0:
         raise RuntimeError(f"{law.name}: every start gives a non-finite or non-positive prediction")
     picked: list[np.ndarray] = []
+    if n_refine <= 0:
+        return np.empty((0, starts.shape[1]))
     for i in finite:
         if not any(np.allclose(starts[i], s, rtol=1e-9, atol=0) for s in picked):
             picked.append(starts[i])
@@ -262,9 +265,10 @@ def fit_law(law: Law, data: Mapping[str, Any], y: np.ndarray, *, huber_delta: fl
         if obj < best_obj:
             best_theta, best_obj, best_ok = theta, obj, ok
     if best_theta is None:
-        # Every refinement diverged; fall back on the best start itself.
+        # n_refine = 0 (the law's starts are already fitted) or every refinement failed: take the
+        # best start itself, "converged" only in the first case.
         i = int(np.argmin(scores))
-        best_theta, best_obj, best_ok = starts[i], float(scores[i]), False
+        best_theta, best_obj, best_ok = starts[i], float(scores[i]), n_refine == 0 and bool(np.isfinite(scores[i]))
 
     pred = np.asarray(law.predict(best_theta, data), dtype=float)
     return FitResult(

@@ -13,7 +13,7 @@ from harness.fit.laws.base import Law
 from harness.fit.laws.curve import PowerLaw, TissueLaw
 from harness.fit.laws.downstream import GadreErrorLaw
 from harness.fit.laws.final_loss import ChinchillaLaw, ComputeLaw, FarseerLaw, GadreLaw, KaplanLaw
-from harness.fit.laws.mpl import MultiPowerLaw
+from harness.fit.laws.mpl import MPLRecipe, MultiPowerLaw
 
 LawFactory = Callable[[], Law]
 
@@ -21,6 +21,8 @@ CURVE_LAWS: dict[str, LawFactory] = {
     "mpl": MultiPowerLaw,
     # The authors' MPL code verbatim: LR rises during warmup also enter the drop term LD.
     "mpl-code": lambda: MultiPowerLaw(warmup_in_drop=True),
+    # The authors' fitting recipe (early-stopped AdamW); extrapolates better on the MPL benchmark.
+    "mpl-recipe": MPLRecipe,
     "tissue": lambda: TissueLaw(warmup="peak"),
     "tissue-true-warmup": lambda: TissueLaw(warmup="true"),
     "power": PowerLaw,

@@ -98,6 +98,28 @@ class FinalLossLaw(Law, ABC):
         # and which stalls the line search.
         return np.exp(np.clip(self.predict_log(theta, data), -_LOG_CLIP, _LOG_CLIP))
 
+    def log_gradient(self, theta: np.ndarray, data: Mapping[str, Any]
+                     ) -> tuple[np.ndarray, np.ndarray] | None:
+        """(log L (n,), d log L / d theta (n, P)) for one theta, or None for finite differences."""
+        return None
+
+    def jacobian(self, theta: np.ndarray, data: Mapping[str, Any]
+                 ) -> tuple[np.ndarray, np.ndarray] | None:
+        # Exact derivatives make each L-BFGS-B step one cheap evaluation instead of 2P + 1.
+        out = self.log_gradient(np.asarray(theta, dtype=float), data)
+        if out is None:
+            return None
+        log_l, grad = out
+        pred = np.exp(np.clip(log_l, -_LOG_CLIP, _LOG_CLIP))
+        jac = pred[:, None] * grad
+        jac[np.abs(log_l) > _LOG_CLIP] = 0.0  # flat where predict clips
+        return pred, jac
+
+
+def _weights(total: np.ndarray, *terms: np.ndarray) -> list[np.ndarray]:
+    """d LSE(terms) / d term_i = exp(term_i - LSE): the softmax weight of each term."""
+    return [np.exp(t - total) for t in terms]
+
 
 # --------------------------------------------------------------------------------------------
 # Chinchilla Approach 3
@@ -127,6 +149,16 @@ class ChinchillaLaw(FinalLossLaw):
         n_term = a - alpha * data["log_N"]
         d_term = b - beta * data["log_D"]
         return np.logaddexp(np.logaddexp(n_term, d_term), e)
+
+    def log_gradient(self, theta: np.ndarray, data: Mapping[str, Any]
+                     ) -> tuple[np.ndarray, np.ndarray]:
+        e, a, b, alpha, beta = theta
+        n_term = a - alpha * data["log_N"]
+        d_term = b - beta * data["log_D"]
+        log_l = np.logaddexp(np.logaddexp(n_term, d_term), e)
+        w_n, w_d, w_e = _weights(log_l, n_term, d_term, np.full_like(log_l, e))
+        grad = np.stack([w_e, w_n, w_d, -w_n * data["log_N"], -w_d * data["log_D"]], axis=1)
+        return log_l, grad
 
     def derived(self, theta: Sequence[float]) -> dict[str, float]:
         e, a, b, alpha, beta = (float(v) for v in theta)
@@ -209,6 +241,17 @@ class KaplanLaw(FinalLossLaw):
         d_term = log_dc - data["log_D"]
         return alpha_d * np.logaddexp(n_term, d_term)
 
+    def log_gradient(self, theta: np.ndarray, data: Mapping[str, Any]
+                     ) -> tuple[np.ndarray, np.ndarray]:
+        log_nc, log_dc, alpha_n, alpha_d = theta
+        n_gap = log_nc - data["log_N"]
+        n_term = (alpha_n / alpha_d) * n_gap
+        d_term = log_dc - data["log_D"]
+        lse = np.logaddexp(n_term, d_term)
+        w_n, w_d = _weights(lse, n_term, d_term)
+        grad = np.stack([w_n * alpha_n, w_d * alpha_d, w_n * n_gap, lse - w_n * n_term], axis=1)
+        return alpha_d * lse, grad
+
     def derived(self, theta: Sequence[float]) -> dict[str, float]:
         log_nc, log_dc, alpha_n, alpha_d = (float(v) for v in theta)
         return {"N_c": float(np.exp(log_nc)), "D_c": float(np.exp(log_dc)),
@@ -251,6 +294,17 @@ class GadreLaw(FinalLossLaw):
         over = log_a + eta * log_m - eta * log_c
         under = log_b - eta * log_m - eta * log_c
         return np.logaddexp(np.logaddexp(over, under), log_e)
+
+    def log_gradient(self, theta: np.ndarray, data: Mapping[str, Any]
+                     ) -> tuple[np.ndarray, np.ndarray]:
+        log_e, log_a, log_b, eta = theta
+        log_m, log_c = data["log_M"], data["log_C"]
+        over = log_a + eta * (log_m - log_c)
+        under = log_b - eta * (log_m + log_c)
+        log_l = np.logaddexp(np.logaddexp(over, under), log_e)
+        w_o, w_u, w_e = _weights(log_l, over, under, np.full_like(log_l, log_e))
+        d_eta = w_o * (log_m - log_c) - w_u * (log_m + log_c)
+        return log_l, np.stack([w_e, w_o, w_u, d_eta], axis=1)
 
     def derived(self, theta: Sequence[float]) -> dict[str, float]:
         log_e, log_a, log_b, eta = (float(v) for v in theta)
@@ -314,6 +368,25 @@ class FarseerLaw(FinalLossLaw):
         log_model_term = a3 * n**gamma + b3
         return np.logaddexp(log_model_term, log_data_term)
 
+    def log_gradient(self, theta: np.ndarray, data: Mapping[str, Any]
+                     ) -> tuple[np.ndarray, np.ndarray]:
+        a1, b1, alpha, a2, b2, beta, a3, b3, gamma = theta
+        n, log_n, log_d = data["n"], np.log(data["n"]), data["log_D"]
+        n_alpha, n_beta, n_gamma = n**alpha, n**beta, n**gamma
+        d_exponent = np.exp(a1 * n_alpha + b1)
+        data_term = a2 * n_beta + b2 - d_exponent * log_d
+        model_term = a3 * n_gamma + b3
+        log_l = np.logaddexp(model_term, data_term)
+        w_m, w_d = _weights(log_l, model_term, data_term)
+        # d data_term / d (a1, b1, alpha) all go through the D exponent.
+        via_exponent = -w_d * d_exponent * log_d
+        grad = np.stack([
+            via_exponent * n_alpha, via_exponent, via_exponent * a1 * n_alpha * log_n,
+            w_d * n_beta, w_d, w_d * a2 * n_beta * log_n,
+            w_m * n_gamma, w_m, w_m * a3 * n_gamma * log_n,
+        ], axis=1)
+        return log_l, grad
+
 
 # --------------------------------------------------------------------------------------------
 # Loss against compute
@@ -353,6 +426,14 @@ class ComputeLaw(FinalLossLaw):
     def predict_log(self, theta: np.ndarray, data: Mapping[str, Any]) -> np.ndarray:
         e, a, alpha = unpack(theta, 3)
         return np.logaddexp(a - alpha * data["log_C"], e)
+
+    def log_gradient(self, theta: np.ndarray, data: Mapping[str, Any]
+                     ) -> tuple[np.ndarray, np.ndarray]:
+        e, a, alpha = theta
+        c_term = a - alpha * data["log_C"]
+        log_l = np.logaddexp(c_term, e)
+        w_c, w_e = _weights(log_l, c_term, np.full_like(log_l, e))
+        return log_l, np.stack([w_e, w_c, -w_c * data["log_C"]], axis=1)
 
     def derived(self, theta: Sequence[float]) -> dict[str, float]:
         e, a, alpha = (float(v) for v in theta)

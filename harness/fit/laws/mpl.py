@@ -14,13 +14,24 @@ rows, the matrix S_k(t) for the LR changes before the block's last row (a triang
 blocks), so one prediction is a few vectorized passes; `jacobian` returns exact derivatives
 from the same passes, so L-BFGS-B needs no finite differences.
 
-Fitting recipe (what differs from the authors' L-BFGS-B initialiser + 200 AdamW steps, and why):
-1. Initialiser, as the authors': the lambda=0 law L0 + A S1^-alpha - B (peak-so-far LR - lr_t),
-   fitted from a scale-free grid (L0 relative to the lowest loss, B relative to 1 / peak LR).
-2. Full law from that initialiser crossed with a small grid over (C, beta, gamma). C's grid is
-   set from the peak LR so that the drop term half-saturates after 3 / 30 / 300 steps, which
-   makes it independent of the LR's units. The fitter then refines the best starts with L-BFGS-B
-   on exact gradients to convergence, instead of a fixed 200 AdamW steps.
+Two ways to fit it (registry names):
+* `mpl` (this class, paper formulation: warmup enters only through S1) with the generic fitter:
+  (1) the authors' initialiser, the lambda=0 law L0 + A S1^-alpha - B (peak-so-far LR - lr_t),
+  from a scale-free grid (L0 relative to the lowest loss, B relative to 1 / peak LR); (2) that
+  initialiser crossed with a small (C, beta, gamma) grid, C set from the peak LR so that the drop
+  term half-saturates after 3 / 30 / 300 steps (independent of the LR's units); (3) L-BFGS-B on
+  exact gradients to convergence.
+* `mpl-recipe` (`MPLRecipe`, code formulation): the authors' second stage, 200 early-stopped
+  AdamW steps from the initialiser with C = 1, beta = 0.5, gamma = 0.5 (`fit_official_recipe`).
+
+What we measured on the MPL benchmark (official split, scripts/reproduce_mpl.py): the recipe
+re-run reproduces the published parameters to ~4 digits and their mean held-out PredE (0.110 /
+0.142 / 0.168 % at 25M / 100M / 400M). The converged fit reaches a LOWER training objective but a
+HIGHER held-out PredE (0.138 / 0.175 / 0.226 %): it is better on the WSD curves (0.04 vs 0.10 %)
+and worse on the 3x-longer cosine (0.43-0.66 vs 0.20-0.25 %). The three training curves do not pin
+down (B, C, beta, gamma) -- the optimum slides to small beta / large B -- and early stopping near
+beta = 0.5 acts as a regulariser. Tried without closing the gap: warmup in or out of LD, beta >= 0.5,
+Huber delta 1e-2. So prefer `mpl-recipe` to extrapolate horizons; neither reaches 0.10 % at all sizes.
 """
 
 from __future__ import annotations
@@ -235,3 +246,69 @@ class MultiPowerLaw(CurveLaw):
         shapes = [(peak ** (g - 1.0) / n_half, b, g) for n_half in self.half_saturation_steps
                   for b in self.beta_grid for g in self.gamma_grid]
         return np.array([[*init, c, b, g] for c, b, g in shapes])
+
+
+def fit_official_recipe(law: MultiPowerLaw, data: Mapping[str, Any], y: np.ndarray, *,
+                        huber_delta: float = 1e-3, max_steps: int = 200, patience: int = 20) -> np.ndarray:
+    """The authors' second stage, for comparison: AdamW from the initialiser, early-stopped.
+
+    As `src/fitting.py::mpl_adam_fit` with `src/config.py` defaults: start from the lambda=0
+    initialiser with C = 1, beta = 0.5, gamma = 0.5; torch-style AdamW (betas 0.9 / 0.999,
+    eps 1e-8, weight decay 0.01) with LR 5e-2 for (L0, A, B, C) and 5e-3 for (alpha, beta,
+    gamma) on the raw Huber sum; at most `max_steps` steps, stop after `patience` steps without
+    improvement or when the gradient norm is < 1e-5; return the parameters recorded at the best
+    loss (the authors record them right after the step that followed it, and so do we).
+    It stops far from the optimum of the objective, which on the MPL data acts as a useful
+    regulariser for the 3x-longer horizon (see scripts/reproduce_mpl.py).
+    """
+    from harness.fit.fitter import fit_law
+
+    y = np.asarray(y, dtype=float)
+    init_law = _MPLInit()
+    init_starts = _product(law._l0_grid(y), init_law.params[1].grid, init_law.params[2].grid,
+                           np.array([0.03, 0.1, 0.3, 1.0]) / data["peak_lr"])
+    init = fit_law(init_law, data, y, starts=init_starts, n_refine=3).theta
+    theta = np.array([*init, 1.0, 0.5, 0.5])
+    lr = np.array([5e-2, 5e-2, 5e-3, 5e-2, 5e-2, 5e-3, 5e-3])
+    m, v = np.zeros(7), np.zeros(7)
+    log_y = np.log(y)
+    best_loss, best_theta, min_loss, no_improve = np.inf, theta.copy(), np.inf, 0
+    for step in range(1, max_steps + 1):
+        pred, jac = law.jacobian(theta, data)
+        r = log_y - np.log(np.maximum(pred, 1e-10))
+        loss = float(np.sum(np.where(np.abs(r) < huber_delta, 0.5 * r * r, huber_delta * (np.abs(r) - 0.5 * huber_delta))))
+        grad = -(np.clip(r, -huber_delta, huber_delta) / pred) @ jac
+        # AdamW step (decoupled weight decay first, as torch does).
+        theta = theta * (1 - lr * 0.01)
+        m = 0.9 * m + 0.1 * grad
+        v = 0.999 * v + 0.001 * grad**2
+        theta = theta - lr * (m / (1 - 0.9**step)) / (np.sqrt(v / (1 - 0.999**step)) + 1e-8)
+        if loss < min_loss:
+            min_loss, no_improve = loss, 0
+        else:
+            no_improve += 1
+        if step - 1 > patience and no_improve >= patience:
+            break
+        if np.linalg.norm(grad) < 1e-5:
+            break
+        if loss < best_loss:
+            best_loss, best_theta = loss, theta.copy()
+    return best_theta
+
+
+class MPLRecipe(MultiPowerLaw):
+    """MPL fitted by the authors' recipe (`fit_official_recipe`) in the authors' code formulation.
+
+    Its `starts` already is the fit, so `n_refine = 0` tells the fitter to take it as final.
+    Registered as `mpl-recipe`: on the MPL benchmark it extrapolates to 3x longer horizons better
+    than the fully converged `mpl` fit (scripts/reproduce_mpl.py).
+    """
+
+    name = "mpl-recipe"
+    n_refine = 0
+
+    def __init__(self, bin_steps: int = 8):
+        super().__init__(warmup_in_drop=True, bin_steps=bin_steps)
+
+    def starts(self, data: Mapping[str, Any], y: np.ndarray) -> np.ndarray:
+        return fit_official_recipe(self, data, y)[None, :]

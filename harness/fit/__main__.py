@@ -58,8 +58,15 @@ def _observed(curves: Sequence[Curve]) -> np.ndarray:
     return np.concatenate([c.loss[c.eval_index()] for c in curves])
 
 
+def _check_bootstrap_supported(law: Law, args: argparse.Namespace) -> None:
+    if args.bootstrap > 0 and law.n_refine == 0:
+        raise InputError(f"--bootstrap: law '{args.law}' does its own fitting and cannot be bootstrapped; "
+                         "drop --bootstrap or use a law fitted by the generic fitter (e.g. 'mpl')")
+
+
 def run_curve(args: argparse.Namespace) -> Outputs:
     law = CURVE_LAWS[args.law]()
+    _check_bootstrap_supported(law, args)
     fit_curves = read_curves(args.fit, args.target, need_loss=True)
     pred_curves = read_curves(args.predict, args.target, need_loss=False)
     for c in fit_curves + pred_curves:
@@ -110,6 +117,7 @@ def _prepare_checked(law: Law, table: pd.DataFrame, path: str) -> dict[str, Any]
 
 def run_scaling(args: argparse.Namespace) -> Outputs:
     law = SCALING_LAWS[args.law]()
+    _check_bootstrap_supported(law, args)
     cols = list(law.required_columns)
     fit_tables = [read_scaling_csv(p, cols, law.target, need_target=True) for p in args.fit]
     pred_tables = [read_scaling_csv(p, cols, law.target, need_target=False) for p in args.predict]

@@ -333,6 +333,9 @@ def bootstrap(law: Law, data: Mapping[str, Any], y: np.ndarray, *, groups: np.nd
               huber_delta: float = 1e-3, weights: np.ndarray | None = None,
               maxiter: int = 500) -> BootstrapResult:
     """Percentile bootstrap over groups (runs / curves) or points; see the module docstring."""
+    if law.n_refine == 0:
+        raise ValueError(f"{law.name}: the law fits itself in `starts` (n_refine = 0), so refits "
+                         "from the best fit would not be the same estimator; bootstrap a refined law")
     y, w = _check_inputs(law, y, weights)
     if groups is not None:
         groups = np.asarray(groups).ravel()

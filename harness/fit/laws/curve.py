@@ -22,6 +22,7 @@ relative to the peak LR, so the laws transfer to other peak LRs, horizons and sc
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from typing import Any, Mapping, Sequence
 
 import numpy as np
@@ -59,7 +60,7 @@ def warmup_as_peak(lr: np.ndarray) -> np.ndarray:
     return out
 
 
-class CurveLaw(Law):
+class CurveLaw(Law, ABC):
     """Common input handling: curves in, concatenated per-point arrays out."""
 
     required_columns = ("step", "lr")
@@ -76,8 +77,9 @@ class CurveLaw(Law):
             data[key] = np.concatenate([p[key] for p in per_curve])
         return data
 
+    @abstractmethod
     def _prepare_curve(self, lr: np.ndarray, idx: np.ndarray) -> dict[str, Any]:
-        raise NotImplementedError(f"{type(self).__name__} must implement _prepare_curve")
+        """Per-curve arrays from the full LR schedule and the rows to evaluate (incl. `n`)."""
 
     @staticmethod
     def _l0_grid(y: np.ndarray) -> np.ndarray:

@@ -2,7 +2,7 @@
 
     python -m harness.fit curve   --law {mpl,tissue,tissue-true-warmup,power,...} --fit A.csv B.csv ...
                                   [--predict X.csv ...] --out DIR [--target loss|val_loss]
-                                  [--bootstrap N] [--seed S] [--max-points M]
+                                  [--bootstrap N] [--seed S] [--max-points M] [--min-step K]
     python -m harness.fit scaling --law {chinchilla,...} --fit runs.csv [--predict targets.csv ...]
                                   --out DIR [--bootstrap N] [--seed S]
 
@@ -71,6 +71,11 @@ def run_curve(args: argparse.Namespace) -> Outputs:
     pred_curves = read_curves(args.predict, args.target, need_loss=False)
     for c in fit_curves + pred_curves:
         c.max_points = args.max_points
+        c.min_step = args.min_step
+    for c in fit_curves:
+        if c.n_observed == 0:
+            raise InputError(f"{c.path}: no observed loss at or after step {args.min_step}. "
+                             "Fix: lower --min-step or fit on a longer curve.")
     fit_data = law.prepare(fit_curves)
     y = _observed(fit_curves)
     groups = np.concatenate([np.full(c.eval_index().size, i) for i, c in enumerate(fit_curves)])
@@ -215,6 +220,8 @@ def build_parser() -> argparse.ArgumentParser:
                            help="which loss to fit (curve.jsonl has both; a CSV needs that column)")
             p.add_argument("--max-points", type=int, default=1000,
                            help="evaluate at most this many observed rows per curve (evenly thinned)")
+            p.add_argument("--min-step", type=int, default=1,
+                           help="fit and score only rows at or after this step (e.g. the end of warmup)")
     return parser
 
 

@@ -42,10 +42,12 @@ class Curve:
     # Laws evaluate at most this many rows (evenly spaced over the observed ones, last included):
     # a curve law's cost grows with rows x LR changes, and every-step train loss adds no signal.
     max_points: int = 1000
+    # Rows before this step are not evaluated (e.g. to leave out warmup, which laws model poorly).
+    min_step: int = 1
 
     @property
     def observed(self) -> np.ndarray:
-        return np.isfinite(self.loss)
+        return np.isfinite(self.loss) & (self.step >= self.min_step)
 
     @property
     def n_observed(self) -> int:
@@ -56,7 +58,7 @@ class Curve:
         to at most `max_points`, always keeping the last."""
         idx = np.flatnonzero(self.observed)
         if idx.size == 0:
-            idx = np.arange(self.step.size)
+            idx = np.flatnonzero(self.step >= self.min_step)
         if idx.size <= self.max_points:
             return idx
         pick = np.unique(np.linspace(0, idx.size - 1, self.max_points).round().astype(int))

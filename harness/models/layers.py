@@ -16,6 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from harness.models.fused_ops import rms_norm, split_heads, swiglu_gate_up
 from harness.models.roles import InitKind, ParamRole, ParamSpec, tag
 
 _ZEROS = ParamSpec(ParamRole.VECTOR, InitKind.ZEROS)
@@ -59,7 +60,7 @@ class RMSNorm(nn.Module):
         self.weight = tag(nn.Parameter(torch.ones(dim)), _ONES)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return F.rms_norm(x, self.weight.shape, self.weight, self.eps)
+        return rms_norm(x, self.weight, self.eps)
 
 
 class RotaryEmbedding(nn.Module):
@@ -79,14 +80,9 @@ class RotaryEmbedding(nn.Module):
         self.register_buffer("cos_TE2", angles_TE2.cos(), persistent=False)
         self.register_buffer("sin_TE2", angles_TE2.sin(), persistent=False)
 
-    def forward(self, x_BTNE: torch.Tensor) -> torch.Tensor:
-        """Rotate x of shape [B, T, N heads, E]; returns a new contiguous tensor."""
-        seq_len = x_BTNE.shape[1]
-        # [T, 1, E/2] broadcasts over batch and heads; .to() is a no-op unless under bf16.
-        cos = self.cos_TE2[:seq_len, None, :].to(x_BTNE.dtype)
-        sin = self.sin_TE2[:seq_len, None, :].to(x_BTNE.dtype)
-        x1, x2 = x_BTNE.chunk(2, dim=-1)
-        return torch.cat((x1 * cos - x2 * sin, x2 * cos + x1 * sin), dim=-1)
+    def tables(self, seq_len: int, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
+        """cos and sin for the first `seq_len` positions, [T, E/2]; .to() is a no-op unless under bf16."""
+        return self.cos_TE2[:seq_len].to(dtype), self.sin_TE2[:seq_len].to(dtype)
 
 
 class CausalSelfAttention(nn.Module):
@@ -118,18 +114,12 @@ class CausalSelfAttention(nn.Module):
 
     def forward(self, x_BTD: torch.Tensor) -> torch.Tensor:
         B, T, D = x_BTD.shape
-        H, K, E = self.n_heads, self.n_kv_heads, self.head_dim
-        # split (not slicing): its backward is one cat, where each slice's backward would allocate
-        # and zero a full-size gradient.
-        qk_BTNE, v_BTKE = self.qkv(x_BTD).view(B, T, H + 2 * K, E).split([H + K, K], dim=2)
+        qkv_BTNE = self.qkv(x_BTD).view(B, T, -1, self.head_dim)
         rotary = self._rotary[0]
-        if rotary is not None:
-            qk_BTNE = rotary(qk_BTNE)  # q and k heads rotated in one pass
-        q_BTHE, k_BTKE = qk_BTNE.split([H, K], dim=2)
-        y_BHTE = F.scaled_dot_product_attention(
-            q_BTHE.transpose(1, 2), k_BTKE.transpose(1, 2), v_BTKE.transpose(1, 2),
-            is_causal=True, enable_gqa=K != H,
-        )
+        cos_sin = rotary.tables(T, qkv_BTNE.dtype) if rotary is not None else (None, None)
+        q_BHTE, k_BKTE, v_BKTE = split_heads(qkv_BTNE, self.n_heads, self.n_kv_heads, *cos_sin)
+        y_BHTE = F.scaled_dot_product_attention(q_BHTE, k_BKTE, v_BKTE, is_causal=True,
+                                                enable_gqa=self.n_kv_heads != self.n_heads)
         return self.out(y_BHTE.transpose(1, 2).reshape(B, T, D))
 
 
@@ -142,8 +132,7 @@ class SwiGLU(nn.Module):
         self.down = linear(d_ff, d_model, role=ParamRole.HIDDEN, std=out_std)
 
     def forward(self, x_BTD: torch.Tensor) -> torch.Tensor:
-        gate_BTF, up_BTF = self.gate_up(x_BTD).chunk(2, dim=-1)
-        return self.down(F.silu(gate_BTF) * up_BTF)
+        return self.down(swiglu_gate_up(x_BTD, self.gate_up.weight))
 
 
 class GeluMLP(nn.Module):

@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 
 from harness.config import ModelConfig
-from harness.models import ParamRole, build_model, flops_per_token, matmul_params, num_params, param_roles
+from harness.models import ParamRole, build_model, flops_per_token, fused_ops, matmul_params, num_params, param_roles
 from harness.models.hf_convert import to_hf_model
 
 VOCAB = 100
@@ -168,8 +168,63 @@ def test_tied_embedding_is_one_tensor() -> None:
     assert hf_model.lm_head.weight.data_ptr() == hf_model.get_input_embeddings().weight.data_ptr()
 
 
+@pytest.mark.parametrize("arch", ["llama", "gpt2"])
+def test_too_long_sequence_is_refused(arch: str) -> None:
+    model = build_model(tiny(arch))
+    with pytest.raises(ValueError, match="max_seq_len"):
+        model(torch.zeros(1, SEQ + 1, dtype=torch.long))
+
+
 def test_build_model_needs_vocab_size() -> None:
     with pytest.raises(ValueError, match="vocab_size"):
         build_model(tiny("llama", vocab_size=None))
     with pytest.raises(ValueError, match="vocab_size"):
         flops_per_token(tiny("gpt2", vocab_size=None), 16)
+
+
+def _fused_cases() -> dict[str, tuple]:
+    """(fused fn, composite fn, differentiable float64 inputs, extra args) per hand-written op."""
+    gen = torch.Generator().manual_seed(0)
+
+    def rand(*shape: int) -> torch.Tensor:
+        return torch.randn(*shape, dtype=torch.float64, generator=gen).requires_grad_()
+
+    angles = torch.rand(5, 3, dtype=torch.float64, generator=gen) * 6.0  # T=5, E/2=3
+    cos_sin = (angles.cos(), angles.sin())
+    return {
+        "rms_norm": (fused_ops.rms_norm, fused_ops.composite_rms_norm, (rand(2, 5, 8), rand(8)), (1e-5,)),
+        "split_heads_rope_gqa": (fused_ops.split_heads, fused_ops.composite_split_heads,
+                                 (rand(2, 5, 4 + 2 * 2, 6),), (4, 2, *cos_sin)),
+        "split_heads_plain": (fused_ops.split_heads, fused_ops.composite_split_heads, (rand(2, 5, 9, 6),), (3, 3)),
+        "swiglu_gate_up": (fused_ops.swiglu_gate_up, fused_ops.composite_swiglu_gate_up,
+                           (rand(2, 5, 8), rand(2 * 12, 8)), ()),
+    }
+
+
+@pytest.mark.parametrize("name", list(_fused_cases()))
+def test_fused_ops_match_autograd(name: str) -> None:
+    fused, composite, inputs, extra = _fused_cases()[name]
+    assert torch.autograd.gradcheck(lambda *xs: fused(*xs, *extra), inputs)
+    outs_fused, outs_composite = fused(*inputs, *extra), composite(*inputs, *extra)
+    if isinstance(outs_fused, torch.Tensor):
+        outs_fused, outs_composite = (outs_fused,), (outs_composite,)
+    for a, b in zip(outs_fused, outs_composite):
+        assert torch.allclose(a, b, atol=1e-12)
+    weights = [torch.randn_like(o) for o in outs_fused]
+    grads_fused = torch.autograd.grad(outs_fused, inputs, weights)
+    grads_composite = torch.autograd.grad(outs_composite, inputs, weights)
+    for a, b in zip(grads_fused, grads_composite):
+        assert torch.allclose(a, b, atol=1e-12)
+
+
+def test_swiglu_gate_up_under_autocast() -> None:
+    # The training loop runs bf16 autocast on GPU; the fused matmul must follow it like nn.Linear.
+    x = torch.randn(4, 16, requires_grad=True)
+    weight = torch.randn(2 * 24, 16, requires_grad=True)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        h = fused_ops.swiglu_gate_up(x, weight)
+        reference = fused_ops.composite_swiglu_gate_up(x, weight)
+    assert h.dtype == reference.dtype == torch.bfloat16
+    assert torch.allclose(h.float(), reference.float(), atol=3e-2, rtol=3e-2)
+    h.float().sum().backward()
+    assert weight.grad.dtype == torch.float32 and x.grad.dtype == torch.float32

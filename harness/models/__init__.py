@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from harness.config import ModelConfig
 from harness.models.base import DecoderLM
+from harness.models import fused_ops
 from harness.models.flops import flops_per_token, matmul_params, num_params
 from harness.models.gpt2 import GPT2
 from harness.models.llama import Llama
@@ -29,6 +30,6 @@ def build_model(cfg: ModelConfig) -> DecoderLM:
 
 
 __all__ = [
-    "DecoderLM", "GPT2", "Llama", "ModelConfig", "ParamRole", "build_model", "flops_per_token",
+    "DecoderLM", "GPT2", "Llama", "ModelConfig", "ParamRole", "build_model", "flops_per_token", "fused_ops",
     "matmul_params", "num_params", "param_roles",
 ]

@@ -37,6 +37,11 @@ class DecoderLM(nn.Module):
             return self.lm_head(h_BTD)
         return F.linear(h_BTD, self.tok_embeddings.weight)
 
+    def _check_seq_len(self, input_ids: torch.Tensor) -> None:
+        seq_len, limit = input_ids.shape[1], self.config.max_seq_len
+        if seq_len > limit:
+            raise ValueError(f"sequence of {seq_len} tokens exceeds model.max_seq_len={limit}")
+
     def num_params(self, include_embedding: bool = True) -> int:
         """Counted from the actual tensors (shared ones once); see harness.models.flops for the rules."""
         return sum(

@@ -4,7 +4,12 @@ In eager mode on CPU the matmuls and attention of a small model are as fast as t
 is left is elementwise work, where each op is one pass over memory. Autograd's generic backward of
 a composite (RMSNorm, RoPE on a fused QKV output) takes many passes, plus a `cat` each time a
 fused tensor was split. These Functions compute the same values in fewer passes and write their
-gradients straight into the fused layout. Each is checked against autograd in tests/test_models.py.
+gradients straight into the fused layout.
+
+Each public function has a `composite_*` twin written in plain differentiable ops. Under
+torch.compile the twin is used instead: Inductor fuses plain ops itself and sees through them,
+where a custom Function with out= writes would only get in its way. Tests check that both agree,
+values and gradients.
 """
 
 from __future__ import annotations
@@ -15,29 +20,43 @@ import torch
 
 
 class _RMSNorm(torch.autograd.Function):
-    """y = x * rstd * w, rstd = 1 / sqrt(mean(x^2) + eps) over the last dim."""
+    """y = x_hat * w with x_hat = x * rstd, rstd = 1 / sqrt(mean(x^2) + eps) over the last dim."""
 
     @staticmethod
     def forward(ctx: Any, x: torch.Tensor, weight: torch.Tensor, eps: float) -> torch.Tensor:
-        # Accumulate in float32 even for bf16 inputs, as Hugging Face's RMSNorm does.
-        rstd = torch.rsqrt(x.float().pow(2).mean(-1, keepdim=True) + eps)
-        y = (x * rstd).to(x.dtype) * weight
-        ctx.save_for_backward(x, weight, rstd)
-        return y
+        # Accumulate in at least float32 (also for bf16 inputs), as Hugging Face's RMSNorm does.
+        x_acc = x.to(torch.promote_types(x.dtype, torch.float32))
+        # vector_norm reads x once with no [N, D] temporary (x.pow(2).mean() would write one).
+        norm = torch.linalg.vector_norm(x_acc, dim=-1, keepdim=True)
+        rstd = torch.rsqrt(norm.square_().div_(x.shape[-1]).add_(eps))
+        x_hat = x_acc * rstd
+        # x_hat is kept rather than x: backward needs it, and recomputing it would cost a pass.
+        ctx.save_for_backward(x_hat, weight, rstd)
+        ctx.x_dtype = x.dtype
+        return x_hat.to(x.dtype) * weight
 
     @staticmethod
     def backward(ctx: Any, grad_y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, None]:
-        x, weight, rstd = ctx.saved_tensors
-        x_hat = x * rstd
+        x_hat, weight, rstd = ctx.saved_tensors
         grad_x_hat = grad_y * weight
         # d/dx of x*rstd projects out the component along x_hat: dx = rstd * (g - x_hat * mean(g * x_hat)).
         mean_dot = (grad_x_hat * x_hat).mean(-1, keepdim=True)
         grad_x = torch.addcmul(grad_x_hat, x_hat, mean_dot, value=-1.0).mul_(rstd)
         grad_weight = (grad_y * x_hat).flatten(0, -2).sum(0)
-        return grad_x.to(x.dtype), grad_weight.to(weight.dtype), None
+        return grad_x.to(ctx.x_dtype), grad_weight.to(weight.dtype), None
+
+
+def _use_composite() -> bool:
+    return torch.compiler.is_compiling()
+
+
+def composite_rms_norm(x: torch.Tensor, weight: torch.Tensor, eps: float) -> torch.Tensor:
+    return torch.nn.functional.rms_norm(x, weight.shape, weight, eps)
 
 
 def rms_norm(x: torch.Tensor, weight: torch.Tensor, eps: float) -> torch.Tensor:
+    if _use_composite():
+        return composite_rms_norm(x, weight, eps)
     return _RMSNorm.apply(x, weight, eps)
 
 
@@ -98,10 +117,27 @@ class _SplitHeads(torch.autograd.Function):
         return grad_qkv_BTNE, None, None, None, None
 
 
+def composite_split_heads(qkv_BTNE: torch.Tensor, n_heads: int, n_kv_heads: int,
+                          cos_TE2: Optional[torch.Tensor] = None,
+                          sin_TE2: Optional[torch.Tensor] = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    qkv_BNTE = qkv_BTNE.transpose(1, 2)
+    q, k, v = qkv_BNTE.split([n_heads, n_kv_heads, n_kv_heads], dim=1)
+    if cos_TE2 is None:
+        return q, k, v
+
+    def rotate(x: torch.Tensor) -> torch.Tensor:
+        x1, x2 = x.chunk(2, dim=-1)
+        return torch.cat((x1 * cos_TE2 - x2 * sin_TE2, x2 * cos_TE2 + x1 * sin_TE2), dim=-1)
+
+    return rotate(q), rotate(k), v
+
+
 def split_heads(qkv_BTNE: torch.Tensor, n_heads: int, n_kv_heads: int,
                 cos_TE2: Optional[torch.Tensor] = None,
                 sin_TE2: Optional[torch.Tensor] = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """q [B,H,T,E], k [B,K,T,E], v [B,K,T,E] from qkv [B,T,H+2K,E]; q and k rotated when cos/sin [T,E/2] are given."""
+    if _use_composite():
+        return composite_split_heads(qkv_BTNE, n_heads, n_kv_heads, cos_TE2, sin_TE2)
     return _SplitHeads.apply(qkv_BTNE, n_heads, n_kv_heads, cos_TE2, sin_TE2)
 
 
@@ -148,7 +184,14 @@ class _SwiGLUGateUp(torch.autograd.Function):
         return grad_x_ND, grad_w_2FD.to(ctx.weight_dtype)
 
 
+def composite_swiglu_gate_up(x_BTD: torch.Tensor, weight_2FD: torch.Tensor) -> torch.Tensor:
+    gate_BTF, up_BTF = torch.nn.functional.linear(x_BTD, weight_2FD).chunk(2, dim=-1)
+    return torch.nn.functional.silu(gate_BTF) * up_BTF
+
+
 def swiglu_gate_up(x_BTD: torch.Tensor, weight_2FD: torch.Tensor) -> torch.Tensor:
     """silu(x W_gate^T) * (x W_up^T) for x [..., D] and the fused [W_gate; W_up] weight; returns [..., F]."""
+    if _use_composite():
+        return composite_swiglu_gate_up(x_BTD, weight_2FD)
     h_NF = _SwiGLUGateUp.apply(x_BTD.reshape(-1, x_BTD.shape[-1]), weight_2FD)
     return h_NF.view(*x_BTD.shape[:-1], h_NF.shape[-1])

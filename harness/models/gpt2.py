@@ -32,9 +32,8 @@ class GPT2(DecoderLM):
         initialize(self)
 
     def forward(self, input_ids: torch.Tensor) -> torch.Tensor:
+        self._check_seq_len(input_ids)
         seq_len = input_ids.shape[1]
-        if seq_len > self.config.max_seq_len:
-            raise ValueError(f"sequence of {seq_len} tokens exceeds model.max_seq_len={self.config.max_seq_len}")
         # [T, D] position rows broadcast over the batch.
         x_BTD = self.tok_embeddings(input_ids) + self.pos_embeddings.weight[:seq_len]
         for layer in self.layers:

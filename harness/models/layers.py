@@ -88,7 +88,8 @@ class RotaryEmbedding(nn.Module):
 class CausalSelfAttention(nn.Module):
     """Multi-head causal self-attention with optional grouped-query heads and RoPE.
 
-    Q, K and V come from one fused matmul (rows ordered [q heads | k heads | v heads]).
+    Q, K and V come from one fused matmul (rows ordered [q heads | k heads | v heads]); one pass
+    (`split_heads`) rotates q and k and lays all heads out as [B, heads, T, E] for the kernel.
     """
 
     def __init__(
@@ -132,6 +133,7 @@ class SwiGLU(nn.Module):
         self.down = linear(d_ff, d_model, role=ParamRole.HIDDEN, std=out_std)
 
     def forward(self, x_BTD: torch.Tensor) -> torch.Tensor:
+        # gate_up is a Linear for its parameter (role, init, export); the fused op does its matmul.
         return self.down(swiglu_gate_up(x_BTD, self.gate_up.weight))
 
 

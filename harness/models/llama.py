@@ -35,6 +35,7 @@ class Llama(DecoderLM):
         initialize(self)
 
     def forward(self, input_ids: torch.Tensor) -> torch.Tensor:
+        self._check_seq_len(input_ids)  # RoPE tables cover max_seq_len positions
         x_BTD = self.tok_embeddings(input_ids)
         for layer in self.layers:
             x_BTD = layer(x_BTD)

@@ -13,25 +13,25 @@ nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv | tee "$out
 $py -c "import torch; print('torch', torch.__version__, torch.cuda.get_device_name(0))" | tee -a "$out/device.txt"
 
 echo "== 1. throughput / MFU benchmark"
-$py scripts/bench_throughput.py --skip-cpu --out "$out/bench_gpu.json" 2>&1 | tee "$out/bench.log" | tail -20
+$py scripts/bench_throughput.py --skip-cpu --no-hf --gpu-batch ${BENCH_BATCH:-32} --out "$out/bench_gpu.json" 2>&1 | tee "$out/bench.log" | tail -20
 
-common=(model=llama_124m train=gpu data.vocab_size=8192 logging.progress=false logging.plot=false
+common=(model=llama_124m train=gpu data.vocab_size=8192 data.val_tokens=300000 logging.progress=false logging.plot=false
         train.eval_every=100 train.checkpoint_every=100)
 echo "== 2. single GPU: bf16 + compile + fused AdamW, 300 steps"
 $py -m harness.train "${common[@]}" train.steps=300 run_dir=$runs/single 2>&1 | tail -5
 cp $runs/single/status.json "$out/single_status.json"; cp $runs/single/curve.jsonl "$out/single_curve.jsonl"
 
-echo "== 3. torchrun DDP (1 rank) and FSDP2 (1 rank), 60 steps each"
+echo "== 3. torchrun DDP (1 rank) and FSDP2 (1 rank), 60 steps each, eager"
 for mode in ddp fsdp; do
   $py -m torch.distributed.run --standalone --nproc_per_node=1 -m harness.train "${common[@]}" train.steps=60 \
-      train.checkpoint_every=30 train.parallel=$mode run_dir=$runs/$mode 2>&1 | tail -3
+      train.compile=false train.checkpoint_every=30 train.parallel=$mode run_dir=$runs/$mode 2>&1 | tail -3
   cp $runs/$mode/status.json "$out/${mode}_status.json"
 done
 echo "== 4. FSDP resume: relaunch the run from its step-30 checkpoint and compare the replayed losses"
 cp $runs/fsdp/curve.jsonl $runs/fsdp_first_curve.jsonl
 rm -f $runs/fsdp/status.json; rm -f $runs/fsdp/checkpoints/step_00000060.pt
 $py -m torch.distributed.run --standalone --nproc_per_node=1 -m harness.train "${common[@]}" train.steps=60 \
-    train.checkpoint_every=30 train.parallel=fsdp run_dir=$runs/fsdp 2>&1 | tail -3
+    train.compile=false train.checkpoint_every=30 train.parallel=fsdp run_dir=$runs/fsdp 2>&1 | tail -3
 cp $runs/fsdp/status.json "$out/fsdp_resumed_status.json"
 $py - "$runs" "$out" <<'PY'
 import json, statistics, sys

@@ -2,8 +2,8 @@
 
 - none: the model as built (optionally torch.compile'd).
 - ddp:  DistributedDataParallel under torchrun (gloo on CPU, NCCL on CUDA).
-- fsdp: FSDP2 `fully_shard` per transformer block, then the root (CUDA only); bf16 compute with
-        fp32 master weights and fp32 gradient reduction.
+- fsdp: FSDP2 `fully_shard` per transformer block, then the root (NCCL on CUDA, gloo on CPU);
+        compute in the autocast dtype with fp32 master weights and fp32 gradient reduction.
 
 Checkpoints always hold full (unsharded) tensors keyed like the unwrapped model, so a run can
 resume under a different world size and `harness.export` reads them without torch.distributed.
@@ -36,7 +36,9 @@ def wrap_model(raw_model: nn.Module, parallel: str, rt: Runtime, compile_model: 
     elif parallel == "fsdp":
         from torch.distributed.fsdp import MixedPrecisionPolicy, fully_shard
 
-        policy = MixedPrecisionPolicy(param_dtype=torch.bfloat16, reduce_dtype=torch.float32)
+        # Compute in the run's autocast dtype (bf16 on GPUs), reduce gradients in fp32; fp32 throughout
+        # when the run is fp32 (CPU), so FSDP matches single-process numerics there.
+        policy = MixedPrecisionPolicy(param_dtype=rt.autocast_dtype, reduce_dtype=torch.float32)
         for block in _blocks(raw_model):
             fully_shard(block, mp_policy=policy)
         fully_shard(raw_model, mp_policy=policy)

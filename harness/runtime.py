@@ -91,12 +91,7 @@ def setup_runtime(cfg: TrainConfig) -> Runtime:
     if cfg.parallel == "none" and world_size > 1:
         raise ConfigError("train.parallel: launched with WORLD_SIZE>1 (torchrun) but parallel=none; "
                           "set train.parallel=ddp or fsdp")
-    if cfg.parallel != "none" and world_size == 1:
-        # A single process is a valid (degenerate) data-parallel group: keeps one code path.
-        pass
     device = _pick_device(cfg, local_rank)
-    if cfg.parallel == "fsdp" and device.type != "cuda":
-        raise ConfigError("train.parallel: fsdp needs CUDA; use ddp on CPU")
     if cfg.parallel != "none" and not dist.is_initialized() and "RANK" in os.environ:
         dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
     if cfg.batch_size % world_size:

@@ -95,6 +95,9 @@ def run_training(cfg: RunConfig) -> dict[str, Any]:
 def _train(cfg: RunConfig, run: RunDir, rt: Runtime, data: TokenData) -> dict[str, Any]:
     torch.manual_seed(cfg.train.seed)  # model init is a function of the seed alone
     raw_model = build_model(cfg.model).to(rt.device)
+    # Counted before wrapping: FSDP swaps the parameters for sharded ones.
+    counts = {"params": raw_model.num_params(), "params_non_embedding": raw_model.num_params(include_embedding=False),
+              "flops_per_token": raw_model.flops_per_token(cfg.train.seq_len)}
     model = wrap_model(raw_model, cfg.train.parallel, rt, cfg.train.compile)
     mirror = None
     if cfg.logging.wandb and rt.is_main:
@@ -102,8 +105,6 @@ def _train(cfg: RunConfig, run: RunDir, rt: Runtime, data: TokenData) -> dict[st
 
         mirror = WandbMirror(cfg.logging, run.path, cfg.name, dataclasses.asdict(cfg))
     trainer = Trainer(cfg, run, rt, data, raw_model, model, on_row=mirror.log if mirror else None)
-    counts = {"params": raw_model.num_params(), "params_non_embedding": raw_model.num_params(include_embedding=False),
-              "flops_per_token": trainer.flops_per_token}
     started = time.time()
     try:
         result = trainer.fit()

@@ -170,19 +170,21 @@ def test_wandb_offline_mirror_keeps_run_id_on_resume(train_env, tmp_path):
     assert all((d / f"run-{run_id}.wandb").stat().st_size > 0 for d in offline_runs)
 
 
-def test_grad_accumulation_and_ddp_match_single_process(train_env, tmp_path):
-    """The same global batch split into micro-batches, or across 2 DDP ranks (torchrun, gloo), gives
-    the same curve up to float reduction order."""
+def test_grad_accumulation_ddp_and_fsdp_match_single_process(train_env, tmp_path):
+    """The same global batch split into micro-batches, or across 2 ranks with DDP or FSDP2 (torchrun,
+    gloo), gives the same curve up to float reduction order."""
     common = ["train.steps=8", "train.batch_size=4", "train.deterministic=true"]
     single, accum, ddp = tmp_path / "single", tmp_path / "accum", tmp_path / "ddp"
     assert run_train(train_env, f"run_dir={single}", *common).returncode == 0
     assert run_train(train_env, f"run_dir={accum}", *common, "train.micro_batch_size=1").returncode == 0
-    ddp_cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
-               "-m", "harness.train", *TINY, f"run_dir={ddp}", *common, "train.parallel=ddp"]
-    proc = subprocess.run(ddp_cmd, cwd=ROOT, env=train_env, capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    fsdp = tmp_path / "fsdp"
+    for run_dir, mode in ((ddp, "ddp"), (fsdp, "fsdp")):
+        cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+               "-m", "harness.train", *TINY, f"run_dir={run_dir}", *common, f"train.parallel={mode}"]
+        proc = subprocess.run(cmd, cwd=ROOT, env=train_env, capture_output=True, text=True, timeout=300)
+        assert proc.returncode == 0, proc.stderr[-3000:]
     reference = [r["loss"] for r in read_rows(single)]
-    for other in (accum, ddp):
+    for other in (accum, ddp, fsdp):
         losses = [r["loss"] for r in read_rows(other)]
         assert losses == pytest.approx(reference, rel=1e-4, abs=1e-5)
     env = json.loads((ddp / "env.json").read_text())

@@ -7,6 +7,7 @@ append the curve row (with val loss at eval steps), checkpoint when due.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import random
 import time
@@ -14,15 +15,18 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 import torch
+import torch.distributed as dist
 import torch.nn.functional as F
 from torch import nn
 
 from harness.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
-from harness.config import RunConfig
+from harness.config import ConfigError, RunConfig
 from harness.data.batches import train_batch, val_batches
 from harness.data.tokens import TokenData
+from harness.models.flops import flops_per_token
 from harness.optim.optimizers import build_optimizer, set_lr
 from harness.optim.schedules import Schedule, build_schedule
+from harness.parallel import load_model_and_optimizer, model_state_dict, optimizer_state_dict
 from harness.run import RunDir
 from harness.runtime import Runtime
 from harness.tracking.curve import CurveWriter
@@ -81,8 +85,6 @@ def evaluate(model: nn.Module, batches: list[torch.Tensor], rt: Runtime) -> floa
             loss = cross_entropy(model(batch[:, :-1]), batch[:, 1:])
         total += torch.stack([loss.double(), torch.ones((), device=rt.device, dtype=torch.float64)])
     if rt.distributed:
-        import torch.distributed as dist
-
         dist.all_reduce(total)
     model.train()
     return float(total[0] / total[1])
@@ -111,15 +113,13 @@ class Trainer:
         self.on_row = on_row
         tc = cfg.train
         self.tokens_per_step = tc.batch_size * tc.seq_len
-        self.flops_per_token = float(raw_model.flops_per_token(tc.seq_len))
+        self.flops_per_token = float(flops_per_token(cfg.model, tc.seq_len))
         self.optimizer = build_optimizer(model, cfg.optim, rt.device)
         self.schedule: Schedule = build_schedule(cfg.schedule, total_steps=tc.steps, peak_lr=cfg.optim.lr,
                                                  batch_size=tc.batch_size, tokens_per_step=self.tokens_per_step)
         self.rank_batch = tc.batch_size // rt.world_size
         self.micro_batch = tc.micro_batch_size or self.rank_batch
         if self.rank_batch % self.micro_batch:
-            from harness.config import ConfigError
-
             raise ConfigError(f"train.micro_batch_size: {self.micro_batch} must divide the per-rank batch "
                               f"{self.rank_batch} (batch_size / world size)")
         # One fixed set of windows, evaluated in micro-batch sized chunks.
@@ -131,8 +131,6 @@ class Trainer:
 
     # ---- state -------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
-        from harness.parallel import model_state_dict, optimizer_state_dict
-
         return {
             "step": self.step,
             "model": model_state_dict(self.model, self.raw_model, self.cfg.train.parallel),
@@ -141,8 +139,6 @@ class Trainer:
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        from harness.parallel import load_model_and_optimizer
-
         load_model_and_optimizer(self.model, self.raw_model, self.optimizer, state["model"], state["optimizer"],
                                  self.cfg.train.parallel)
         set_rng_state(state["rng"])
@@ -191,9 +187,7 @@ class Trainer:
         self.optimizer.zero_grad(set_to_none=True)
         return loss_value, grad_norm
 
-    def _no_sync(self, sync: bool):
-        import contextlib
-
+    def _no_sync(self, sync: bool) -> contextlib.AbstractContextManager:
         if sync or not hasattr(self.model, "no_sync"):
             return contextlib.nullcontext()
         return self.model.no_sync()
@@ -206,7 +200,7 @@ class Trainer:
         if rt.is_main:
             curve.open()
         progress = ProgressBar(tc.steps, self.step, enabled=self.cfg.logging.progress and rt.is_main)
-        loss = val_loss = float("nan")
+        loss = float("nan")
         last_val: float | None = None
         rate_ema: float | None = None
         self.model.train()
@@ -231,8 +225,7 @@ class Trainer:
                     "tokens_per_s": tokens_per_s,
                 }
                 if step in self.eval_at:
-                    val_loss = evaluate(self.model, self.val, rt)
-                    row["val_loss"] = last_val = val_loss
+                    row["val_loss"] = last_val = evaluate(self.model, self.val, rt)
                 if rt.is_main:
                     curve.append(row)
                     if self.on_row is not None:

@@ -38,12 +38,11 @@ class Runtime:
             dist.barrier()
 
     def mean_across_ranks(self, value: torch.Tensor) -> torch.Tensor:
-        if self.distributed:
-            value = value.clone()
-            dist.all_reduce(value, op=dist.ReduceOp.AVG if self.device.type == "cuda" else dist.ReduceOp.SUM)
-            if self.device.type != "cuda":  # gloo has no AVG
-                value /= self.world_size
-        return value
+        if not self.distributed:
+            return value
+        total = value.clone()
+        dist.all_reduce(total)  # SUM: gloo has no AVG
+        return total / self.world_size
 
 
 def _pick_device(cfg: TrainConfig, local_rank: int) -> torch.device:

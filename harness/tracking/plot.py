@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 
+from harness.files import atomic_write_bytes
 from harness.tracking.curve import read_curve
 
 
@@ -12,8 +14,6 @@ def plot_curve(curve_file: Path, out_png: Path, title: str = "") -> Path:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-
-    from harness.files import atomic_write_bytes
 
     rows = read_curve(curve_file)
     if not rows:
@@ -35,8 +35,6 @@ def plot_curve(curve_file: Path, out_png: Path, title: str = "") -> Path:
     ax.legend(handles=handles, loc="upper right")
     ax.set_title(title or str(curve_file.parent.name))
     fig.tight_layout()
-    import io
-
     buf = io.BytesIO()
     fig.savefig(buf, format="png")
     plt.close(fig)

@@ -6,6 +6,7 @@
       curve.jsonl     one JSON row per optimizer step (see harness/tracking/curve.py)
       status.json     running | completed | failed, with the step reached and final losses
       checkpoints/    step_XXXXXXXX.pt, atomic, keep-last-k
+      tokenizer/      the run's tokenizer (save_pretrained format)
       curve.png       the curve plot, written at the end
       wandb/          the wandb mirror, when enabled
 

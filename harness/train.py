@@ -9,6 +9,8 @@ completed), 2 bad config, 3 non-finite loss, 1 any other failure.
 from __future__ import annotations
 
 import dataclasses
+import os
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -58,6 +60,16 @@ def check_resume_compatible(saved_yaml: str, cfg: RunConfig) -> None:
                           "relaunch with the same config to resume, or choose a new run_dir")
 
 
+def save_tokenizer(data: TokenData, directory: Path) -> None:
+    """Keep the run's tokenizer beside its checkpoints (export to transformers needs it)."""
+    if directory.exists():
+        return
+    tmp = directory.with_name(f".{directory.name}.tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    data.tokenizer.save_pretrained(str(tmp))
+    os.replace(tmp, directory)
+
+
 def run_training(cfg: RunConfig) -> dict[str, Any]:
     """Train one run described by a validated RunConfig; returns the final status dict."""
     run = RunDir(Path(cfg.run_dir))
@@ -86,6 +98,7 @@ def run_training(cfg: RunConfig) -> dict[str, Any]:
             run.write_env(seed=cfg.train.seed, device=str(rt.device), world_size=rt.world_size,
                           precision=str(rt.autocast_dtype or torch.float32), data_manifest=data.manifest)
             run.write_status(RUNNING, step=0)
+            save_tokenizer(data, run.path / "tokenizer")
         return _train(cfg, run, rt, data)
     finally:
         teardown_runtime(rt)

@@ -23,7 +23,7 @@ def test_run_writes_complete_run_directory(train_env, tmp_path):
     run_dir = tmp_path / "run"
     proc = run_train(train_env, f"run_dir={run_dir}", "logging.plot=true")
     assert proc.returncode == 0, proc.stderr
-    for name in ("config.yaml", "env.json", "curve.jsonl", "status.json", "curve.png"):
+    for name in ("config.yaml", "env.json", "curve.jsonl", "status.json", "curve.png", "tokenizer/tokenizer.json"):
         assert (run_dir / name).is_file(), name
     rows = read_rows(run_dir)
     assert [r["step"] for r in rows] == list(range(1, 21))

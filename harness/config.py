@@ -8,7 +8,7 @@ methods, which raise `ConfigError` naming the field and the fix.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any, Optional
 
 
@@ -27,10 +27,12 @@ def _one_of(value: str, field_name: str, choices: tuple[str, ...]) -> None:
 
 @dataclass
 class ModelConfig:
-    """Architecture of a dense decoder-only proxy.
+    """Architecture of a decoder-only proxy.
 
     `arch="llama"`: RMSNorm, RoPE, SwiGLU, grouped-query attention, no biases.
     `arch="gpt2"`: LayerNorm, GELU MLP, learned absolute positions, biases.
+    `arch="moe"`: the llama block with its MLP replaced by a token-choice top-k mixture of SwiGLU
+      experts (dropless), see harness/models/moe.py; the `n_experts` / `moe_*` fields apply only here.
     """
 
     arch: str = "llama"
@@ -50,24 +52,62 @@ class ModelConfig:
     rope_theta: float = 10000.0
     norm_eps: float = 1e-5
     init_std: float = 0.02
+    # ---- mixture of experts (arch=moe only) ----
+    # Routed experts per layer, and how many each token uses.
+    n_experts: int = 8
+    moe_top_k: int = 2
+    # Hidden width of each (routed and shared) expert; None means ffn_dim. Fine-grained experts:
+    # divide it by g and multiply n_experts and moe_top_k by g (same active FLOPs).
+    moe_expert_ffn: Optional[int] = None
+    # One always-on expert (DeepSeek-style) added to the routed output.
+    moe_shared_expert: bool = False
+    # Router scores: softmax (Mixtral) or sigmoid (DeepSeek-V3); the top-k scores are renormalised
+    # to sum to 1 and weight the experts' outputs.
+    moe_router_score: str = "softmax"
+    # aux_loss: Switch load-balancing loss (x moe_aux_loss_coef); aux_free: a per-expert bias added
+    # to the scores for selection only, nudged after each step toward equal load (DeepSeek-V3);
+    # none: neither. The router z-loss (x moe_z_loss_coef, 0 disables) is independent of this.
+    moe_balance: str = "aux_loss"
+    moe_aux_loss_coef: float = 0.01
+    moe_z_loss_coef: float = 0.001
+    # aux_free: bias step per optimizer step (bias += rate * sign(mean load - load)).
+    moe_bias_update_rate: float = 0.001
 
     def validate(self) -> None:
-        _one_of(self.arch, "model.arch", ("llama", "gpt2"))
+        _one_of(self.arch, "model.arch", ("llama", "gpt2", "moe"))
         for name in ("d_model", "n_layers", "n_heads", "max_seq_len", "ffn_multiple_of"):
             _require(getattr(self, name) > 0, f"model.{name}", "must be a positive integer")
         _require(self.d_model % self.n_heads == 0, "model.d_model",
                  f"{self.d_model} is not divisible by model.n_heads={self.n_heads}; pick a multiple")
-        _require((self.d_model // self.n_heads) % 2 == 0 or self.arch != "llama", "model.n_heads",
+        _require((self.d_model // self.n_heads) % 2 == 0 or self.arch == "gpt2", "model.n_heads",
                  "RoPE needs an even head dimension (d_model / n_heads)")
         if self.n_kv_heads is not None:
-            _require(self.arch == "llama", "model.n_kv_heads",
-                     "grouped-query attention is only in arch=llama; set it to null for gpt2")
+            _require(self.arch != "gpt2", "model.n_kv_heads",
+                     "grouped-query attention is only in arch=llama/moe; set it to null for gpt2")
             _require(self.n_kv_heads > 0 and self.n_heads % self.n_kv_heads == 0, "model.n_kv_heads",
                      f"must divide model.n_heads={self.n_heads}")
         if self.d_ff is not None:
             _require(self.d_ff > 0, "model.d_ff", "must be positive, or null for the default")
         if self.vocab_size is not None:
             _require(self.vocab_size > 0, "model.vocab_size", "must be positive, or null for the tokenizer's")
+        self._validate_moe()
+
+    def _validate_moe(self) -> None:
+        if self.arch != "moe":
+            for f in fields(self):
+                if (f.name == "n_experts" or f.name.startswith("moe_")) and getattr(self, f.name) != f.default:
+                    raise ConfigError(f"model.{f.name}: only used by arch=moe (this is arch={self.arch}); "
+                                      "remove it or set model.arch=moe")
+            return
+        _require(self.n_experts > 0, "model.n_experts", "must be a positive integer")
+        _require(0 < self.moe_top_k <= self.n_experts, "model.moe_top_k",
+                 f"must be in [1, model.n_experts={self.n_experts}]")
+        if self.moe_expert_ffn is not None:
+            _require(self.moe_expert_ffn > 0, "model.moe_expert_ffn", "must be positive, or null for ffn_dim")
+        _one_of(self.moe_router_score, "model.moe_router_score", ("softmax", "sigmoid"))
+        _one_of(self.moe_balance, "model.moe_balance", ("aux_loss", "aux_free", "none"))
+        for name in ("moe_aux_loss_coef", "moe_z_loss_coef", "moe_bias_update_rate"):
+            _require(getattr(self, name) >= 0, f"model.{name}", "must be >= 0")
 
     @property
     def kv_heads(self) -> int:
@@ -86,6 +126,11 @@ class ModelConfig:
         m = self.ffn_multiple_of
         raw = int(8 * self.d_model / 3)
         return m * ((raw + m - 1) // m)
+
+    @property
+    def expert_ffn_dim(self) -> int:
+        """Hidden width of each MoE expert (arch=moe)."""
+        return self.moe_expert_ffn if self.moe_expert_ffn is not None else self.ffn_dim
 
 
 @dataclass
@@ -126,24 +171,53 @@ class DataConfig:
 
 @dataclass
 class OptimConfig:
+    """The optimizer and how parameters are routed to it (see harness/optim/optimizers.py).
+
+    name: adamw | adam | muon | lion | sgd. Muon updates 2-D hidden matrices and AdamW (betas, eps)
+    everything else. Every parameter role except those in `no_decay_roles` gets `weight_decay`.
+    """
+
     name: str = "adamw"
     lr: float = 3e-3
+    # adamw / adam / muon's AdamW part: (beta1, beta2). lion: (interpolation beta1, momentum beta2).
     betas: list[float] = field(default_factory=lambda: [0.9, 0.95])
     eps: float = 1e-8
     weight_decay: float = 0.1
-    # Decay only parameters with at least this many dims (2: matrices and embeddings, not
-    # norms or biases); set 0 to decay everything, a large number to decay nothing.
-    decay_min_ndim: int = 2
-    # None: fused AdamW on CUDA, the foreach implementation elsewhere.
+    # Parameter roles that get no weight decay: any of embedding, hidden, readout, vector.
+    no_decay_roles: list[str] = field(default_factory=lambda: ["vector"])
+    # Momentum (and Nesterov) of sgd and of muon's matrices (muon: 0.95 and true in conf/optim/muon.yaml).
+    momentum: float = 0.9
+    nesterov: bool = False
+    # Muon: base LR of the matrices (None: optim.lr), Newton-Schulz steps, and torch's per-matrix LR
+    # scaling: match_rms_adamw (0.2*sqrt(max(fan_out, fan_in)), so one LR fits Muon and AdamW) or
+    # original (Keller Jordan's sqrt(max(1, fan_out/fan_in)), usually with muon_lr ~ 0.02).
+    muon_lr: Optional[float] = None
+    muon_ns_steps: int = 5
+    muon_adjust_lr: str = "match_rms_adamw"
+    # None: fused kernels on CUDA (adamw, adam, muon's AdamW part), foreach elsewhere.
     fused: Optional[bool] = None
 
     def validate(self) -> None:
-        _one_of(self.name, "optim.name", ("adamw",))
+        from harness.optim.optimizers import OPTIMIZERS  # the registry: new optimizers register there
+
+        _one_of(self.name, "optim.name", tuple(OPTIMIZERS))
         _require(self.lr > 0, "optim.lr", "must be positive")
         _require(len(self.betas) == 2 and all(0 <= b < 1 for b in self.betas), "optim.betas",
                  "must be two numbers in [0, 1), e.g. [0.9, 0.95]")
         _require(self.eps > 0, "optim.eps", "must be positive")
         _require(self.weight_decay >= 0, "optim.weight_decay", "must be >= 0")
+        roles = ("embedding", "hidden", "readout", "vector")
+        for role in self.no_decay_roles:
+            _require(role in roles, "optim.no_decay_roles", f"got {role!r}; list some of {', '.join(roles)}")
+        _require(0 <= self.momentum < 1, "optim.momentum", "must be in [0, 1), e.g. 0.9")
+        _require(not (self.nesterov and self.momentum == 0), "optim.nesterov",
+                 "Nesterov needs optim.momentum > 0; set optim.nesterov=false or a momentum")
+        if self.muon_lr is not None:
+            _require(self.muon_lr > 0, "optim.muon_lr", "must be positive, or null for optim.lr")
+        _require(self.muon_ns_steps > 0, "optim.muon_ns_steps", "must be a positive integer, e.g. 5")
+        _one_of(self.muon_adjust_lr, "optim.muon_adjust_lr", ("match_rms_adamw", "original"))
+        _require(not (self.fused and self.name == "lion"), "optim.fused",
+                 "lion has no fused kernel; set optim.fused=null")
 
 
 @dataclass

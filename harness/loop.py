@@ -90,6 +90,20 @@ def evaluate(model: nn.Module, batches: list[torch.Tensor], rt: Runtime) -> floa
     return float(total[0] / total[1])
 
 
+def expert_load_columns(load_LE: torch.Tensor | None) -> dict[str, Any]:
+    """Curve columns for a MoE's per-layer expert load (fraction of routed tokens per expert):
+    `expert_load_l{i}` (the fractions), `expert_load_max_over_mean_l{i}` (1 = perfectly balanced)
+    and `expert_load_max_over_mean` (the worst layer). Empty for dense models."""
+    if load_LE is None:
+        return {}
+    ratio_L = load_LE.max(-1).values / load_LE.mean(-1)
+    columns: dict[str, Any] = {"expert_load_max_over_mean": float(ratio_L.max())}
+    for i, (load_E, ratio) in enumerate(zip(load_LE.tolist(), ratio_L.tolist())):
+        columns[f"expert_load_max_over_mean_l{i}"] = ratio
+        columns[f"expert_load_l{i}"] = [round(x, 6) for x in load_E]
+    return columns
+
+
 def rng_state() -> dict[str, Any]:
     state: dict[str, Any] = {"torch": torch.get_rng_state(), "python": random.getstate()}
     if torch.cuda.is_available():
@@ -128,6 +142,7 @@ class Trainer:
         self.eval_at = eval_steps(tc.steps, tc.eval_every, self.schedule.phase_boundaries())
         self.step = 0
         self.last_checkpoint: str | None = None
+        self.last_aux: dict[str, float] = {}
 
     # ---- state -------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
@@ -171,20 +186,27 @@ class Trainer:
         rows = batch[rt.rank * self.rank_batch:(rt.rank + 1) * self.rank_batch].to(rt.device, non_blocking=True)
         n_micro = self.rank_batch // self.micro_batch
         loss_sum = torch.zeros((), device=rt.device)
+        aux_sums: dict[str, torch.Tensor] = {}
         for i in range(n_micro):
             micro = rows[i * self.micro_batch:(i + 1) * self.micro_batch]
             sync = i == n_micro - 1
             with self._no_sync(sync), rt.autocast():
                 loss = cross_entropy(self.model(micro[:, :-1]), micro[:, 1:]) / n_micro
-            loss.backward()
+                # MoE aux terms (weighted) of this forward: backpropagated with the CE, logged apart.
+                aux = {k: v / n_micro for k, v in self.raw_model.aux_losses().items()}
+            (loss + sum(aux.values()) if aux else loss).backward()
             loss_sum += loss.detach()
+            for k, v in aux.items():
+                aux_sums[k] = aux_sums.get(k, 0) + v.detach().float()
         loss_value = float(rt.mean_across_ranks(loss_sum))
+        self.last_aux = {k: float(rt.mean_across_ranks(v)) for k, v in aux_sums.items()}
         max_norm = tc.grad_clip if tc.grad_clip > 0 else math.inf
         grad_norm = float(torch.nn.utils.clip_grad_norm_(self.model.parameters(), max_norm))
         if not (math.isfinite(loss_value) and math.isfinite(grad_norm)):
             raise NonFiniteLossError(step, loss_value, grad_norm, self.last_checkpoint)
         self.optimizer.step()
         self.optimizer.zero_grad(set_to_none=True)
+        self.raw_model.after_optimizer_step()  # MoE: expert load of this step, aux-free bias update
         return loss_value, grad_norm
 
     def _no_sync(self, sync: bool) -> contextlib.AbstractContextManager:
@@ -224,8 +246,10 @@ class Trainer:
                     "grad_norm": grad_norm,
                     "tokens_per_s": tokens_per_s,
                 }
+                row.update(self.last_aux)  # e.g. aux_loss, z_loss: never part of `loss`
                 if step in self.eval_at:
                     row["val_loss"] = last_val = evaluate(self.model, self.val, rt)
+                    row.update(expert_load_columns(self.raw_model.expert_load()))
                 if rt.is_main:
                     curve.append(row)
                     if self.on_row is not None:

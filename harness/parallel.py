@@ -16,6 +16,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from harness.models.roles import spec_of, tag
 from harness.runtime import Runtime
 
 
@@ -39,9 +40,14 @@ def wrap_model(raw_model: nn.Module, parallel: str, rt: Runtime, compile_model: 
         # Compute in the run's autocast dtype (bf16 on GPUs), reduce gradients in fp32; fp32 throughout
         # when the run is fp32 (CPU), so FSDP matches single-process numerics there.
         policy = MixedPrecisionPolicy(param_dtype=rt.autocast_dtype, reduce_dtype=torch.float32)
+        # fully_shard swaps every parameter for a new (DTensor) one: carry the role tags across,
+        # since the optimizer routes parameters by role (harness.optim.optimizers).
+        tags = {name: spec_of(p) for name, p in raw_model.named_parameters()}
         for block in _blocks(raw_model):
             fully_shard(block, mp_policy=policy)
         fully_shard(raw_model, mp_policy=policy)
+        for name, p in raw_model.named_parameters():
+            tag(p, tags[name])
         model = raw_model
     if compile_model:
         model = torch.compile(model)

@@ -110,6 +110,7 @@ def _train(cfg: RunConfig, run: RunDir, rt: Runtime, data: TokenData) -> dict[st
     raw_model = build_model(cfg.model).to(rt.device)
     # Counted before wrapping: FSDP swaps the parameters for sharded ones.
     counts = {"params": raw_model.num_params(), "params_non_embedding": raw_model.num_params(include_embedding=False),
+              "params_active": raw_model.num_active_params(),  # per token: < params for a MoE
               "flops_per_token": raw_model.flops_per_token(cfg.train.seq_len)}
     model = wrap_model(raw_model, cfg.train.parallel, rt, cfg.train.compile)
     mirror = None

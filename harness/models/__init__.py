@@ -1,10 +1,14 @@
-"""Dense model zoo: `build_model(cfg)` returns a LLaMA- or GPT-2-style decoder.
+"""Model zoo: `build_model(cfg)` returns a LLaMA-, GPT-2- or MoE-style decoder.
 
 Model API (relied on by the training loop):
     model(input_ids: LongTensor[B, T]) -> logits FloatTensor[B, T, V]   (no loss inside)
     model.num_params(include_embedding=True) -> int
     model.flops_per_token(seq_len) -> float    (training FLOPs; convention in harness.models.flops)
     model.config -> ModelConfig
+    model.num_active_params(include_embedding=True) -> int   (per token; < num_params for MoE)
+    model.aux_losses() -> dict[str, Tensor]   (weighted aux terms of the last forward; {} if dense)
+    model.after_optimizer_step() -> None      (MoE balancing-bias update; no-op if dense)
+    model.expert_load() -> Tensor[L, E] | None  (routed-token fractions of the last step)
 """
 
 from __future__ import annotations
@@ -12,12 +16,13 @@ from __future__ import annotations
 from harness.config import ModelConfig
 from harness.models.base import DecoderLM
 from harness.models import fused_ops
-from harness.models.flops import flops_per_token, matmul_params, num_params
+from harness.models.flops import active_params, flops_per_token, matmul_params, num_params
 from harness.models.gpt2 import GPT2
 from harness.models.llama import Llama
+from harness.models.moe import MoE
 from harness.models.roles import ParamRole, param_roles
 
-_ARCHS: dict[str, type[DecoderLM]] = {"llama": Llama, "gpt2": GPT2}
+_ARCHS: dict[str, type[DecoderLM]] = {"llama": Llama, "gpt2": GPT2, "moe": MoE}
 
 
 def build_model(cfg: ModelConfig) -> DecoderLM:
@@ -30,6 +35,6 @@ def build_model(cfg: ModelConfig) -> DecoderLM:
 
 
 __all__ = [
-    "DecoderLM", "GPT2", "Llama", "ModelConfig", "ParamRole", "build_model", "flops_per_token", "fused_ops",
-    "matmul_params", "num_params", "param_roles",
+    "DecoderLM", "GPT2", "Llama", "MoE", "ModelConfig", "ParamRole", "active_params", "build_model",
+    "flops_per_token", "fused_ops", "matmul_params", "num_params", "param_roles",
 ]

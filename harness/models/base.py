@@ -49,5 +49,23 @@ class DecoderLM(nn.Module):
             if include_embedding or spec_of(p).role is not ParamRole.EMBEDDING
         )
 
+    def num_active_params(self, include_embedding: bool = True) -> int:
+        """Parameters one token uses; the same as num_params for dense models (see the MoE)."""
+        return self.num_params(include_embedding)
+
     def flops_per_token(self, seq_len: int) -> float:
         return flops.flops_per_token(self.config, seq_len)
+
+    # ---- hooks the training loop calls; no-ops for dense models (see harness.models.moe) ----
+    def aux_losses(self) -> dict[str, torch.Tensor]:
+        """Auxiliary loss terms of the last forward, each already weighted by its coefficient; the
+        loop adds their sum to the cross-entropy it backpropagates (and logs them apart)."""
+        return {}
+
+    def after_optimizer_step(self) -> None:
+        """Called once after every optimizer step (e.g. to update MoE balancing biases)."""
+
+    def expert_load(self) -> torch.Tensor | None:
+        """[n_layers, n_experts] fraction of routed token slots per expert over the last optimizer
+        step (all micro-batches and ranks), or None for dense models."""
+        return None

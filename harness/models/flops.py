@@ -13,6 +13,12 @@ FLOPs convention (PaLM appendix B / Chinchilla), training FLOPs per token:
   (d_model = n_heads * head_dim, also under grouped-query attention), times 3 for training; the
   causal mask is *not* used to halve it.
 
+Mixture of experts (arch=moe): N_matmul counts the *active* matrices only, those one token uses:
+attention, the router (d_model x n_experts), the shared expert if any and moe_top_k of the routed
+experts (3 * d_model * expert_ffn each). The total count (`num_params`) holds all n_experts;
+`active_params` counts as a token sees the model (routed experts: top_k of n_experts). Softmax /
+sigmoid, top-k and the weighted sum of expert outputs are ignored like other elementwise work.
+
 Parameter counts: `num_params(cfg)` counts each distinct tensor once (a tied embedding/readout
 matrix once). The non-embedding count leaves out the token embedding and, for gpt2, the learned
 position embedding; an untied readout matrix *is* counted (it is a matmul weight), a tied one is not
@@ -31,10 +37,15 @@ def _require_vocab(cfg: ModelConfig) -> int:
     return cfg.vocab_size
 
 
-def _block_matmul_params(cfg: ModelConfig) -> int:
-    """Weight-matrix parameters of one transformer block (no biases, no norms)."""
+def _block_matmul_params(cfg: ModelConfig, active: bool = False) -> int:
+    """Weight-matrix parameters of one transformer block (no biases, no norms); for arch=moe all
+    experts, or with `active` only the ones a token uses (shared + top_k routed)."""
     d, kv_width = cfg.d_model, cfg.kv_heads * cfg.head_dim
     attention = d * d + 2 * d * kv_width + d * d  # q, k, v, out
+    if cfg.arch == "moe":
+        expert = 3 * d * cfg.expert_ffn_dim  # SwiGLU: gate, up, down
+        routed = cfg.moe_top_k if active else cfg.n_experts
+        return attention + d * cfg.n_experts + (routed + int(cfg.moe_shared_expert)) * expert  # + router
     mlp_matrices = 3 if cfg.arch == "llama" else 2  # SwiGLU: gate, up, down; GELU: up, down
     return attention + mlp_matrices * d * cfg.ffn_dim
 
@@ -42,7 +53,7 @@ def _block_matmul_params(cfg: ModelConfig) -> int:
 def _block_vector_params(cfg: ModelConfig) -> int:
     """Norm gains and biases of one block."""
     d = cfg.d_model
-    if cfg.arch == "llama":
+    if cfg.arch in ("llama", "moe"):
         return 2 * d  # two RMSNorm gains
     attention_biases = 3 * d + d  # qkv, out
     mlp_biases = cfg.ffn_dim + d
@@ -50,14 +61,15 @@ def _block_vector_params(cfg: ModelConfig) -> int:
 
 
 def matmul_params(cfg: ModelConfig) -> int:
-    """N_matmul of the FLOPs formula: block matrices plus the readout, tied or not."""
-    return cfg.n_layers * _block_matmul_params(cfg) + _require_vocab(cfg) * cfg.d_model
+    """N_matmul of the FLOPs formula: (active) block matrices plus the readout, tied or not."""
+    return cfg.n_layers * _block_matmul_params(cfg, active=True) + _require_vocab(cfg) * cfg.d_model
 
 
-def num_params(cfg: ModelConfig, include_embedding: bool = True) -> int:
+def num_params(cfg: ModelConfig, include_embedding: bool = True, active: bool = False) -> int:
+    """All parameters; with `active`, only those one token uses (differs from all for arch=moe)."""
     vocab, d = _require_vocab(cfg), cfg.d_model
-    final_norm = d if cfg.arch == "llama" else 2 * d
-    non_embedding = cfg.n_layers * (_block_matmul_params(cfg) + _block_vector_params(cfg)) + final_norm
+    final_norm = 2 * d if cfg.arch == "gpt2" else d
+    non_embedding = cfg.n_layers * (_block_matmul_params(cfg, active) + _block_vector_params(cfg)) + final_norm
     if not cfg.tie_embeddings:
         non_embedding += vocab * d  # the separate readout matrix
     if not include_embedding:
@@ -70,3 +82,8 @@ def flops_per_token(cfg: ModelConfig, seq_len: int) -> float:
     """Training FLOPs per token (forward + backward); see the module docstring."""
     attention_scores = 12 * cfg.n_layers * seq_len * cfg.d_model
     return float(6 * matmul_params(cfg) + attention_scores)
+
+
+def active_params(cfg: ModelConfig, include_embedding: bool = True) -> int:
+    """Parameters one token uses: `num_params` with top_k of the n_experts routed experts."""
+    return num_params(cfg, include_embedding, active=True)

@@ -1,10 +1,15 @@
-"""Export our models to Hugging Face transformers (LlamaForCausalLM / GPT2LMHeadModel).
+"""Export our models to Hugging Face transformers (LlamaForCausalLM / GPT2LMHeadModel /
+MixtralForCausalLM).
 
 The layouts were chosen so the mapping is a renaming plus two kinds of reshaping:
 - fused matrices are split: qkv rows are [q | k | v], SwiGLU's gate_up rows are [gate | up];
 - GPT-2's `Conv1D` stores weights as [in, out], the transpose of nn.Linear, so they are transposed
   (its fused c_attn is [q | k | v] along the output dimension, the same order as ours).
 RoPE needs no permutation: ours uses the same "rotate half" pairing as HF Llama.
+arch=moe maps to Mixtral (attention as Llama; router -> mlp.gate; the experts' fused [gate | up] and
+down matrices stacked into Mixtral's [E, 2F, D] / [E, D, F] tensors). Mixtral has a softmax router
+with renormalised top-k weights and no shared expert or selection bias, so only that configuration
+exports: a sigmoid router, a shared expert or a nonzero aux-free bias is refused.
 """
 
 from __future__ import annotations
@@ -40,6 +45,35 @@ def to_hf_config(cfg: ModelConfig, attn_implementation: str = "sdpa") -> transfo
             rope_parameters={"rope_type": "default", "rope_theta": cfg.rope_theta},
             attention_bias=False,
             mlp_bias=False,
+            bos_token_id=None,
+            eos_token_id=None,
+        )
+    elif cfg.arch == "moe":
+        for ok, field_name, why in (
+            (cfg.moe_router_score == "softmax", "model.moe_router_score", "Mixtral's router is a softmax"),
+            (not cfg.moe_shared_expert, "model.moe_shared_expert", "Mixtral has no shared expert"),
+        ):
+            if not ok:
+                raise ValueError(f"{field_name}: cannot export to MixtralForCausalLM ({why})")
+        hf_cfg = transformers.MixtralConfig(
+            vocab_size=cfg.vocab_size,
+            hidden_size=cfg.d_model,
+            intermediate_size=cfg.expert_ffn_dim,
+            num_hidden_layers=cfg.n_layers,
+            num_attention_heads=cfg.n_heads,
+            num_key_value_heads=cfg.kv_heads,
+            head_dim=cfg.head_dim,
+            hidden_act="silu",
+            max_position_embeddings=cfg.max_seq_len,
+            initializer_range=cfg.init_std,
+            rms_norm_eps=cfg.norm_eps,
+            tie_word_embeddings=cfg.tie_embeddings,
+            rope_parameters={"rope_type": "default", "rope_theta": cfg.rope_theta},
+            sliding_window=None,
+            num_local_experts=cfg.n_experts,
+            num_experts_per_tok=cfg.moe_top_k,
+            router_jitter_noise=0.0,
+            router_aux_loss_coef=cfg.moe_aux_loss_coef,
             bos_token_id=None,
             eos_token_id=None,
         )
@@ -88,6 +122,29 @@ def _llama_state(model: DecoderLM) -> Iterator[tuple[str, torch.Tensor]]:
     yield "model.norm.weight", model.norm.weight
 
 
+def _moe_state(model: DecoderLM) -> Iterator[tuple[str, torch.Tensor]]:
+    cfg = model.config
+    q_rows, kv_rows = cfg.n_heads * cfg.head_dim, cfg.kv_heads * cfg.head_dim
+    yield "model.embed_tokens.weight", model.tok_embeddings.weight
+    for i, layer in enumerate(model.layers):
+        p = f"model.layers.{i}."
+        moe = layer.mlp
+        if moe.expert_bias.any():
+            raise ValueError("model.moe_balance=aux_free: the learned selection bias is nonzero, and "
+                             "MixtralForCausalLM has none, so its routing would differ; not exported")
+        q, k, v = layer.attn.qkv.weight.split([q_rows, kv_rows, kv_rows], dim=0)
+        yield p + "input_layernorm.weight", layer.attn_norm.weight
+        yield p + "self_attn.q_proj.weight", q
+        yield p + "self_attn.k_proj.weight", k
+        yield p + "self_attn.v_proj.weight", v
+        yield p + "self_attn.o_proj.weight", layer.attn.out.weight
+        yield p + "post_attention_layernorm.weight", layer.mlp_norm.weight
+        yield p + "mlp.gate.weight", moe.router.weight
+        yield p + "mlp.experts.gate_up_proj", torch.stack([e.gate_up.weight for e in moe.experts])
+        yield p + "mlp.experts.down_proj", torch.stack([e.down.weight for e in moe.experts])
+    yield "model.norm.weight", model.norm.weight
+
+
 def _gpt2_state(model: DecoderLM) -> Iterator[tuple[str, torch.Tensor]]:
     def conv1d(prefix: str, linear: torch.nn.Linear) -> Iterator[tuple[str, torch.Tensor]]:
         yield prefix + ".weight", linear.weight.t()  # Conv1D is [in, out]
@@ -113,8 +170,10 @@ def _gpt2_state(model: DecoderLM) -> Iterator[tuple[str, torch.Tensor]]:
 _STATE_MAPPERS: dict[str, Callable[[DecoderLM], Iterator[tuple[str, torch.Tensor]]]] = {
     "llama": _llama_state,
     "gpt2": _gpt2_state,
+    "moe": _moe_state,
 }
-_HF_CLASSES = {"llama": transformers.LlamaForCausalLM, "gpt2": transformers.GPT2LMHeadModel}
+_HF_CLASSES = {"llama": transformers.LlamaForCausalLM, "gpt2": transformers.GPT2LMHeadModel,
+               "moe": transformers.MixtralForCausalLM}
 
 
 def to_hf_state_dict(model: DecoderLM) -> StateDict:

@@ -1,42 +1,231 @@
-"""Optimizer construction: one rule routes parameters to groups.
+"""Optimizer construction: one routing rule maps parameter roles to optimizer groups.
 
-Each group carries `base_lr`; the training loop sets `lr = base_lr * schedule multiplier` every
-step, so groups keep their LR ratios under any schedule.
+Every parameter carries a role from construction (harness.models.roles: EMBEDDING, HIDDEN,
+READOUT, VECTOR). `route()` is the single rule that decides, per parameter, which optimizer
+updates it and whether it is weight-decayed:
+
+| optim.name | HIDDEN 2-D matrices | EMBEDDING, READOUT, VECTOR (and any non-2-D HIDDEN) |
+|------------|---------------------|-----------------------------------------------------|
+| adamw      | AdamW               | AdamW                                               |
+| adam       | Adam                | Adam                                                |
+| muon       | torch.optim.Muon    | AdamW (optim.betas, optim.eps)                      |
+| lion       | Lion                | Lion                                                |
+| sgd        | SGD (+momentum)     | SGD (+momentum)                                     |
+
+Weight decay applies to every role except those in `optim.no_decay_roles` (default: vector, i.e.
+norm gains and biases). Parameters are grouped by (role, optimizer); each group keeps `role`,
+`optimizer`, `name` and `base_lr`. The training loop sets `lr = base_lr * schedule multiplier` every
+step (`set_lr`), so LR ratios between groups survive every schedule.
+
+LR convention for Muon: by default (`optim.muon_adjust_lr=match_rms_adamw`, Moonshot's "Muon is
+Scalable") torch scales each matrix's LR by 0.2 * sqrt(max(fan_out, fan_in)), which matches the
+update RMS of AdamW, so one `optim.lr` (and `optim.weight_decay`) serves both the Muon and the AdamW
+parts. `optim.muon_lr` overrides the Muon part's base LR (e.g. 0.02 with `muon_adjust_lr=original`,
+Keller Jordan's convention).
+
+muP hook: `param_groups(..., lr_multipliers={role: factor})` multiplies a role's base LR (default 1
+for every role); a parameterization module supplies the factors, nothing else changes.
+
+New optimizers plug in with `@register_optimizer("name")` on a builder
+`(groups, cfg, device) -> torch.optim.Optimizer`; `hidden_matrices_only=True` routes only 2-D HIDDEN
+matrices to it and everything else to AdamW (how Muon is registered).
 """
 
 from __future__ import annotations
 
+from collections import defaultdict
+from dataclasses import dataclass
+from typing import Any, Callable, Mapping
+
 import torch
 from torch import nn
 
-from harness.config import OptimConfig
+from harness.config import ConfigError, OptimConfig
+from harness.models.roles import ParamRole, spec_of
+from harness.optim.lion import Lion
+
+Builder = Callable[[list[dict], OptimConfig, torch.device], torch.optim.Optimizer]
 
 
-def param_groups(model: nn.Module, cfg: OptimConfig) -> list[dict]:
-    """Split trainable parameters into a decayed and an undecayed group by tensor rank.
+@dataclass(frozen=True)
+class OptimizerSpec:
+    build: Builder
+    # Route only 2-D HIDDEN matrices to this optimizer; every other parameter goes to AdamW.
+    hidden_matrices_only: bool = False
 
-    Matrices (and embeddings) get weight decay; vectors (norm gains, biases) do not, unless
-    `decay_min_ndim` says otherwise. Empty groups are dropped.
+
+OPTIMIZERS: dict[str, OptimizerSpec] = {}
+
+# The optimizer that takes the parameters a `hidden_matrices_only` optimizer does not.
+FALLBACK = "adamw"
+
+
+def register_optimizer(name: str, *, hidden_matrices_only: bool = False) -> Callable[[Builder], Builder]:
+    """Decorator: make `optim.name=<name>` build its parameter groups with the decorated function."""
+
+    def decorate(build: Builder) -> Builder:
+        OPTIMIZERS[name] = OptimizerSpec(build=build, hidden_matrices_only=hidden_matrices_only)
+        return build
+
+    return decorate
+
+
+# ---- the routing rule ------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Route:
+    optimizer: str
+    decay: bool
+
+
+def route(role: ParamRole, param: torch.Tensor, cfg: OptimConfig) -> Route:
+    """Which optimizer updates a parameter of this role and shape, and whether it is decayed."""
+    if cfg.name not in OPTIMIZERS:
+        raise ConfigError(f"optim.name: got {cfg.name!r}; choose one of {', '.join(OPTIMIZERS)}")
+    spec = OPTIMIZERS[cfg.name]
+    is_matrix = role is ParamRole.HIDDEN and param.ndim == 2
+    optimizer = FALLBACK if spec.hidden_matrices_only and not is_matrix else cfg.name
+    return Route(optimizer=optimizer, decay=role.value not in cfg.no_decay_roles)
+
+
+def _base_lr(optimizer: str, cfg: OptimConfig) -> float:
+    if optimizer == "muon" and cfg.muon_lr is not None:
+        return cfg.muon_lr
+    return cfg.lr
+
+
+def param_groups(model: nn.Module, cfg: OptimConfig,
+                 lr_multipliers: Mapping[ParamRole, float] | None = None) -> list[dict]:
+    """Trainable parameters grouped by (role, optimizer), in a fixed order (role, then optimizer).
+
+    Each group: params, weight_decay (cfg.weight_decay or 0 per the rule), base_lr (the optimizer's
+    base LR times the role's multiplier), role, optimizer, name ("<optimizer>.<role>").
     """
-    decay, no_decay = [], []
+    lr_multipliers = lr_multipliers or {}
+    buckets: dict[tuple[ParamRole, str], list[torch.Tensor]] = defaultdict(list)
+    decays: dict[tuple[ParamRole, str], bool] = {}
     for param in model.parameters():
         if not param.requires_grad:
             continue
-        (decay if param.ndim >= cfg.decay_min_ndim else no_decay).append(param)
-    groups = [
-        {"params": decay, "weight_decay": cfg.weight_decay, "base_lr": cfg.lr, "name": "decay"},
-        {"params": no_decay, "weight_decay": 0.0, "base_lr": cfg.lr, "name": "no_decay"},
-    ]
-    return [g for g in groups if g["params"]]
+        role = spec_of(param).role
+        r = route(role, param, cfg)
+        buckets[(role, r.optimizer)].append(param)
+        decays[(role, r.optimizer)] = r.decay  # a function of the role alone
+    order = list(ParamRole)
+    groups = []
+    for role, optimizer in sorted(buckets, key=lambda k: (order.index(k[0]), k[1])):
+        groups.append({
+            "params": buckets[(role, optimizer)],
+            "weight_decay": cfg.weight_decay if decays[(role, optimizer)] else 0.0,
+            "base_lr": _base_lr(optimizer, cfg) * lr_multipliers.get(role, 1.0),
+            "role": role.value,
+            "optimizer": optimizer,
+            "name": f"{optimizer}.{role.value}",
+        })
+    return groups
 
 
-def build_optimizer(model: nn.Module, cfg: OptimConfig, device: torch.device) -> torch.optim.Optimizer:
-    cfg.validate()
-    groups = param_groups(model, cfg)
+# ---- builders --------------------------------------------------------------------------------
+
+def _with_lr(groups: list[dict]) -> list[dict]:
+    return [{**g, "lr": g["base_lr"]} for g in groups]
+
+
+def _fused_kwargs(cfg: OptimConfig, device: torch.device) -> dict[str, bool]:
     fused = cfg.fused if cfg.fused is not None else device.type == "cuda"
     # foreach and fused are mutually exclusive; foreach is the fast path on CPU.
-    kwargs = {"fused": True} if fused else {"foreach": True}
-    return torch.optim.AdamW(groups, lr=cfg.lr, betas=tuple(cfg.betas), eps=cfg.eps, **kwargs)
+    return {"fused": True} if fused else {"foreach": True}
+
+
+@register_optimizer("adamw")
+def build_adamw(groups: list[dict], cfg: OptimConfig, device: torch.device) -> torch.optim.Optimizer:
+    return torch.optim.AdamW(_with_lr(groups), lr=cfg.lr, betas=tuple(cfg.betas), eps=cfg.eps,
+                             **_fused_kwargs(cfg, device))
+
+
+@register_optimizer("adam")
+def build_adam(groups: list[dict], cfg: OptimConfig, device: torch.device) -> torch.optim.Optimizer:
+    # Adam's weight decay is an L2 term added to the gradient (coupled), as in torch.optim.Adam.
+    return torch.optim.Adam(_with_lr(groups), lr=cfg.lr, betas=tuple(cfg.betas), eps=cfg.eps,
+                            **_fused_kwargs(cfg, device))
+
+
+@register_optimizer("muon", hidden_matrices_only=True)
+def build_muon(groups: list[dict], cfg: OptimConfig, device: torch.device) -> torch.optim.Optimizer:
+    from torch.distributed.tensor import DTensor
+
+    if any(isinstance(p, DTensor) for g in groups for p in g["params"]):
+        raise ConfigError("optim.name: muon is not supported with train.parallel=fsdp (Newton-Schulz needs "
+                          "each full matrix); use train.parallel=ddp, or optim.name=adamw under FSDP")
+    return torch.optim.Muon(_with_lr(groups), lr=cfg.lr, weight_decay=cfg.weight_decay, momentum=cfg.momentum,
+                            nesterov=cfg.nesterov, ns_steps=cfg.muon_ns_steps, adjust_lr_fn=cfg.muon_adjust_lr)
+
+
+@register_optimizer("lion")
+def build_lion(groups: list[dict], cfg: OptimConfig, device: torch.device) -> torch.optim.Optimizer:
+    return Lion(_with_lr(groups), lr=cfg.lr, betas=(cfg.betas[0], cfg.betas[1]), weight_decay=cfg.weight_decay)
+
+
+@register_optimizer("sgd")
+def build_sgd(groups: list[dict], cfg: OptimConfig, device: torch.device) -> torch.optim.Optimizer:
+    # SGD's weight decay is an L2 term added to the gradient (coupled), as in torch.optim.SGD.
+    kwargs = {"fused": True} if cfg.fused else {}
+    return torch.optim.SGD(_with_lr(groups), lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.nesterov, **kwargs)
+
+
+class MultiOptimizer(torch.optim.Optimizer):
+    """Several optimizers over disjoint parameters (e.g. Muon + AdamW), stepped together as one.
+
+    `param_groups` and `state` are the parts' own objects (shared, not copied), so `set_lr`,
+    `zero_grad`, `state_dict`/`load_state_dict` and torch.distributed.checkpoint all see one
+    ordinary optimizer whose groups are the parts' groups in order.
+    """
+
+    def __init__(self, parts: list[torch.optim.Optimizer]) -> None:
+        self.parts = parts
+        super().__init__([{"params": g["params"]} for part in parts for g in part.param_groups], {})
+        self.param_groups = [g for part in parts for g in part.param_groups]
+        self._link()
+
+    def _link(self) -> None:
+        """Point every part at its slice of our groups and at our (shared) state."""
+        start = 0
+        for part in self.parts:
+            n = len(part.param_groups)
+            part.param_groups = self.param_groups[start:start + n]
+            part.state = self.state
+            start += n
+
+    @torch.no_grad()
+    def step(self, closure=None):
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+        for part in self.parts:
+            part.step()
+        return loss
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        super().load_state_dict(state_dict)  # replaces self.state and self.param_groups
+        self._link()
+
+
+def build_optimizer(model: nn.Module, cfg: OptimConfig, device: torch.device,
+                    lr_multipliers: Mapping[ParamRole, float] | None = None) -> torch.optim.Optimizer:
+    """The optimizer `cfg` describes over `model`'s parameters, routed by `route()`.
+
+    One optimizer when every group goes to the same one; a `MultiOptimizer` (e.g. Muon + AdamW) else.
+    """
+    cfg.validate()
+    groups = param_groups(model, cfg, lr_multipliers)
+    by_optimizer: dict[str, list[dict]] = {}
+    for group in groups:
+        by_optimizer.setdefault(group["optimizer"], []).append(group)
+    # Stable order: the configured optimizer first, then the fallback.
+    names = sorted(by_optimizer, key=lambda n: (n != cfg.name, n))
+    parts = [OPTIMIZERS[name].build(by_optimizer[name], cfg, device) for name in names]
+    return parts[0] if len(parts) == 1 else MultiOptimizer(parts)
 
 
 def set_lr(optimizer: torch.optim.Optimizer, multiplier: float) -> None:

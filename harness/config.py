@@ -26,6 +26,46 @@ def _one_of(value: str, field_name: str, choices: tuple[str, ...]) -> None:
 
 
 @dataclass
+class MupConfig:
+    """Maximal-update parameterization (muP), applied by harness/models/mup.py; off by default.
+
+    width_mult = model.d_model / base_width. With enabled=true (Adam rules of Tensor Programs V,
+    table 8, as microsoft/mup implements them): hidden matrices start with std init_std/sqrt(width_mult)
+    and train with LR lr/width_mult; the readout is scaled by output_mult/width_mult in the forward
+    (readout="multiplier") or starts at zero with LR lr/width_mult (readout="zero_init"); attention
+    logits use 1/head_dim (attn_scale="1/d") instead of 1/sqrt(head_dim); embeddings and vectors are
+    unchanged (the embedding output is scaled by input_mult). weight_decay="width_scaled" multiplies the
+    hidden matrices' weight decay by width_mult so lr*wd, the AdamW timescale, stays width-independent.
+    """
+
+    enabled: bool = False
+    # d_model of the base model, at which muP and the standard parameterization coincide (up to
+    # attn_scale and the multipliers); None is an error when enabled.
+    base_width: Optional[int] = None
+    readout: str = "multiplier"  # multiplier | zero_init
+    attn_scale: str = "1/d"  # 1/d (muP) | 1/sqrt(d) (standard)
+    input_mult: float = 1.0
+    output_mult: float = 1.0
+    weight_decay: str = "width_scaled"  # width_scaled | unchanged
+
+    def validate(self, d_model: int, tie_embeddings: bool) -> None:
+        _one_of(self.readout, "model.mup.readout", ("multiplier", "zero_init"))
+        _one_of(self.attn_scale, "model.mup.attn_scale", ("1/d", "1/sqrt(d)"))
+        _one_of(self.weight_decay, "model.mup.weight_decay", ("width_scaled", "unchanged"))
+        _require(self.input_mult > 0, "model.mup.input_mult", "must be positive (1 is neutral)")
+        _require(self.output_mult > 0, "model.mup.output_mult", "must be positive (1 is neutral)")
+        if self.base_width is not None:
+            _require(self.base_width > 0, "model.mup.base_width", "must be a positive integer (a d_model)")
+        if not self.enabled:
+            return
+        _require(self.base_width is not None, "model.mup.base_width",
+                 f"muP is enabled but has no base width; set it to the base model's d_model (e.g. {d_model})")
+        _require(not (self.readout == "zero_init" and tie_embeddings), "model.mup.readout",
+                 "zero_init would zero the tied token embedding; use readout=multiplier or "
+                 "model.tie_embeddings=false")
+
+
+@dataclass
 class ModelConfig:
     """Architecture of a decoder-only proxy.
 
@@ -72,6 +112,8 @@ class ModelConfig:
     moe_z_loss_coef: float = 0.001
     # aux_free: bias step per optimizer step (bias += rate * sign(mean load - load)).
     moe_bias_update_rate: float = 0.001
+    # ---- muP (off by default): harness/models/mup.py ----
+    mup: MupConfig = field(default_factory=MupConfig)
 
     def validate(self) -> None:
         _one_of(self.arch, "model.arch", ("llama", "gpt2", "moe"))
@@ -91,6 +133,7 @@ class ModelConfig:
         if self.vocab_size is not None:
             _require(self.vocab_size > 0, "model.vocab_size", "must be positive, or null for the tokenizer's")
         self._validate_moe()
+        self.mup.validate(self.d_model, self.tie_embeddings)
 
     def _validate_moe(self) -> None:
         if self.arch != "moe":

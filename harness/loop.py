@@ -23,6 +23,7 @@ from harness.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoi
 from harness.config import ConfigError, RunConfig
 from harness.data.batches import train_batch, val_batches
 from harness.data.tokens import TokenData
+from harness.models import mup
 from harness.models.flops import flops_per_token
 from harness.optim.optimizers import build_optimizer, set_lr
 from harness.optim.schedules import Schedule, build_schedule
@@ -128,7 +129,9 @@ class Trainer:
         tc = cfg.train
         self.tokens_per_step = tc.batch_size * tc.seq_len
         self.flops_per_token = float(flops_per_token(cfg.model, tc.seq_len))
-        self.optimizer = build_optimizer(model, cfg.optim, rt.device)
+        # muP's per-role LR and weight-decay factors (empty, i.e. all 1, unless model.mup.enabled).
+        self.optimizer = build_optimizer(model, cfg.optim, rt.device,
+                                         **mup.optimizer_multipliers(cfg.model, cfg.optim))
         self.schedule: Schedule = build_schedule(cfg.schedule, total_steps=tc.steps, peak_lr=cfg.optim.lr,
                                                  batch_size=tc.batch_size, tokens_per_step=self.tokens_per_step)
         self.rank_batch = tc.batch_size // rt.world_size

@@ -7,9 +7,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from harness.config import ModelConfig
-from harness.models import flops
+from harness.models import flops, mup
 from harness.models.layers import linear
-from harness.models.roles import ParamRole, spec_of
+from harness.models.roles import ParamRole, initialize, spec_of
 
 
 class DecoderLM(nn.Module):
@@ -22,6 +22,17 @@ class DecoderLM(nn.Module):
                              "before build_model")
         cfg.validate()
         self.config = cfg
+        # Read here, at construction, so subclasses build attention with the scale and every forward
+        # applies the multipliers (neutral unless model.mup.enabled; see harness.models.mup).
+        self.mup_rules = mup.forward_rules(cfg)
+
+    def _init_parameters(self) -> None:
+        """Initialize every parameter from its role tag, under muP's init rule when enabled."""
+        initialize(self, mup.init_rule(self.config))
+
+    def _embed_scale(self, x_BTD: torch.Tensor) -> torch.Tensor:
+        m = self.mup_rules.input_mult
+        return x_BTD if m == 1.0 else x_BTD * m
 
     # Subclasses create `self.tok_embeddings` (an nn.Embedding) before calling _make_readout.
     tok_embeddings: nn.Embedding
@@ -33,6 +44,10 @@ class DecoderLM(nn.Module):
             cfg.d_model, cfg.vocab_size, role=ParamRole.READOUT, std=cfg.init_std)
 
     def _readout(self, h_BTD: torch.Tensor) -> torch.Tensor:
+        # muP's readout multiplier, applied to the (D-wide) input rather than the (V-wide) logits.
+        m = self.mup_rules.output_mult
+        if m != 1.0:
+            h_BTD = h_BTD * m
         if self.lm_head is not None:
             return self.lm_head(h_BTD)
         return F.linear(h_BTD, self.tok_embeddings.weight)

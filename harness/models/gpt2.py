@@ -8,7 +8,6 @@ from torch import nn
 from harness.config import ModelConfig
 from harness.models.base import DecoderLM
 from harness.models.layers import CausalSelfAttention, GeluMLP, PreNormBlock, embedding, layer_norm, residual_out_std
-from harness.models.roles import initialize
 
 
 class GPT2(DecoderLM):
@@ -21,7 +20,7 @@ class GPT2(DecoderLM):
             PreNormBlock(
                 attn_norm=layer_norm(cfg.d_model, cfg.norm_eps),
                 attn=CausalSelfAttention(cfg.d_model, cfg.n_heads, cfg.n_heads, std=std, out_std=out_std,
-                                         bias=True),
+                                         bias=True, scale=self.mup_rules.attn_scale),
                 mlp_norm=layer_norm(cfg.d_model, cfg.norm_eps),
                 mlp=GeluMLP(cfg.d_model, cfg.ffn_dim, std=std, out_std=out_std),
             )
@@ -29,13 +28,13 @@ class GPT2(DecoderLM):
         )
         self.norm = layer_norm(cfg.d_model, cfg.norm_eps)
         self._make_readout()
-        initialize(self)
+        self._init_parameters()
 
     def forward(self, input_ids: torch.Tensor) -> torch.Tensor:
         self._check_seq_len(input_ids)
         seq_len = input_ids.shape[1]
         # [T, D] position rows broadcast over the batch.
-        x_BTD = self.tok_embeddings(input_ids) + self.pos_embeddings.weight[:seq_len]
+        x_BTD = self._embed_scale(self.tok_embeddings(input_ids) + self.pos_embeddings.weight[:seq_len])
         for layer in self.layers:
             x_BTD = layer(x_BTD)
         return self._readout(self.norm(x_BTD))

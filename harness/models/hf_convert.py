@@ -28,6 +28,9 @@ StateDict = dict[str, torch.Tensor]
 def to_hf_config(cfg: ModelConfig, attn_implementation: str = "sdpa") -> transformers.PretrainedConfig:
     if cfg.vocab_size is None:
         raise ValueError("model.vocab_size is None; set it before exporting")
+    if cfg.mup.enabled:
+        raise ValueError("model.mup.enabled: muP's forward multipliers (readout, attention scale) have no "
+                         "transformers equivalent; export a run trained with model.mup.enabled=false")
     if cfg.arch == "llama":
         hf_cfg = transformers.LlamaConfig(
             vocab_size=cfg.vocab_size,

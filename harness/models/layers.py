@@ -102,8 +102,11 @@ class CausalSelfAttention(nn.Module):
         out_std: float,
         bias: bool,
         rotary: Optional[RotaryEmbedding] = None,
+        scale: Optional[float] = None,
     ) -> None:
         super().__init__()
+        # Softmax scale of q.k; None is 1/sqrt(head_dim) (muP uses 1/head_dim, harness.models.mup).
+        self.scale = scale
         self.n_heads = n_heads
         self.n_kv_heads = n_kv_heads
         self.head_dim = d_model // n_heads
@@ -119,7 +122,7 @@ class CausalSelfAttention(nn.Module):
         rotary = self._rotary[0]
         cos_sin = rotary.tables(T, qkv_BTNE.dtype) if rotary is not None else (None, None)
         q_BHTE, k_BKTE, v_BKTE = split_heads(qkv_BTNE, self.n_heads, self.n_kv_heads, *cos_sin)
-        y_BHTE = F.scaled_dot_product_attention(q_BHTE, k_BKTE, v_BKTE, is_causal=True,
+        y_BHTE = F.scaled_dot_product_attention(q_BHTE, k_BKTE, v_BKTE, is_causal=True, scale=self.scale,
                                                 enable_gqa=self.n_kv_heads != self.n_heads)
         return self.out(y_BHTE.transpose(1, 2).reshape(B, T, D))
 

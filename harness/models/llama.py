@@ -10,7 +10,6 @@ from harness.models.base import DecoderLM
 from harness.models.layers import (
     CausalSelfAttention, PreNormBlock, RMSNorm, RotaryEmbedding, SwiGLU, embedding, residual_out_std,
 )
-from harness.models.roles import initialize
 
 
 class Llama(DecoderLM):
@@ -24,7 +23,7 @@ class Llama(DecoderLM):
             PreNormBlock(
                 attn_norm=RMSNorm(cfg.d_model, cfg.norm_eps),
                 attn=CausalSelfAttention(cfg.d_model, cfg.n_heads, cfg.kv_heads, std=std, out_std=out_std,
-                                         bias=False, rotary=self.rotary),
+                                         bias=False, rotary=self.rotary, scale=self.mup_rules.attn_scale),
                 mlp_norm=RMSNorm(cfg.d_model, cfg.norm_eps),
                 mlp=SwiGLU(cfg.d_model, cfg.ffn_dim, std=std, out_std=out_std),
             )
@@ -32,11 +31,11 @@ class Llama(DecoderLM):
         )
         self.norm = RMSNorm(cfg.d_model, cfg.norm_eps)
         self._make_readout()
-        initialize(self)
+        self._init_parameters()
 
     def forward(self, input_ids: torch.Tensor) -> torch.Tensor:
         self._check_seq_len(input_ids)  # RoPE tables cover max_seq_len positions
-        x_BTD = self.tok_embeddings(input_ids)
+        x_BTD = self._embed_scale(self.tok_embeddings(input_ids))
         for layer in self.layers:
             x_BTD = layer(x_BTD)
         return self._readout(self.norm(x_BTD))

@@ -40,7 +40,7 @@ from harness.models.base import DecoderLM
 from harness.models.layers import (
     CausalSelfAttention, PreNormBlock, RMSNorm, RotaryEmbedding, SwiGLU, embedding, linear, residual_out_std,
 )
-from harness.models.roles import ParamRole, initialize
+from harness.models.roles import ParamRole
 
 
 def load_balancing_loss(probs_NE: torch.Tensor, chosen_NK: torch.Tensor) -> torch.Tensor:
@@ -136,7 +136,7 @@ class MoE(DecoderLM):
             PreNormBlock(
                 attn_norm=RMSNorm(cfg.d_model, cfg.norm_eps),
                 attn=CausalSelfAttention(cfg.d_model, cfg.n_heads, cfg.kv_heads, std=std, out_std=out_std,
-                                         bias=False, rotary=self.rotary),
+                                         bias=False, rotary=self.rotary, scale=self.mup_rules.attn_scale),
                 mlp_norm=RMSNorm(cfg.d_model, cfg.norm_eps),
                 mlp=MoEFeedForward(cfg, std=std, out_std=out_std),
             )
@@ -144,12 +144,12 @@ class MoE(DecoderLM):
         )
         self.norm = RMSNorm(cfg.d_model, cfg.norm_eps)
         self._make_readout()
-        initialize(self)
+        self._init_parameters()
         self._last_load: torch.Tensor | None = None
 
     def forward(self, input_ids: torch.Tensor) -> torch.Tensor:
         self._check_seq_len(input_ids)
-        x_BTD = self.tok_embeddings(input_ids)
+        x_BTD = self._embed_scale(self.tok_embeddings(input_ids))
         for layer in self.layers:
             x_BTD = layer(x_BTD)
         return self._readout(self.norm(x_BTD))

@@ -12,12 +12,15 @@ such as muP change init scales and learning rates per role without touching the 
 |           |                                            | output projections / sqrt(2*n_layers) |
 | READOUT   | untied output projection (lm_head)         | normal(0, init_std)                |
 | VECTOR    | norm gains, biases                         | ones (gains) / zeros (biases)      |
+
+muP (harness.models.mup) rescales these by role through `initialize(model, rule)`.
 """
 
 from __future__ import annotations
 
 import enum
 from dataclasses import dataclass
+from typing import Callable, Optional
 
 import torch
 from torch import nn
@@ -68,10 +71,17 @@ def param_roles(model: nn.Module) -> dict[str, ParamRole]:
 
 
 @torch.no_grad()
-def initialize(model: nn.Module) -> None:
-    """Set every parameter from its tag; raises if one was created without a tag."""
+def initialize(model: nn.Module, rule: Optional[Callable[[ParamSpec], ParamSpec]] = None) -> None:
+    """Set every parameter from its tag; raises if one was created without a tag.
+
+    `rule` (a parameterization, e.g. harness.models.mup.init_rule) maps each tag to the one used;
+    the parameter is re-tagged with it, so `spec_of` always tells how a parameter was initialized.
+    """
     for param in model.parameters():
         spec = spec_of(param)
+        if rule is not None:
+            spec = rule(spec)
+            tag(param, spec)
         if spec.init is InitKind.NORMAL:
             param.normal_(mean=0.0, std=spec.std)
         elif spec.init is InitKind.ZEROS:

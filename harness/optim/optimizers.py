@@ -23,8 +23,9 @@ update RMS of AdamW, so one `optim.lr` (and `optim.weight_decay`) serves both th
 parts. `optim.muon_lr` overrides the Muon part's base LR (e.g. 0.02 with `muon_adjust_lr=original`,
 Keller Jordan's convention).
 
-muP hook: `param_groups(..., lr_multipliers={role: factor})` multiplies a role's base LR (default 1
-for every role); a parameterization module supplies the factors, nothing else changes.
+muP hooks: `param_groups(..., lr_multipliers={role: factor}, wd_multipliers={role: factor})` multiply a
+role's base LR and weight decay (default 1 for every role); harness.models.mup supplies the factors
+(harness.loop.Trainer passes them), nothing else changes.
 
 New optimizers plug in with `@register_optimizer("name")` on a builder
 `(groups, cfg, device) -> torch.optim.Optimizer`; `hidden_matrices_only=True` routes only 2-D HIDDEN
@@ -95,13 +96,16 @@ def _base_lr(optimizer: str, cfg: OptimConfig) -> float:
 
 
 def param_groups(model: nn.Module, cfg: OptimConfig,
-                 lr_multipliers: Mapping[ParamRole, float] | None = None) -> list[dict]:
+                 lr_multipliers: Mapping[ParamRole, float] | None = None,
+                 wd_multipliers: Mapping[ParamRole, float] | None = None) -> list[dict]:
     """Trainable parameters grouped by (role, optimizer), in a fixed order (role, then optimizer).
 
-    Each group: params, weight_decay (cfg.weight_decay or 0 per the rule), base_lr (the optimizer's
-    base LR times the role's multiplier), role, optimizer, name ("<optimizer>.<role>").
+    Each group: params, weight_decay (cfg.weight_decay times the role's wd multiplier, or 0 per the
+    rule), base_lr (the optimizer's base LR times the role's LR multiplier), role, optimizer, name
+    ("<optimizer>.<role>").
     """
     lr_multipliers = lr_multipliers or {}
+    wd_multipliers = wd_multipliers or {}
     buckets: dict[tuple[ParamRole, str], list[torch.Tensor]] = defaultdict(list)
     decays: dict[tuple[ParamRole, str], bool] = {}
     for param in model.parameters():
@@ -116,7 +120,7 @@ def param_groups(model: nn.Module, cfg: OptimConfig,
     for role, optimizer in sorted(buckets, key=lambda k: (order.index(k[0]), k[1])):
         groups.append({
             "params": buckets[(role, optimizer)],
-            "weight_decay": cfg.weight_decay if decays[(role, optimizer)] else 0.0,
+            "weight_decay": cfg.weight_decay * wd_multipliers.get(role, 1.0) if decays[(role, optimizer)] else 0.0,
             "base_lr": _base_lr(optimizer, cfg) * lr_multipliers.get(role, 1.0),
             "role": role.value,
             "optimizer": optimizer,
@@ -212,13 +216,14 @@ class MultiOptimizer(torch.optim.Optimizer):
 
 
 def build_optimizer(model: nn.Module, cfg: OptimConfig, device: torch.device,
-                    lr_multipliers: Mapping[ParamRole, float] | None = None) -> torch.optim.Optimizer:
+                    lr_multipliers: Mapping[ParamRole, float] | None = None,
+                    wd_multipliers: Mapping[ParamRole, float] | None = None) -> torch.optim.Optimizer:
     """The optimizer `cfg` describes over `model`'s parameters, routed by `route()`.
 
     One optimizer when every group goes to the same one; a `MultiOptimizer` (e.g. Muon + AdamW) else.
     """
     cfg.validate()
-    groups = param_groups(model, cfg, lr_multipliers)
+    groups = param_groups(model, cfg, lr_multipliers, wd_multipliers)
     by_optimizer: dict[str, list[dict]] = {}
     for group in groups:
         by_optimizer.setdefault(group["optimizer"], []).append(group)

@@ -40,6 +40,7 @@ Anything else (constants such as Tissue's momentum decay) goes in the law's `__i
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from typing import Any, Mapping, Sequence
 
@@ -55,7 +56,7 @@ class Param:
     grid: tuple[float, ...]
 
 
-class Law:
+class Law(ABC):
     """Base class. Subclasses set `name`, `params`, `target` and implement `predict`."""
 
     name: str = ""
@@ -89,13 +90,13 @@ class Law:
         """Default: the required columns of a column mapping, as float64 arrays."""
         return {c: np.asarray(table[c], dtype=float) for c in self.required_columns}
 
+    @abstractmethod
     def predict(self, theta: np.ndarray, data: Mapping[str, Any]) -> np.ndarray:
         """Predicted target for every point in `data`.
 
         theta has shape (P,) or (S, P); the result has shape (n,) or (S, n), so the fitter can
         score many starts in one call.
         """
-        raise NotImplementedError(f"{type(self).__name__} must implement predict")
 
     def jacobian(self, theta: np.ndarray, data: Mapping[str, Any]) -> tuple[np.ndarray, np.ndarray] | None:
         """Optional analytic (pred (n,), d pred / d theta (n, P)); None means finite differences."""

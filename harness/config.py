@@ -323,8 +323,12 @@ class TrainConfig:
     eval_sequences: int = 64
     checkpoint_every: int = 100
     keep_checkpoints: int = 2
-    # Parallelism: "none" (single process) or "ddp" (torchrun) or "fsdp" (torchrun, CUDA).
+    # Parallelism: "none" (single process) or "ddp" / "fsdp" (under torchrun).
     parallel: str = "none"
+    # Signals that make the run checkpoint at the end of the current step and exit (preemption).
+    preempt_signals: list[str] = field(default_factory=lambda: ["SIGTERM", "SIGUSR1"])
+    # After such a stop inside a Slurm job, requeue it with `scontrol requeue` (it then resumes).
+    requeue: bool = False
 
     def validate(self) -> None:
         for name in ("steps", "seq_len", "batch_size", "eval_every", "eval_sequences", "checkpoint_every",
@@ -338,6 +342,11 @@ class TrainConfig:
         _one_of(self.precision, "train.precision", ("auto", "fp32", "bf16"))
         _one_of(self.parallel, "train.parallel", ("none", "ddp", "fsdp"))
         _require(self.num_threads >= 0, "train.num_threads", "must be >= 0")
+        import signal
+
+        for name in self.preempt_signals:
+            _require(name in signal.Signals.__members__, "train.preempt_signals",
+                     f"{name!r} is not a signal name; use names like SIGTERM, SIGUSR1")
 
 
 @dataclass

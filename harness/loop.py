@@ -27,6 +27,7 @@ from harness.models import mup
 from harness.models.flops import flops_per_token
 from harness.optim.optimizers import build_optimizer, set_lr
 from harness.optim.schedules import Schedule, build_schedule
+from harness.preemption import Preempted, PreemptionWatcher
 from harness.parallel import load_model_and_optimizer, model_state_dict, optimizer_state_dict
 from harness.run import RunDir
 from harness.runtime import Runtime
@@ -217,6 +218,14 @@ class Trainer:
             return contextlib.nullcontext()
         return self.model.no_sync()
 
+    def _preemption_agreed(self, requested: str | None) -> str | None:
+        """Stop on every rank if any rank got the signal (ranks may receive it at different steps)."""
+        if not self.rt.distributed:
+            return requested
+        flag = torch.tensor([1.0 if requested else 0.0], device=self.rt.device)
+        dist.all_reduce(flag)
+        return (requested or "SIGTERM") if flag.item() > 0 else None
+
     # ---- the loop ----------------------------------------------------------------------
     def fit(self) -> LoopResult:
         tc, rt = self.cfg.train, self.rt
@@ -229,7 +238,9 @@ class Trainer:
         last_val: float | None = None
         rate_ema: float | None = None
         self.model.train()
+        watcher = PreemptionWatcher(tc.preempt_signals)
         try:
+            watcher.__enter__()
             while self.step < tc.steps:
                 step = self.step + 1
                 multiplier = self.schedule.multiplier(step)
@@ -258,9 +269,16 @@ class Trainer:
                     if self.on_row is not None:
                         self.on_row(row)
                 progress.update(step, loss, rate_ema, row.get("val_loss"))
-                if step % tc.checkpoint_every == 0 or step == tc.steps:
+                saved = step % tc.checkpoint_every == 0 or step == tc.steps
+                if saved:
                     self.save(curve)
+                signal_name = self._preemption_agreed(watcher.requested)
+                if signal_name is not None and step < tc.steps:
+                    if not saved:
+                        self.save(curve)
+                    raise Preempted(step, signal_name)
         finally:
+            watcher.__exit__()
             progress.close()
             curve.close()
         return LoopResult(final_step=self.step, final_loss=loss, final_val_loss=last_val, resumed_from=resumed_from)

@@ -4,7 +4,7 @@
       config.yaml     the resolved config (vocab size filled in)
       env.json        versions, git sha, device, seed, host
       curve.jsonl     one JSON row per optimizer step (see harness/tracking/curve.py)
-      status.json     running | completed | failed, with the step reached and final losses
+      status.json     running | completed | failed | preempted, with the step reached and final losses
       checkpoints/    step_XXXXXXXX.pt, atomic, keep-last-k
       tokenizer/      the run's tokenizer (save_pretrained format)
       curve.png       the curve plot, written at the end
@@ -29,7 +29,7 @@ from typing import Any, Optional
 
 from harness.files import atomic_write_json, atomic_write_text, read_json
 
-RUNNING, COMPLETED, FAILED = "running", "completed", "failed"
+RUNNING, COMPLETED, FAILED, PREEMPTED = "running", "completed", "failed", "preempted"
 
 
 class RunLockedError(RuntimeError):

@@ -3,7 +3,8 @@
 Resolves and validates the config (a misspelled key or wrong type fails here, before any
 compute), opens the run directory, skips a completed run, resumes from the newest checkpoint,
 trains, and leaves `status.json` saying how it ended. Exit codes: 0 completed (or already
-completed), 2 bad config, 3 non-finite loss, 1 any other failure.
+completed), 2 bad config, 3 non-finite loss, 75 preempted (checkpointed;
+relaunch to resume), 1 any other failure.
 """
 
 from __future__ import annotations
@@ -24,7 +25,8 @@ from harness.data.tokens import TokenData, prepare_tokens
 from harness.loop import NonFiniteLossError, Trainer
 from harness.models import build_model
 from harness.parallel import wrap_model
-from harness.run import COMPLETED, FAILED, RUNNING, RunDir, RunLockedError
+from harness.preemption import Preempted, requeue_slurm_job
+from harness.run import COMPLETED, FAILED, PREEMPTED, RUNNING, RunDir, RunLockedError
 from harness.runtime import Runtime, setup_runtime, teardown_runtime
 from harness.tracking.plot import plot_curve
 
@@ -32,7 +34,8 @@ from harness.tracking.plot import plot_curve
 RESUMABLE_CHANGES = ("logging.", "data.cache_dir", "train.num_threads", "train.compile", "train.eval_every",
                      "train.checkpoint_every", "train.keep_checkpoints", "train.device")
 
-EXIT_BAD_CONFIG, EXIT_NON_FINITE = 2, 3
+# 75 is EX_TEMPFAIL: try again later (the run resumes from its checkpoint).
+EXIT_BAD_CONFIG, EXIT_NON_FINITE, EXIT_PREEMPTED = 2, 3, 75
 
 
 def _flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -128,6 +131,13 @@ def _train(cfg: RunConfig, run: RunDir, rt: Runtime, data: TokenData) -> dict[st
         if mirror:
             mirror.finish(exit_code=EXIT_NON_FINITE)
         raise
+    except Preempted as err:
+        if rt.is_main:
+            run.write_status(PREEMPTED, reason=str(err), step=err.step, last_checkpoint=trainer.last_checkpoint,
+                             **counts)
+        if mirror:
+            mirror.finish(exit_code=EXIT_PREEMPTED)
+        raise
     except BaseException as err:
         if rt.is_main:
             run.write_status(FAILED, reason=f"{type(err).__name__}: {err}", step=trainer.step,
@@ -170,6 +180,11 @@ def _main(cfg: Any) -> None:
     except RunLockedError as err:
         print(f"error: {err}", file=sys.stderr)
         sys.exit(1)
+    except Preempted as err:
+        print(f"[harness] preempted: {err}", file=sys.stderr)
+        if run_cfg.train.requeue and int(os.environ.get("RANK", "0")) == 0:
+            print(f"[harness] requeued: {requeue_slurm_job()}", file=sys.stderr)
+        sys.exit(EXIT_PREEMPTED)
     except NonFiniteLossError as err:
         print(f"training stopped: {err}", file=sys.stderr)
         sys.exit(EXIT_NON_FINITE)

@@ -189,3 +189,31 @@ def test_grad_accumulation_ddp_and_fsdp_match_single_process(train_env, tmp_path
         assert losses == pytest.approx(reference, rel=1e-4, abs=1e-5)
     env = json.loads((ddp / "env.json").read_text())
     assert env["world_size"] == 2
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGUSR1])
+def test_preemption_signal_checkpoints_and_resume_continues_curve(train_env, tmp_path, sig):
+    common = ["train.steps=200", "train.checkpoint_every=50", "train.deterministic=true", "train.num_threads=1"]
+    reference = tmp_path / "reference"
+    assert run_train(train_env, f"run_dir={reference}", *common).returncode == 0
+
+    run_dir = tmp_path / "preempted"
+    child = subprocess.Popen(train_cmd(f"run_dir={run_dir}", *common), cwd=ROOT, env=train_env,
+                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    _wait_for_rows(run_dir / "curve.jsonl", 30, child)
+    child.send_signal(sig)
+    assert child.wait(timeout=120) == 75, child.stderr.read()
+    status = json.loads((run_dir / "status.json").read_text())
+    assert status["state"] == "preempted" and sig.name in status["reason"]
+    stopped_at = status["step"]
+    assert 30 <= stopped_at < 200
+    # The step it stopped at was checkpointed, so nothing is replayed.
+    assert status["last_checkpoint"] == f"step_{stopped_at:08d}.pt"
+    assert len(read_rows(run_dir)) == stopped_at
+
+    proc = run_train(train_env, f"run_dir={run_dir}", *common)
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads((run_dir / "status.json").read_text())["resumed_from"] == stopped_at
+    rows = read_rows(run_dir)
+    assert [r["step"] for r in rows] == list(range(1, 201))
+    assert [r["loss"] for r in rows] == [r["loss"] for r in read_rows(reference)]

@@ -374,7 +374,8 @@ class RunConfig:
     schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     logging: LoggingConfig = field(default_factory=LoggingConfig)
-    # The run directory. Relaunching with the same directory resumes the run.
+    # The run directory. Relaunching with the same directory resumes the run. A `{hash}` token is
+    # replaced by the hash of the fields that change the run's numbers (harness/identity.py).
     run_dir: str = "runs/${name}"
     name: str = "default"
 
@@ -418,4 +419,7 @@ def to_run_config(cfg: Any) -> RunConfig:
     structured = OmegaConf.merge(OmegaConf.structured(RunConfig), cfg)
     run_cfg: RunConfig = OmegaConf.to_object(structured)  # type: ignore[assignment]
     run_cfg.validate()
+    from harness.identity import resolve_run_dir
+
+    run_cfg.run_dir = resolve_run_dir(run_cfg)
     return run_cfg

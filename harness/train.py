@@ -22,6 +22,7 @@ from omegaconf import OmegaConf
 
 from harness.config import ConfigError, RunConfig, register_configs, to_run_config
 from harness.data.tokens import TokenData, prepare_tokens
+from harness.identity import NON_IDENTITY_FIELDS, flatten
 from harness.loop import NonFiniteLossError, Trainer
 from harness.models import build_model
 from harness.parallel import wrap_model
@@ -30,22 +31,7 @@ from harness.run import COMPLETED, FAILED, PREEMPTED, RUNNING, RunDir, RunLocked
 from harness.runtime import Runtime, setup_runtime, teardown_runtime
 from harness.tracking.plot import plot_curve
 
-# Fields that may change between a run and its resumption (they do not change the numbers).
-RESUMABLE_CHANGES = ("logging.", "data.cache_dir", "train.num_threads", "train.compile", "train.eval_every",
-                     "train.checkpoint_every", "train.keep_checkpoints", "train.device")
-
-# 75 is EX_TEMPFAIL: try again later (the run resumes from its checkpoint).
 EXIT_BAD_CONFIG, EXIT_NON_FINITE, EXIT_PREEMPTED = 2, 3, 75
-
-
-def _flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for key, value in d.items():
-        if isinstance(value, dict):
-            out.update(_flatten(value, f"{prefix}{key}."))
-        else:
-            out[f"{prefix}{key}"] = value
-    return out
 
 
 def config_yaml(cfg: RunConfig) -> str:
@@ -53,10 +39,10 @@ def config_yaml(cfg: RunConfig) -> str:
 
 
 def check_resume_compatible(saved_yaml: str, cfg: RunConfig) -> None:
-    saved = _flatten(OmegaConf.to_container(OmegaConf.create(saved_yaml)))  # type: ignore[arg-type]
-    current = _flatten(dataclasses.asdict(cfg))
+    saved = flatten(OmegaConf.to_container(OmegaConf.create(saved_yaml)))  # type: ignore[arg-type]
+    current = flatten(dataclasses.asdict(cfg))
     changed = [k for k in sorted(set(saved) | set(current))
-               if saved.get(k) != current.get(k) and not k.startswith(RESUMABLE_CHANGES)]
+               if saved.get(k) != current.get(k) and not k.startswith(NON_IDENTITY_FIELDS)]
     if changed:
         details = ", ".join(f"{k}: {saved.get(k)!r} -> {current.get(k)!r}" for k in changed)
         raise ConfigError(f"run_dir: {cfg.run_dir} holds a run with a different config ({details}); "

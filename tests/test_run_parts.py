@@ -91,3 +91,16 @@ def test_weight_decay_on_matrices_not_vectors():
             assert ndims == {1} and group["weight_decay"] == 0.0
         else:
             assert ndims == {2} and group["weight_decay"] == 0.1
+
+
+def test_run_identity_hash_ignores_cadence_and_logging_only():
+    from harness.identity import config_hash
+
+    base = to_run_config({"run_dir": "runs/sweep/{hash}"})
+    assert base.run_dir.startswith("runs/sweep/") and len(base.run_dir.split("/")[-1]) == 12
+    same = to_run_config({"run_dir": "runs/sweep/{hash}", "name": "other", "logging": {"wandb": True},
+                          "train": {"eval_every": 7, "num_threads": 1}})
+    assert same.run_dir == base.run_dir
+    different = to_run_config({"run_dir": "runs/sweep/{hash}", "optim": {"lr": 1e-2}})
+    assert different.run_dir != base.run_dir
+    assert config_hash(base) == base.run_dir.split("/")[-1]

@@ -155,7 +155,7 @@ def test_init_std_of_hidden_matrices_scales_as_inverse_sqrt_width_mult(arch: str
         if spec.role is ParamRole.HIDDEN:
             n_hidden += 1
             assert spec.std == pytest.approx(ref.std / 2)  # 1/sqrt(width_mult=4)
-            assert float(p.std()) == pytest.approx(float(sp_params[name].std()) / 2, rel=1e-5)
+            assert float(p.detach().std()) == pytest.approx(float(sp_params[name].detach().std()) / 2, rel=1e-5)
         else:
             assert spec == ref and torch.equal(p, sp_params[name]), name
     assert n_hidden >= 4
@@ -233,38 +233,37 @@ def test_schedules_keep_mup_lr_ratios(schedule: ScheduleConfig) -> None:
 # ---- coord check --------------------------------------------------------------------------------
 
 WIDTHS = (32, 64, 128, 256)
+STEPS, LAST = 12, 3
 
 
-def _coords(arch: str, enabled: bool) -> dict[int, dict[str, float]]:
-    tokens = torch.randint(0, 256, (8, 33), generator=torch.Generator().manual_seed(0))
-    out = {}
-    for width in WIDTHS:
-        torch.manual_seed(0)
+def coord_ratios(arch: str, enabled: bool, seed: int = 0) -> dict[str, float]:
+    """Mean |x| at the widest over the narrowest width, averaged over the forwards of steps 10-12
+    (after 9-11 Adam updates at lr 1e-2 on one fixed random batch)."""
+    tokens = torch.randint(0, 256, (8, 33), generator=torch.Generator().manual_seed(seed))
+    scale = {}
+    for width in (WIDTHS[0], WIDTHS[-1]):
+        torch.manual_seed(seed)
         model_cfg = ModelConfig(arch=arch, d_model=width, n_layers=2, n_heads=4, vocab_size=256, max_seq_len=64,
                                 mup=MupConfig(enabled=enabled, base_width=WIDTHS[0]))
-        record = coord_check(model_cfg, OptimConfig(name="adamw", lr=1e-2, weight_decay=0.0), tokens, steps=6)
-        out[width] = {k: v[-1] for k, v in record.items()}  # the forward after 5 Adam steps
-    return out
+        record = coord_check(model_cfg, OptimConfig(name="adamw", lr=1e-2, weight_decay=0.0), tokens, steps=STEPS)
+        scale[width] = {k: sum(v[-LAST:]) / LAST for k, v in record.items()}
+    return {k: scale[WIDTHS[-1]][k] / scale[WIDTHS[0]][k] for k in scale[WIDTHS[0]]}
 
 
 @pytest.mark.parametrize("arch", ["llama", "gpt2"])
 def test_coord_check_flat_under_mup_and_growing_under_sp(arch: str) -> None:
-    """After 5 Adam steps (lr 1e-2) on a fixed batch, mean |x| from width 32 to 256 (8x).
-
-    Measured (2 seeds, llama / gpt2), largest over smallest width: SP logits 7.0 / 3.9, SP block
-    outputs 300x / 170x; muP logits 0.59 / 0.64 (they shrink slightly: the init part of the
-    logits vanishes as 1/sqrt(width_mult) and the update part is constant), muP block outputs
-    0.5-1.2. Thresholds leave about 1.5x of margin on each side: muP within [0.4, 2], SP > 2.5
-    for the logits and > 10 for the last block's outputs."""
-    sp, on = _coords(arch, False), _coords(arch, True)
-    lo, hi = WIDTHS[0], WIDTHS[-1]
-    ratio = {name: {k: run[hi][k] / run[lo][k] for k in run[lo]} for name, run in (("sp", sp), ("mup", on))}
-    assert ratio["sp"]["logits"] > 2.5, ratio
-    assert 0.4 < ratio["mup"]["logits"] < 2.0, ratio
+    """Width 32 -> 256 (8x). Measured over seeds 0-4 (llama / gpt2), widest over narrowest:
+    SP logits 4.4-5.7 / 5.1-7.2, SP last-block attention and MLP outputs 271-518 / 59-489; muP
+    logits 0.67-0.86 / 0.69-0.90, muP last-block outputs 0.75-0.98 / 0.64-1.91 (muP's logits shrink
+    a little: their init part vanishes as 1/sqrt(width_mult), the part the updates add does not);
+    embeddings 0.78-1.05 in both. Every threshold sits at least 1.6x outside the measured range."""
+    sp, on = coord_ratios(arch, False), coord_ratios(arch, True)
+    assert sp["logits"] > 2.5, sp
+    assert 0.4 < on["logits"] < 2.0, on
     for key in ("attn.1", "mlp.1"):
-        assert ratio["sp"][key] > 10, ratio
-        assert 0.4 < ratio["mup"][key] < 2.0, ratio
-    assert all(math.isfinite(v) for run in (sp, on) for w in run.values() for v in w.values())
+        assert sp[key] > 20, sp
+        assert 1 / 3 < on[key] < 3, on
+    assert 0.5 < sp["embedding"] < 2 and 0.5 < on["embedding"] < 2  # embeddings: unchanged by muP
 
 
 if __name__ == "__main__" and "--write-roles" in sys.argv:

@@ -8,7 +8,9 @@ Curve files (one per training run):
   "val_loss". A torn last line (killed writer) is ignored, as the harness's own reader does.
 
 Scaling files: CSV with the law's required columns (e.g. `N,D`) and, for fitting, the target
-column (e.g. `loss`); prediction targets may omit it or leave cells empty. Inputs must be finite
+column (e.g. `loss`); prediction targets may omit it or leave cells empty. A table written by
+`python -m harness.collect` (it has a `status` column) is fitted on its completed runs only; the
+rows of other runs, or without the target, are skipped with a note on stderr. Inputs must be finite
 and > 0 (sizes, token counts, LRs, losses all are; laws take their logs).
 
 Every problem raises `InputError`; the CLI validates all inputs before it creates the out dir.
@@ -18,6 +20,7 @@ from __future__ import annotations
 
 import json
 import math
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
@@ -247,6 +250,8 @@ def read_scaling_csv(path: Path | str, columns: Sequence[str], target: str = "lo
     if frame.empty:
         raise _fail(path, None, "no rows", "give one row per run")
     line_of = lambda i: i + 2  # noqa: E731
+    if need_target and "status" in frame.columns:
+        frame, line_of = _drop_unfinished(path, frame, target)
     out = pd.DataFrame(index=frame.index)
     for col in frame.columns:
         if col in columns or col == target:
@@ -258,6 +263,24 @@ def read_scaling_csv(path: Path | str, columns: Sequence[str], target: str = "lo
     if target not in out.columns:
         out[target] = np.nan
     return out
+
+
+def _drop_unfinished(path: Path, frame: pd.DataFrame, target: str):
+    """A `python -m harness.collect` table (it has a `status` column): fit only on the runs that
+    completed with a target value; say how many others were skipped and why."""
+    empty = frame[target].astype("string").str.strip().fillna("") == ""
+    keep = ~empty & (frame["status"].astype("string").str.strip() == "completed")
+    lines = [i + 2 for i in range(len(frame))]
+    if not keep.all():
+        skipped = frame.loc[~keep, "status"].value_counts().to_dict()
+        detail = ", ".join(f"{state or 'no status'} {n}" for state, n in sorted(skipped.items()))
+        print(f"note: {path}: skipped {int((~keep).sum())} row(s) without a final '{target}' ({detail}); "
+              f"fitting on {int(keep.sum())}", file=sys.stderr)
+    if not keep.any():
+        raise _fail(path, None, f"no completed run with a '{target}'",
+                    "wait for the runs to complete, then collect again")
+    kept_lines = [line for line, k in zip(lines, keep) if k]
+    return frame[keep].reset_index(drop=True), (lambda i: kept_lines[i])
 
 
 def curve_to_csv(curve: Curve) -> str:

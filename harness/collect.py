@@ -1,0 +1,208 @@
+"""Collect a sweep into one table: `python -m harness.collect SWEEP_DIR [--out TABLE_BASENAME]`.
+
+Every run directory below SWEEP_DIR (any depth; a directory holding both `config.yaml` and
+`status.json`, see harness/run.py) becomes one row of `TABLE_BASENAME.parquet` and
+`TABLE_BASENAME.csv` (default `SWEEP_DIR/runs`), both written atomically:
+
+| column | what |
+|---|---|
+| `model.d_model`, `optim.lr`, ... | the run's resolved config, flattened (lists as JSON text) |
+| `N`, `N_non_embedding`, `N_active` | parameters: all, without the embedding, used per token (MoE) |
+| `D` | tokens trained on (status.json `tokens`; else the curve's last row) |
+| `flops`, `C` | training FLOPs (tokens x FLOPs/token of harness/models/flops.py); `C` is the same |
+|  | number under the name the fitting stage reads (it then uses it instead of 6ND) |
+| `flops_per_token` | training FLOPs per token |
+| `final_loss`, `final_val_loss`, `min_val_loss` | last train loss, last val loss, lowest val loss on the curve |
+| `loss` | the fitting target: `final_val_loss` when the run has one, else `final_loss`; |
+|  | empty unless the run completed (`loss_source` says which: val_loss / train_loss) |
+| `status`, `step` | state in status.json (completed / running / failed / preempted) and the step reached |
+| `curve`, `run_dir` | paths of the run's curve.jsonl and directory |
+
+Parameter counts come from status.json when the run wrote them, else from the config through
+harness/models/flops.py (the one formula). The table feeds the fitting CLI directly:
+`python -m harness.fit scaling --law chinchilla --fit SWEEP_DIR/runs.csv --out fit/` (rows
+without a final loss are skipped with a note).
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import math
+import sys
+from collections import Counter
+from pathlib import Path
+from typing import Any, Iterator, Sequence
+
+import pandas as pd
+
+from harness.files import atomic_write_bytes, atomic_write_text, read_json
+from harness.identity import flatten
+
+# Leading columns, in this order; the flattened config follows.
+SUMMARY_COLUMNS = ("name", "status", "step", "N", "N_non_embedding", "N_active", "D", "flops", "C",
+                   "flops_per_token", "loss", "loss_source", "final_loss", "final_val_loss", "min_val_loss",
+                   "curve", "run_dir")
+
+
+def find_run_dirs(root: Path) -> Iterator[Path]:
+    """Directories below (or at) `root` that hold a run: config.yaml and status.json."""
+    for status in sorted(Path(root).rglob("status.json")):
+        if (status.parent / "config.yaml").is_file():
+            yield status.parent
+
+
+def _finite(value: Any) -> float | None:
+    try:
+        x = float(value)
+    except (TypeError, ValueError):
+        return None
+    return x if math.isfinite(x) else None
+
+
+def read_curve_rows(path: Path) -> list[dict[str, Any]]:
+    """Rows of a curve.jsonl; a torn last line (killed writer) is ignored."""
+    if not path.is_file():
+        return []
+    rows = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        if not line.strip():
+            continue
+        try:
+            rows.append(json.loads(line))
+        except json.JSONDecodeError:
+            continue
+    return rows
+
+
+def _counts_from_config(model_cfg: dict[str, Any], seq_len: int) -> dict[str, float]:
+    """N, N_non_embedding, N_active and FLOPs/token through harness/models/flops.py."""
+    from omegaconf import OmegaConf
+
+    from harness.config import ModelConfig
+    from harness.models import flops
+
+    model = OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(ModelConfig), model_cfg))
+    return {"N": flops.num_params(model), "N_non_embedding": flops.num_params(model, include_embedding=False),
+            "N_active": flops.active_params(model), "flops_per_token": flops.flops_per_token(model, seq_len)}
+
+
+def _cell(value: Any) -> Any:
+    """Config values as table cells: scalars as they are, lists/dicts as JSON text."""
+    if isinstance(value, (list, tuple, dict)):
+        return json.dumps(value)
+    return value
+
+
+def collect_run(run_dir: Path) -> dict[str, Any]:
+    """One row for one run directory."""
+    from omegaconf import OmegaConf
+
+    config = OmegaConf.to_container(OmegaConf.load(run_dir / "config.yaml"), resolve=False)
+    status = read_json(run_dir / "status.json")
+    curve_path = run_dir / "curve.jsonl"
+    rows = read_curve_rows(curve_path)
+
+    counts = {"N": status.get("params"), "N_non_embedding": status.get("params_non_embedding"),
+              "N_active": status.get("params_active"), "flops_per_token": status.get("flops_per_token")}
+    if any(v is None for v in counts.values()):
+        try:
+            computed = _counts_from_config(config.get("model", {}), config.get("train", {}).get("seq_len", 0))
+            counts = {k: v if v is not None else computed[k] for k, v in counts.items()}
+        except (ValueError, TypeError, KeyError):  # e.g. vocab size not yet known
+            pass
+
+    tokens = status.get("tokens")
+    if tokens is None and rows:
+        tokens = rows[-1].get("tokens")
+    flops_total = status.get("flops")
+    if flops_total is None and tokens is not None and counts["flops_per_token"] is not None:
+        flops_total = tokens * counts["flops_per_token"]
+
+    val_losses = [v for v in (_finite(r.get("val_loss")) for r in rows) if v is not None]
+    final_loss = _finite(status.get("final_loss"))
+    final_val = _finite(status.get("final_val_loss"))
+    state = status.get("state", "unknown")
+    loss, source = None, None
+    if state == "completed":
+        loss, source = (final_val, "val_loss") if final_val is not None else (final_loss, "train_loss")
+        if loss is None:
+            source = None
+
+    row = {
+        "name": config.get("name"), "status": state, "step": status.get("step"), **counts,
+        "D": tokens, "flops": flops_total, "C": flops_total, "loss": loss, "loss_source": source,
+        "final_loss": final_loss, "final_val_loss": final_val,
+        "min_val_loss": min(val_losses) if val_losses else None,
+        "curve": str(curve_path) if curve_path.is_file() else None, "run_dir": str(run_dir),
+    }
+    for key, value in flatten(config).items():
+        if key not in ("name",):
+            row.setdefault(key, _cell(value))
+    return row
+
+
+def collect(root: Path) -> pd.DataFrame:
+    """The table of every run below `root` (columns as in the module docstring)."""
+    records = [collect_run(d) for d in find_run_dirs(root)]
+    frame = pd.DataFrame.from_records(records)
+    if frame.empty:
+        return pd.DataFrame(columns=list(SUMMARY_COLUMNS))
+    lead = [c for c in SUMMARY_COLUMNS if c in frame.columns]
+    rest = sorted(c for c in frame.columns if c not in lead)
+    frame = frame[lead + rest]
+    for col in ("step", "N", "N_non_embedding", "N_active", "D"):
+        frame[col] = pd.to_numeric(frame[col], errors="coerce").astype("Int64")
+    for col in ("flops", "C", "flops_per_token", "loss", "final_loss", "final_val_loss", "min_val_loss"):
+        frame[col] = pd.to_numeric(frame[col], errors="coerce").astype("float64")
+    # Mixed-type config columns (e.g. null in one run, a number in another) must be one type for parquet.
+    for col in rest:
+        if frame[col].dtype == object:
+            kinds = {type(v) for v in frame[col] if v is not None and not (isinstance(v, float) and math.isnan(v))}
+            if len(kinds) > 1 and not kinds <= {int, float}:
+                frame[col] = frame[col].map(lambda v: None if v is None else str(v))
+    return frame
+
+
+def write_table(frame: pd.DataFrame, basename: Path) -> tuple[Path, Path]:
+    """Write BASENAME.parquet and BASENAME.csv atomically; returns both paths."""
+    basename = Path(basename)
+    parquet, csv = basename.with_name(basename.name + ".parquet"), basename.with_name(basename.name + ".csv")
+    buffer = io.BytesIO()
+    frame.to_parquet(buffer, index=False)
+    atomic_write_bytes(parquet, buffer.getvalue())
+    atomic_write_text(csv, frame.to_csv(index=False, float_format="%.10g"))
+    return parquet, csv
+
+
+def summary(frame: pd.DataFrame) -> str:
+    counts = Counter(frame["status"]) if len(frame) else Counter()
+    parts = ", ".join(f"{state} {n}" for state, n in sorted(counts.items()))
+    fit_ready = int(frame["loss"].notna().sum()) if len(frame) else 0
+    return f"{len(frame)} run(s): {parts or 'none'}; {fit_ready} with a final loss (column 'loss')"
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m harness.collect", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("sweep_dir", type=Path, help="directory holding run directories (any depth)")
+    parser.add_argument("--out", type=Path, default=None,
+                        help="table basename; writes OUT.parquet and OUT.csv (default SWEEP_DIR/runs)")
+    args = parser.parse_args(argv)
+    if not args.sweep_dir.is_dir():
+        print(f"error: {args.sweep_dir} is not a directory. Fix: pass the sweep's root directory.", file=sys.stderr)
+        return 2
+    frame = collect(args.sweep_dir)
+    if frame.empty:
+        print(f"error: no run directories (config.yaml + status.json) below {args.sweep_dir}. "
+              "Fix: pass the directory the sweep's run_dir points into.", file=sys.stderr)
+        return 2
+    parquet, csv = write_table(frame, args.out if args.out is not None else args.sweep_dir / "runs")
+    print(summary(frame))
+    print(f"wrote {parquet} and {csv}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -43,7 +43,8 @@ def train_once(data, width: int, log2_lr: float, use_mup: bool, args, val) -> fl
                               peak_lr=optim_cfg.lr)
     for step in range(1, args.steps + 1):
         set_lr(optimizer, schedule.multiplier(step))
-        batch = train_batch(data, seed=args.seed, step=step, batch_size=args.batch_size, seq_len=args.seq_len).to(device)
+        batch = train_batch(data, seed=args.seed, step=step, batch_size=args.batch_size, seq_len=args.seq_len)
+        batch = batch.to(device)
         loss = F.cross_entropy(model(batch[:, :-1]).flatten(0, 1), batch[:, 1:].flatten())
         if not math.isfinite(loss.item()):
             return math.inf

@@ -11,10 +11,13 @@ The Adam rules (Tensor Programs V, table 8, in the form microsoft/mup implements
 | init of HIDDEN matrices | std init_std / sqrt(width_mult) (variance ∝ 1/fan_in) | `init_rule` |
 | LR of HIDDEN | lr / width_mult | `lr_multipliers` |
 | readout, readout=multiplier | logits × output_mult / width_mult; init and LR unchanged | `forward_rules` |
-| readout, readout=zero_init | zero init, LR lr / width_mult, logits × output_mult (table 3 form) | `init_rule`, `lr_multipliers` |
+| readout, readout=zero_init | zero init, LR lr / width_mult, logits × output_mult | `init_rule`, `lr_multipliers` |
 | attention logits | 1/head_dim instead of 1/sqrt(head_dim) (attn_scale=1/d) | `forward_rules` |
 | EMBEDDING, VECTOR | unchanged; the embedding output × input_mult | `forward_rules` |
-| weight decay, weight_decay=width_scaled | HIDDEN wd × width_mult, so lr·wd (AdamW's timescale) is width-independent | `wd_multipliers` |
+| weight decay, weight_decay=width_scaled | HIDDEN wd × width_mult (lr·wd width-independent) | `wd_multipliers` |
+
+readout=zero_init is the table-3 form for the readout (init variance 0 ≤ 1/fan_in², LR ∝ 1/fan_in);
+weight decay is width-independent in AdamW when lr·wd is, the timescale 1/(lr·wd).
 
 The model reads `forward_rules(cfg)` when it is constructed (DecoderLM.__init__) and
 `init_rule(cfg)` when it initializes (DecoderLM._init_parameters); the training loop passes

@@ -10,6 +10,7 @@ os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
 import json
 import subprocess
+import time
 import sys
 from pathlib import Path
 
@@ -64,3 +65,15 @@ def run_train(env: dict[str, str], *overrides: str, timeout: float = 300) -> sub
 def read_rows(run_dir: Path) -> list[dict]:
     with open(run_dir / "curve.jsonl") as f:
         return [json.loads(line) for line in f if line.strip()]
+
+
+def wait_for_rows(path: Path, n: int, proc: subprocess.Popen, timeout: float = 240.0) -> None:
+    """Poll until the curve file holds n rows (the run is then past its first steps)."""
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if proc.poll() is not None:
+            raise AssertionError(f"training ended before it could be killed:\n{proc.stderr.read()}")
+        if path.exists() and sum(1 for _ in open(path)) >= n:
+            return
+        time.sleep(0.005)
+    raise AssertionError("training did not reach the kill point in time")

@@ -16,7 +16,7 @@ import time
 import pytest
 import yaml
 
-from conftest import ROOT, TINY, read_rows, run_train, train_cmd
+from conftest import ROOT, TINY, read_rows, run_train, train_cmd, wait_for_rows
 
 
 def test_run_writes_complete_run_directory(train_env, tmp_path):
@@ -68,17 +68,6 @@ def test_bad_config_fails_before_compute_and_writes_nothing(train_env, tmp_path,
     assert not run_dir.exists()
 
 
-def _wait_for_rows(path, n, proc, timeout=240.0):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        if proc.poll() is not None:
-            raise AssertionError(f"training ended before it could be killed:\n{proc.stderr.read()}")
-        if path.exists() and sum(1 for _ in open(path)) >= n:
-            return
-        time.sleep(0.005)
-    raise AssertionError("training did not reach the kill point in time")
-
-
 def test_sigkill_and_resume_is_bit_identical(train_env, tmp_path):
     common = ["train.steps=300", "train.checkpoint_every=20", "train.deterministic=true", "train.num_threads=1",
               "train.eval_every=50"]
@@ -89,7 +78,7 @@ def test_sigkill_and_resume_is_bit_identical(train_env, tmp_path):
     killed = tmp_path / "killed"
     child = subprocess.Popen(train_cmd(f"run_dir={killed}", *common), cwd=ROOT, env=train_env,
                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    _wait_for_rows(killed / "curve.jsonl", 50, child)
+    wait_for_rows(killed / "curve.jsonl", 50, child)
     child.send_signal(signal.SIGKILL)
     child.wait()
     assert child.returncode == -signal.SIGKILL
@@ -143,7 +132,7 @@ def test_resume_refuses_changed_config(train_env, tmp_path):
     run_dir = tmp_path / "run"
     child = subprocess.Popen(train_cmd(f"run_dir={run_dir}", "train.steps=400", "train.checkpoint_every=10"),
                              cwd=ROOT, env=train_env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    _wait_for_rows(run_dir / "curve.jsonl", 15, child)
+    wait_for_rows(run_dir / "curve.jsonl", 15, child)
     child.kill()
     child.wait()
     proc = run_train(train_env, f"run_dir={run_dir}", "train.steps=400", "train.checkpoint_every=10",
@@ -158,7 +147,7 @@ def test_wandb_offline_mirror_keeps_run_id_on_resume(train_env, tmp_path):
             "train.steps=200", "train.checkpoint_every=10"]
     child = subprocess.Popen(train_cmd(*args), cwd=ROOT, env=train_env,
                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    _wait_for_rows(run_dir / "curve.jsonl", 25, child)
+    wait_for_rows(run_dir / "curve.jsonl", 25, child)
     child.kill()
     child.wait()
     run_id = (run_dir / "wandb_id.txt").read_text().strip()
@@ -200,7 +189,7 @@ def test_preemption_signal_checkpoints_and_resume_continues_curve(train_env, tmp
     run_dir = tmp_path / "preempted"
     child = subprocess.Popen(train_cmd(f"run_dir={run_dir}", *common), cwd=ROOT, env=train_env,
                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    _wait_for_rows(run_dir / "curve.jsonl", 30, child)
+    wait_for_rows(run_dir / "curve.jsonl", 30, child)
     child.send_signal(sig)
     assert child.wait(timeout=120) == 75, child.stderr.read()
     status = json.loads((run_dir / "status.json").read_text())

@@ -1,0 +1,47 @@
+"""Sweeps without Slurm: Hydra multirun with the basic and submitit_local launchers, hash run
+directories, skip on relaunch, and the lock that keeps two launches out of one run."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+import yaml
+
+from conftest import ROOT, TINY, run_train, train_cmd, wait_for_rows
+
+
+@pytest.mark.parametrize("launcher", ["basic", "submitit_local"])
+def test_multirun_sweep_hash_dirs_and_skip_on_relaunch(train_env, tmp_path, launcher):
+    sweep = tmp_path / "sweep"
+    cmd = [sys.executable, "-m", "harness.train", "-m", *TINY, f"hydra/launcher={launcher}",
+           f"hydra.sweep.dir={tmp_path / 'hydra'}", f'run_dir="{sweep}/{{hash}}"', "optim.lr=1e-3,3e-3"]
+    if launcher == "submitit_local":
+        cmd += ["hydra.launcher.timeout_min=10", "hydra.launcher.cpus_per_task=1"]
+    proc = subprocess.run(cmd, cwd=ROOT, env=train_env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    runs = sorted(p for p in sweep.iterdir() if p.is_dir())
+    assert len(runs) == 2 and all(len(p.name) == 12 for p in runs)
+    lrs = sorted(yaml.safe_load((p / "config.yaml").read_text())["optim"]["lr"] for p in runs)
+    assert lrs == [1e-3, 3e-3]
+    for p in runs:
+        assert json.loads((p / "status.json").read_text())["state"] == "completed"
+    before = {p: (p / "curve.jsonl").read_bytes() for p in runs}
+    again = subprocess.run(cmd, cwd=ROOT, env=train_env, capture_output=True, text=True, timeout=600)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert sorted(p for p in sweep.iterdir() if p.is_dir()) == runs  # same configs, same dirs
+    assert all((p / "curve.jsonl").read_bytes() == before[p] for p in runs)
+
+
+def test_two_launches_never_write_one_run(train_env, tmp_path):
+    run_dir = tmp_path / "run"
+    first = subprocess.Popen(train_cmd(f"run_dir={run_dir}", "train.steps=400"), cwd=ROOT, env=train_env,
+                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    wait_for_rows(run_dir / "curve.jsonl", 5, first)
+    second = run_train(train_env, f"run_dir={run_dir}", "train.steps=400")
+    assert second.returncode == 1 and "in use by another process" in second.stderr
+    assert first.wait(timeout=600) == 0
+    rows = [json.loads(line)["step"] for line in (run_dir / "curve.jsonl").read_text().splitlines()]
+    assert rows == list(range(1, 401))

@@ -34,8 +34,9 @@ def main() -> None:
     ap.add_argument("--batch-size", type=int, default=8)
     ap.add_argument("--seq-len", type=int, default=64)
     ap.add_argument("--vocab", type=int, default=32,
-                    help="small: with V >~ width the mean |logit| is dominated by the incoherent part of the
-                    readout update at finite width (falls as 1/sqrt(width) under muP until width >> V)")
+                    help="keep it small next to the widths: with V >~ width the mean |logit| is dominated by "
+                         "the part of the readout update not aligned with h, which falls as 1/sqrt(width) "
+                         "under muP until width >> V")
     ap.add_argument("--readout", default="multiplier", choices=["multiplier", "zero_init"], help="muP readout rule")
     ap.add_argument("--seeds", type=int, default=1, help="values are averaged over this many seeds")
     ap.add_argument("--threads", type=int, default=0)

@@ -24,6 +24,7 @@ def export_cmd(*args: str) -> list[str]:
 @pytest.mark.parametrize("arch, overrides", [
     ("llama", ["optim=muon"]),
     ("gpt2", ["model.arch=gpt2", "model.n_kv_heads=null", "model.tie_embeddings=true", "optim=lion"]),
+    ("moe", ["model=moe_tiny"]),
 ])
 def test_export_reproduces_logits(train_env, tmp_path, arch, overrides):
     from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -50,7 +51,8 @@ def test_export_reproduces_logits(train_env, tmp_path, arch, overrides):
     ours.eval()
     hf_model = AutoModelForCausalLM.from_pretrained(str(out)).eval()
     tokenizer = AutoTokenizer.from_pretrained(str(out))
-    assert type(hf_model).__name__ == {"llama": "LlamaForCausalLM", "gpt2": "GPT2LMHeadModel"}[arch]
+    assert type(hf_model).__name__ == {"llama": "LlamaForCausalLM", "gpt2": "GPT2LMHeadModel",
+                                       "moe": "MixtralForCausalLM"}[arch]
     assert hf_model.dtype == torch.float32
     text = ["def main(argv):\n    return parse(argv)", "The quick brown fox jumps over the lazy dog."]
     ids = [tokenizer(t)["input_ids"][:32] for t in text]

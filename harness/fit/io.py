@@ -97,7 +97,7 @@ def _check_positive(path: Path, col: str, values: np.ndarray, line_of, *, zero_o
         i = int(np.flatnonzero(bad)[0])
         need = ">= 0" if zero_ok else "> 0"
         raise _fail(path, line_of(i), f"column '{col}' must be finite and {need}, got {values[i]!r}",
-                    f"correct or remove that row")
+                    "correct or remove that row")
 
 
 def _check_steps(path: Path, step: np.ndarray, line_of) -> None:

@@ -25,6 +25,24 @@ from harness.models.base import DecoderLM
 StateDict = dict[str, torch.Tensor]
 
 
+def _llama_family_fields(cfg: ModelConfig) -> dict:
+    """Config fields LlamaConfig and MixtralConfig share (same attention, norms and RoPE)."""
+    return dict(
+        vocab_size=cfg.vocab_size,
+        hidden_size=cfg.d_model,
+        num_hidden_layers=cfg.n_layers,
+        num_attention_heads=cfg.n_heads,
+        num_key_value_heads=cfg.kv_heads,
+        head_dim=cfg.head_dim,
+        hidden_act="silu",
+        max_position_embeddings=cfg.max_seq_len,
+        initializer_range=cfg.init_std,
+        rms_norm_eps=cfg.norm_eps,
+        tie_word_embeddings=cfg.tie_embeddings,
+        rope_parameters={"rope_type": "default", "rope_theta": cfg.rope_theta},
+    )
+
+
 def to_hf_config(cfg: ModelConfig, attn_implementation: str = "sdpa") -> transformers.PretrainedConfig:
     if cfg.vocab_size is None:
         raise ValueError("model.vocab_size is None; set it before exporting")
@@ -33,19 +51,8 @@ def to_hf_config(cfg: ModelConfig, attn_implementation: str = "sdpa") -> transfo
                          "transformers equivalent; export a run trained with model.mup.enabled=false")
     if cfg.arch == "llama":
         hf_cfg = transformers.LlamaConfig(
-            vocab_size=cfg.vocab_size,
-            hidden_size=cfg.d_model,
             intermediate_size=cfg.ffn_dim,
-            num_hidden_layers=cfg.n_layers,
-            num_attention_heads=cfg.n_heads,
-            num_key_value_heads=cfg.kv_heads,
-            head_dim=cfg.head_dim,
-            hidden_act="silu",
-            max_position_embeddings=cfg.max_seq_len,
-            initializer_range=cfg.init_std,
-            rms_norm_eps=cfg.norm_eps,
-            tie_word_embeddings=cfg.tie_embeddings,
-            rope_parameters={"rope_type": "default", "rope_theta": cfg.rope_theta},
+            **_llama_family_fields(cfg),
             attention_bias=False,
             mlp_bias=False,
             bos_token_id=None,
@@ -59,19 +66,8 @@ def to_hf_config(cfg: ModelConfig, attn_implementation: str = "sdpa") -> transfo
             if not ok:
                 raise ValueError(f"{field_name}: cannot export to MixtralForCausalLM ({why})")
         hf_cfg = transformers.MixtralConfig(
-            vocab_size=cfg.vocab_size,
-            hidden_size=cfg.d_model,
             intermediate_size=cfg.expert_ffn_dim,
-            num_hidden_layers=cfg.n_layers,
-            num_attention_heads=cfg.n_heads,
-            num_key_value_heads=cfg.kv_heads,
-            head_dim=cfg.head_dim,
-            hidden_act="silu",
-            max_position_embeddings=cfg.max_seq_len,
-            initializer_range=cfg.init_std,
-            rms_norm_eps=cfg.norm_eps,
-            tie_word_embeddings=cfg.tie_embeddings,
-            rope_parameters={"rope_type": "default", "rope_theta": cfg.rope_theta},
+            **_llama_family_fields(cfg),
             sliding_window=None,
             num_local_experts=cfg.n_experts,
             num_experts_per_tok=cfg.moe_top_k,

@@ -25,13 +25,17 @@ class Llama(DecoderLM):
                 attn=CausalSelfAttention(cfg.d_model, cfg.n_heads, cfg.kv_heads, std=std, out_std=out_std,
                                          bias=False, rotary=self.rotary, scale=self.mup_rules.attn_scale),
                 mlp_norm=RMSNorm(cfg.d_model, cfg.norm_eps),
-                mlp=SwiGLU(cfg.d_model, cfg.ffn_dim, std=std, out_std=out_std),
+                mlp=self._make_mlp(cfg, std, out_std),
             )
             for _ in range(cfg.n_layers)
         )
         self.norm = RMSNorm(cfg.d_model, cfg.norm_eps)
         self._make_readout()
         self._init_parameters()
+
+    def _make_mlp(self, cfg: ModelConfig, std: float, out_std: float) -> nn.Module:
+        """The feed-forward of each block (MoE overrides this with routed experts)."""
+        return SwiGLU(cfg.d_model, cfg.ffn_dim, std=std, out_std=out_std)
 
     def forward(self, input_ids: torch.Tensor) -> torch.Tensor:
         self._check_seq_len(input_ids)  # RoPE tables cover max_seq_len positions

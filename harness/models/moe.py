@@ -36,10 +36,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from harness.config import ModelConfig
-from harness.models.base import DecoderLM
-from harness.models.layers import (
-    CausalSelfAttention, PreNormBlock, RMSNorm, RotaryEmbedding, SwiGLU, embedding, linear, residual_out_std,
-)
+from harness.models.llama import Llama
+from harness.models.layers import SwiGLU, linear
 from harness.models.roles import ParamRole
 
 
@@ -124,35 +122,15 @@ class MoEFeedForward(nn.Module):
         return y_ND.view(B, T, D).to(x_BTD.dtype)
 
 
-class MoE(DecoderLM):
+class MoE(Llama):
     """LLaMA-style decoder whose every MLP is a MoEFeedForward (see the module docstring)."""
 
     def __init__(self, cfg: ModelConfig) -> None:
         super().__init__(cfg)
-        std, out_std = cfg.init_std, residual_out_std(cfg.init_std, cfg.n_layers)
-        self.tok_embeddings = embedding(cfg.vocab_size, cfg.d_model, std=std)
-        self.rotary = RotaryEmbedding(cfg.head_dim, cfg.max_seq_len, cfg.rope_theta)
-        self.layers = nn.ModuleList(
-            PreNormBlock(
-                attn_norm=RMSNorm(cfg.d_model, cfg.norm_eps),
-                attn=CausalSelfAttention(cfg.d_model, cfg.n_heads, cfg.kv_heads, std=std, out_std=out_std,
-                                         bias=False, rotary=self.rotary, scale=self.mup_rules.attn_scale),
-                mlp_norm=RMSNorm(cfg.d_model, cfg.norm_eps),
-                mlp=MoEFeedForward(cfg, std=std, out_std=out_std),
-            )
-            for _ in range(cfg.n_layers)
-        )
-        self.norm = RMSNorm(cfg.d_model, cfg.norm_eps)
-        self._make_readout()
-        self._init_parameters()
         self._last_load: torch.Tensor | None = None
 
-    def forward(self, input_ids: torch.Tensor) -> torch.Tensor:
-        self._check_seq_len(input_ids)
-        x_BTD = self._embed_scale(self.tok_embeddings(input_ids))
-        for layer in self.layers:
-            x_BTD = layer(x_BTD)
-        return self._readout(self.norm(x_BTD))
+    def _make_mlp(self, cfg: ModelConfig, std: float, out_std: float) -> nn.Module:
+        return MoEFeedForward(cfg, std=std, out_std=out_std)
 
     def _moe_layers(self) -> list[MoEFeedForward]:
         return [layer.mlp for layer in self.layers]

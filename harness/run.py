@@ -5,7 +5,7 @@
       env.json        versions, git sha, device, seed, host
       curve.jsonl     one JSON row per optimizer step (see harness/tracking/curve.py)
       status.json     running | completed | failed | preempted, with the step reached and final losses
-      checkpoints/    step_XXXXXXXX.pt, atomic, keep-last-k
+      checkpoints/    step_<8-digit step>.pt, atomic, keep-last-k
       tokenizer/      the run's tokenizer (save_pretrained format)
       curve.png       the curve plot, written at the end
       wandb/          the wandb mirror, when enabled

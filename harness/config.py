@@ -267,7 +267,7 @@ class OptimConfig:
 class ScheduleConfig:
     """Learning-rate multiplier as a pure function of the step (see harness/optim/schedules.py).
 
-    name: constant | cosine | linear | wsd | power. All have a linear warmup of `warmup_steps`.
+    name: constant | cosine | linear | wsd | wsds | power. All have a linear warmup of `warmup_steps`.
     """
 
     name: str = "cosine"
@@ -282,9 +282,13 @@ class ScheduleConfig:
     power_b: float = -0.51
     # Power: optional final decay (exponential, as in the paper) over this fraction of steps.
     power_decay_fraction: float = 0.0
+    # WSD-S (Wen et al. 2024): the steps at which each cooldown ends; after each one the LR jumps
+    # back to the peak and training continues from the decayed weights. Each cycle cools down over
+    # `decay_fraction` of its own length. The last entry must equal train.steps.
+    wsds_cycle_ends: list[int] = field(default_factory=list)
 
     def validate(self) -> None:
-        _one_of(self.name, "schedule.name", ("constant", "cosine", "linear", "wsd", "power"))
+        _one_of(self.name, "schedule.name", ("constant", "cosine", "linear", "wsd", "wsds", "power"))
         _one_of(self.cooldown, "schedule.cooldown", ("linear", "sqrt", "cosine", "exp"))
         _require(self.warmup_steps >= 0, "schedule.warmup_steps", "must be >= 0")
         _require(0 <= self.min_lr_ratio <= 1, "schedule.min_lr_ratio", "must be in [0, 1]")
@@ -294,6 +298,10 @@ class ScheduleConfig:
         if self.cooldown == "exp":
             _require(self.min_lr_ratio > 0, "schedule.min_lr_ratio",
                      "an exponential cooldown needs a positive floor (e.g. 0.1)")
+        if self.name == "wsds":
+            ends = self.wsds_cycle_ends
+            _require(len(ends) > 0 and all(b > a for a, b in zip([self.warmup_steps] + ends, ends)),
+                     "schedule.wsds_cycle_ends", "give increasing steps after the warmup, e.g. [1000, 2000, 4000]")
 
 
 @dataclass
@@ -387,6 +395,9 @@ class RunConfig:
                  "raise model.max_seq_len or shorten train.seq_len")
         _require(self.schedule.warmup_steps < self.train.steps, "schedule.warmup_steps",
                  f"must be smaller than train.steps={self.train.steps}")
+        if self.schedule.name == "wsds":
+            _require(self.schedule.wsds_cycle_ends[-1] == self.train.steps, "schedule.wsds_cycle_ends",
+                     f"the last cycle must end at train.steps={self.train.steps}")
 
 
 GROUPS: dict[str, type] = {

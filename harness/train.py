@@ -41,6 +41,8 @@ def config_yaml(cfg: RunConfig) -> str:
 def check_resume_compatible(saved_yaml: str, cfg: RunConfig) -> None:
     saved = flatten(OmegaConf.to_container(OmegaConf.create(saved_yaml)))  # type: ignore[arg-type]
     current = flatten(dataclasses.asdict(cfg))
+    if current.get("model.vocab_size") is None:  # not filled in yet: taken from the tokenizer
+        current["model.vocab_size"] = saved.get("model.vocab_size")
     changed = [k for k in sorted(set(saved) | set(current))
                if saved.get(k) != current.get(k) and not k.startswith(NON_IDENTITY_FIELDS)]
     if changed:
@@ -63,6 +65,8 @@ def run_training(cfg: RunConfig) -> dict[str, Any]:
     """Train one run described by a validated RunConfig; returns the final status dict."""
     run = RunDir(Path(cfg.run_dir))
     if run.is_completed():
+        if run.config_file.exists():
+            check_resume_compatible(run.config_file.read_text(), cfg)  # never skip a different run
         print(f"[harness] {run.path} is already completed; skipping (delete status.json to rerun)")
         return run.read_status() or {}
     rt = setup_runtime(cfg.train)

@@ -98,3 +98,28 @@ def test_bad_schedule_config_names_field():
         sched("cosinus")
     with pytest.raises(ValueError, match="count from 1"):
         sched("constant").multiplier(0)
+
+
+def test_wsds_cycles_cool_down_and_return_to_peak():
+    # Warmup 10; cycles end at 110 and 310 with 20% cooldowns: (90, 110] and (270, 310].
+    cfg = ScheduleConfig(name="wsds", warmup_steps=10, decay_fraction=0.2, cooldown="linear", min_lr_ratio=0.0,
+                         wsds_cycle_ends=[110, 310])
+    s = build_schedule(cfg, total_steps=310, peak_lr=1.0)
+    assert s.multiplier(5) == pytest.approx(0.5)
+    assert s.multiplier(90) == 1.0
+    assert s.multiplier(100) == pytest.approx(0.5)
+    assert s.multiplier(110) == pytest.approx(0.0, abs=1e-15)
+    assert s.multiplier(111) == 1.0  # back to the peak from the decayed weights
+    assert s.multiplier(270) == 1.0
+    assert s.multiplier(290) == pytest.approx(0.5)
+    assert s.multiplier(310) == pytest.approx(0.0, abs=1e-15)
+    assert {90, 110, 270, 310} <= set(s.phase_boundaries())
+
+
+def test_wsds_config_errors_name_the_field():
+    from harness.config import to_run_config
+
+    with pytest.raises(ConfigError, match="schedule.wsds_cycle_ends"):
+        sched("wsds", wsds_cycle_ends=[])
+    with pytest.raises(ConfigError, match="schedule.wsds_cycle_ends"):
+        to_run_config({"schedule": {"name": "wsds", "wsds_cycle_ends": [100, 200]}, "train": {"steps": 300}})

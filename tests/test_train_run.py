@@ -125,6 +125,10 @@ def test_completed_run_is_skipped(train_env, tmp_path):
     assert proc.returncode == 0
     assert "already completed" in proc.stdout
     assert (run_dir / "curve.jsonl").read_bytes() == before
+    # A different config pointed at a finished run is an error, not a silent skip.
+    proc = run_train(train_env, f"run_dir={run_dir}", "optim.lr=1e-2")
+    assert proc.returncode == 2 and "optim.lr" in proc.stderr
+    assert (run_dir / "curve.jsonl").read_bytes() == before
 
 
 def test_resume_refuses_changed_config(train_env, tmp_path):

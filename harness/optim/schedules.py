@@ -15,10 +15,15 @@ post-warmup steps done.
 | linear   | 1 - (1 - r) p                                                                    |
 | wsd      | 1 until the cooldown (the last `decay_fraction` of all T steps), then a cooldown |
 | power    | min(1, a * B * n^b / peak_lr), n = tokens seen after step t (Shen et al. 2024)   |
+| wsds     | WSD-S: WSD cycles ending at `wsds_cycle_ends`, back to 1 after each cooldown     |
 
 r is `min_lr_ratio`. WSD cooldown shapes over q in (0, 1] (the fraction of the cooldown done):
 linear 1 - (1 - r) q; sqrt 1 - (1 - r) sqrt(q) (Hägele et al. 2024's "1-sqrt"); cosine
 r + (1 - r)(1 + cos(pi q)) / 2; exp r^q (geometric, as in the MPL paper's WSD runs).
+
+WSD-S (Wen et al. 2024, "River Valley"): cycle k spans (e_{k-1}, e_k] (e_0 = warmup end); it is
+at 1 until its last `decay_fraction` of steps, which cool down as in WSD; the next cycle restarts
+at 1 from the decayed weights. One run thus gives a decayed model at every e_k.
 
 Power scheduler: B is the batch size in sequences and n the tokens seen, as in the paper's
 eta = min(eta_max, beta * a * n^b); defaults a = 4.6, b = -0.51. With `power_decay_fraction` > 0
@@ -73,9 +78,23 @@ class Schedule:
         decay_steps = round(fraction * self.total_steps)
         return max(self.warmup_steps, self.total_steps - decay_steps)
 
+    def _wsds_cycle(self, step: int) -> tuple[int, int]:
+        """(start, end] of the WSD-S cycle holding `step`."""
+        start = self.warmup_steps
+        for end in self.cfg.wsds_cycle_ends:
+            if step <= end:
+                return start, end
+            start = end
+        return start, self.total_steps
+
     def phase_boundaries(self) -> list[int]:
-        """Steps where the schedule changes regime: end of warmup, start of cooldown, end."""
+        """Steps where the schedule changes regime: end of warmup, start of cooldown(s), end."""
         points = {self.warmup_steps, self.decay_start, self.total_steps}
+        if self.cfg.name == "wsds":
+            start = self.warmup_steps
+            for end in self.cfg.wsds_cycle_ends:
+                points |= {end - round(self.cfg.decay_fraction * (end - start)), end}
+                start = end
         return sorted(p for p in points if 1 <= p <= self.total_steps)
 
     def multiplier(self, step: int) -> float:
@@ -104,6 +123,13 @@ class Schedule:
             return 1.0 - (1.0 - r) * p
         if cfg.name == "wsd":
             return self._with_cooldown(step, 1.0)
+        if cfg.name == "wsds":
+            start, end = self._wsds_cycle(step)
+            decay_start = max(start, end - round(cfg.decay_fraction * (end - start)))
+            if step <= decay_start:
+                return 1.0
+            q = (step - decay_start) / max(end - decay_start, 1)
+            return cooldown_multiplier(cfg.cooldown, min(q, 1.0), cfg.min_lr_ratio)
         if cfg.name == "power":
             return self._with_cooldown(step, self._power_value(min(step, self.decay_start)))
         raise ValueError(f"unknown schedule {cfg.name!r}")

@@ -77,3 +77,20 @@ def wait_for_rows(path: Path, n: int, proc: subprocess.Popen, timeout: float = 2
             return
         time.sleep(0.005)
     raise AssertionError("training did not reach the kill point in time")
+
+
+def logits_vs_transformers(cfg, vocab: int, seq: int):
+    """Build our model from `cfg` (seed 0), convert it to its transformers class, and return
+    (model, input_ids, our logits, transformers' logits) on random tokens."""
+    import torch
+
+    from harness.models import build_model
+    from harness.models.hf_convert import to_hf_model
+
+    torch.manual_seed(0)
+    model = build_model(cfg).eval()
+    hf_model = to_hf_model(model, attn_implementation="eager").eval()
+    input_ids = torch.randint(0, vocab, (3, seq))
+    with torch.no_grad():
+        return model, input_ids, model(input_ids), hf_model(input_ids=input_ids).logits
+

@@ -9,6 +9,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from conftest import logits_vs_transformers
 from harness.config import ModelConfig
 from harness.models import ParamRole, build_model, flops_per_token, fused_ops, matmul_params, num_params, param_roles
 from harness.models.hf_convert import to_hf_model
@@ -37,13 +38,7 @@ def test_logits_match_huggingface(name: str) -> None:
     # A large init std makes logits O(1) and attention far from uniform, so a wrong mapping
     # (RoPE pairing, q/k/v order, Conv1D transpose) cannot hide under tiny numbers.
     cfg = dataclasses.replace(CONFIGS[name], init_std=0.25)
-    torch.manual_seed(0)
-    model = build_model(cfg).eval()
-    hf_model = to_hf_model(model, attn_implementation="eager").eval()
-    input_ids = torch.randint(0, VOCAB, (3, SEQ))
-    with torch.no_grad():
-        ours = model(input_ids)
-        theirs = hf_model(input_ids=input_ids).logits
+    model, input_ids, ours, theirs = logits_vs_transformers(cfg, VOCAB, SEQ)
     assert ours.shape == (3, SEQ, VOCAB)
     assert ours.std() > 0.3, "logits too small for a meaningful comparison"
     assert (ours - theirs).abs().max().item() <= 1e-5

@@ -10,7 +10,7 @@ import pytest
 import torch
 import transformers.models.mixtral.modeling_mixtral as hf_mixtral
 
-from conftest import read_rows, run_train
+from conftest import logits_vs_transformers, read_rows, run_train
 from harness.config import ConfigError, ModelConfig
 from harness.models import active_params, build_model, flops_per_token, matmul_params, num_params
 from harness.models.hf_convert import to_hf_model
@@ -36,13 +36,7 @@ def test_logits_match_mixtral(overrides) -> None:
     # Mixtral (transformers 5.x): softmax over all experts, top-k, top-k weights renormalised to sum
     # to 1; no shared expert, no sigmoid router, no selection bias, so this is the exportable config.
     cfg = tiny_moe(init_std=0.25, **overrides)
-    torch.manual_seed(0)
-    model = build_model(cfg).eval()
-    hf_model = to_hf_model(model, attn_implementation="eager").eval()
-    input_ids = torch.randint(0, VOCAB, (3, SEQ))
-    with torch.no_grad():
-        ours = model(input_ids)
-        theirs = hf_model(input_ids=input_ids).logits
+    _, _, ours, theirs = logits_vs_transformers(cfg, VOCAB, SEQ)
     assert ours.std() > 0.3, "logits too small for a meaningful comparison"
     assert (ours - theirs).abs().max().item() <= 1e-5
 

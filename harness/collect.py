@@ -21,7 +21,9 @@ Every run directory below SWEEP_DIR (any depth; a directory holding both `config
 Parameter counts come from status.json when the run wrote them, else from the config through
 harness/models/flops.py (the one formula). The table feeds the fitting CLI directly:
 `python -m harness.fit scaling --law chinchilla --fit SWEEP_DIR/runs.csv --out fit/` (rows
-without a final loss are skipped with a note).
+without a final loss are skipped with a note). Curves are read by harness/tracking/curve.py: a torn
+last line (a run killed mid-write) is skipped with a note; any other bad line stops the collection
+with an error naming the file and line (exit 2, nothing written).
 """
 
 from __future__ import annotations
@@ -39,6 +41,7 @@ import pandas as pd
 
 from harness.files import atomic_write_bytes, atomic_write_text, read_json
 from harness.identity import flatten
+from harness.tracking.curve import CurveFileError, read_curve
 
 # Leading columns, in this order; the flattened config follows.
 SUMMARY_COLUMNS = ("name", "status", "step", "N", "N_non_embedding", "N_active", "D", "flops", "C",
@@ -59,21 +62,6 @@ def _finite(value: Any) -> float | None:
     except (TypeError, ValueError):
         return None
     return x if math.isfinite(x) else None
-
-
-def read_curve_rows(path: Path) -> list[dict[str, Any]]:
-    """Rows of a curve.jsonl; a torn last line (killed writer) is ignored."""
-    if not path.is_file():
-        return []
-    rows = []
-    for line in path.read_text(encoding="utf-8").splitlines():
-        if not line.strip():
-            continue
-        try:
-            rows.append(json.loads(line))
-        except json.JSONDecodeError:
-            continue
-    return rows
 
 
 def _counts_from_config(model_cfg: dict[str, Any], seq_len: int) -> dict[str, float]:
@@ -102,7 +90,7 @@ def collect_run(run_dir: Path) -> dict[str, Any]:
     config = OmegaConf.to_container(OmegaConf.load(run_dir / "config.yaml"), resolve=False)
     status = read_json(run_dir / "status.json")
     curve_path = run_dir / "curve.jsonl"
-    rows = read_curve_rows(curve_path)
+    rows = read_curve(curve_path)  # a torn last line is skipped with a note; a bad middle line raises
 
     counts = {"N": status.get("params"), "N_non_embedding": status.get("params_non_embedding"),
               "N_active": status.get("params_active"), "flops_per_token": status.get("flops_per_token")}
@@ -193,7 +181,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not args.sweep_dir.is_dir():
         print(f"error: {args.sweep_dir} is not a directory. Fix: pass the sweep's root directory.", file=sys.stderr)
         return 2
-    frame = collect(args.sweep_dir)
+    try:
+        frame = collect(args.sweep_dir)
+    except CurveFileError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
     if frame.empty:
         print(f"error: no run directories (config.yaml + status.json) below {args.sweep_dir}. "
               "Fix: pass the directory the sweep's run_dir points into.", file=sys.stderr)

@@ -1,9 +1,12 @@
-"""Wall time of one fit per law on reference data (goal: <= 10 s per law on 2 cores).
+"""Wall time of one fit per law on reference data (goal: <= 10 s per law on 2 cores), and of
+scoring the 4,500-start Chinchilla grid in one vectorized call (goal: < 1 s).
 
-Table-driven: add a row to BENCHES with a name and a zero-argument function that returns
-(law, prepared data, observed y). Fits are single-threaded (OPENBLAS_NUM_THREADS=1).
+Table-driven: add a row to BENCHES with a name and a function of the data directory that returns
+(law, prepared data, observed y). Fits are single-threaded (OPENBLAS_NUM_THREADS=1). The
+reference data is public data, not part of this repository (DIR from --data, else
+$HARNESS_DATA, else ../shared/data; origins in docs/DATA.md).
 
-    python scripts/bench_fit.py [--repeat N] [--only NAME ...]
+    python scripts/bench_fit.py [--repeat N] [--only NAME ...] [--data DIR]
 """
 
 from __future__ import annotations
@@ -22,30 +25,32 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from harness.fit.data_dir import DataMissing  # noqa: E402
 from harness.fit.fitter import fit_law  # noqa: E402
 from harness.fit.laws.base import Law  # noqa: E402
+from harness.fit.laws.final_loss import ChinchillaLaw  # noqa: E402
 from harness.fit.registry import CURVE_LAWS, SCALING_LAWS  # noqa: E402
 
-Case = Callable[[], tuple[Law, Any, np.ndarray]]
+Case = Callable[[Path | None], tuple[Law, Any, np.ndarray]]
 
 
 def _mpl_train_case(law_name: str, size: str = "400") -> Case:
     """A curve law on the MPL official train split (3 curves, 24k / 24k / 16k steps)."""
 
-    def case() -> tuple[Law, Any, np.ndarray]:
+    def case(data: Path | None) -> tuple[Law, Any, np.ndarray]:
         import reproduce_mpl
 
-        curves = [reproduce_mpl.load_curve(size, n) for n in reproduce_mpl.TRAIN]
+        curves = [reproduce_mpl.load_curve(size, n, data) for n in reproduce_mpl.TRAIN]
         law = CURVE_LAWS[law_name]()
         return law, law.prepare(curves), reproduce_mpl.observed(curves)
 
     return case
 
 
-def _tissue_example() -> tuple[Law, Any, np.ndarray]:
+def _tissue_example(data: Path | None) -> tuple[Law, Any, np.ndarray]:
     import reproduce_tissue
 
-    curves = reproduce_tissue.tissue_curves()
+    curves = reproduce_tissue.tissue_curves(data)
     law = CURVE_LAWS["tissue"]()
     return law, law.prepare(curves), np.concatenate([c.loss[c.eval_index()] for c in curves])
 
@@ -53,10 +58,10 @@ def _tissue_example() -> tuple[Law, Any, np.ndarray]:
 def _chinchilla_case(law_name: str) -> Case:
     """A scaling law on the 240 Chinchilla points of Besiroglu et al. (N, D, loss)."""
 
-    def case() -> tuple[Law, Any, np.ndarray]:
+    def case(data: Path | None) -> tuple[Law, Any, np.ndarray]:
         import reproduce_chinchilla
 
-        points = reproduce_chinchilla.load_points()
+        points = reproduce_chinchilla.load_points(data)
         law = SCALING_LAWS[law_name]()
         return law, law.prepare(points), points["loss"].to_numpy()
 
@@ -80,17 +85,45 @@ BENCHES: dict[str, Case] = {
 }
 
 
+def bench_chinchilla_scoring(data: Path | None, repeat: int) -> None:
+    """Score Hoffmann's 4,500-start grid on the 240 Chinchilla points in one `predict` call: the
+    first stage of every Chinchilla fit (was a wall-time assert in tests/test_fit_scaling.py)."""
+    import reproduce_chinchilla
+
+    law = ChinchillaLaw()
+    prepared = law.prepare(reproduce_chinchilla.load_points(data))
+    grid = law.initial_grid()
+    times = []
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        law.predict(grid, prepared)
+        times.append(time.perf_counter() - t0)
+    print(f"{'chinchilla: score ' + str(len(grid)) + ' starts x ' + str(prepared['N'].size) + ' points':<40} "
+          f"{'':>9} {min(times):>8.3f}   (goal < 1 s)")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--repeat", type=int, default=1)
     parser.add_argument("--only", nargs="*", default=None, help="substrings of bench names to run")
+    parser.add_argument("--data", type=Path, default=None, help="data directory (default: $HARNESS_DATA, "
+                        "else ../shared/data)")
     args = parser.parse_args()
+    try:
+        _run(args)
+    except DataMissing as e:
+        sys.exit(f"error: {e}")
+
+
+def _run(args: argparse.Namespace) -> None:
     print(f"{'bench':<40} {'prepare s':>9} {'fit s':>8} {'starts':>7} {'objective':>12} converged")
+    if not args.only or any(s in "chinchilla: score" for s in args.only):
+        bench_chinchilla_scoring(args.data, max(args.repeat, 3))
     for name, case in BENCHES.items():
         if args.only and not any(s in name for s in args.only):
             continue
         t0 = time.perf_counter()
-        law, data, y = case()
+        law, data, y = case(args.data)
         prep = time.perf_counter() - t0
         times = []
         for _ in range(args.repeat):

@@ -1,8 +1,9 @@
 """Reproduce Chinchilla Approach 3 (Hoffmann et al. 2022) as replicated by Besiroglu et al. 2024.
 
-Data: the 245 (N, C, loss) points Besiroglu et al. decoded from Hoffmann's Fig. 4
-(tests/data/besiroglu2024_analyzing_chinchilla/, see tests/data/SOURCES.md). As they do, we drop
-the 5 highest-loss points (240 remain) and use D = C / (6 N).
+Data: the 245 (N, C, loss) points Besiroglu et al. decoded from Hoffmann's Fig. 4, public data
+not part of this repository: DIR/besiroglu2024_analyzing_chinchilla/svg_extracted_data.csv (DIR
+from --data, else $HARNESS_DATA, else ../shared/data; origins in docs/DATA.md). As they do, we
+drop the 5 highest-loss points (240 remain) and use D = C / (6 N).
 
 Fit: Hoffmann's procedure -- Huber(delta=1e-3) on log L in the log-sum-exp parameterisation,
 L-BFGS-B from the 4,500-start grid (harness.fit.laws.final_loss.ChinchillaLaw). Intervals:
@@ -17,7 +18,7 @@ direction and predict the same losses. We print the headline values as "paper".
 Also printed: the compute-optimal allocation at Chinchilla's budget (5.76e23 FLOPs) and
 Approach 2 (IsoFLOP parabolas) on the same points, grouped at Hoffmann's nine nominal budgets.
 
-    python scripts/reproduce_chinchilla.py [--n-boot 4000] [--seed 0]
+    python scripts/reproduce_chinchilla.py [--n-boot 4000] [--seed 0] [--data DIR]
 """
 
 from __future__ import annotations
@@ -35,12 +36,12 @@ import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from harness.fit.data_dir import DataMissing, dataset  # noqa: E402
 from harness.fit.fitter import bootstrap, fit_law  # noqa: E402
 from harness.fit.isoflop import isoflop_profiles  # noqa: E402
 from harness.fit.laws.final_loss import ChinchillaLaw, chinchilla_optimal  # noqa: E402
 
-DATA = (Path(__file__).resolve().parents[1] / "tests" / "data"
-        / "besiroglu2024_analyzing_chinchilla" / "svg_extracted_data.csv")
+DATASET = "besiroglu2024_analyzing_chinchilla"
 CHINCHILLA_FLOPS = 5.76e23
 # Besiroglu et al. 2024: point estimates (their Huber-likelihood fit) and 95% bootstrap intervals.
 PAPER = {"E": 1.817, "A": 482.01, "B": 2085.43, "alpha": 0.3478, "beta": 0.3658}
@@ -52,9 +53,12 @@ HOFFMANN_PROCEDURE = {"E": 1.8172, "A": 477.86, "B": 2142.56, "alpha": 0.3473, "
 ISOFLOP_BUDGETS = (6e18, 1e19, 3e19, 6e19, 1e20, 3e20, 6e20, 1e21, 3e21)
 
 
-def load_points(path: Path = DATA, drop_highest: int = 5) -> pd.DataFrame:
-    """The Besiroglu points as a table N, D, C, loss (highest-loss `drop_highest` removed)."""
-    raw = pd.read_csv(path)
+def load_points(data: Path | str | None = None, drop_highest: int = 5) -> pd.DataFrame:
+    """The Besiroglu points as a table N, D, C, loss (highest-loss `drop_highest` removed).
+
+    `data`: the data directory (default: $HARNESS_DATA, else ../shared/data; harness/fit/data_dir.py).
+    """
+    raw = pd.read_csv(dataset(DATASET, data) / "svg_extracted_data.csv")
     raw = raw.sort_values("loss").iloc[: len(raw) - drop_highest]
     n = raw["Model Size"].to_numpy(dtype=float)
     c = raw["Training FLOP"].to_numpy(dtype=float)
@@ -69,9 +73,9 @@ def _natural(theta: np.ndarray) -> dict[str, np.ndarray]:
             "alpha": theta[:, 3], "beta": theta[:, 4]}
 
 
-def reproduce(n_boot: int = 4000, seed: int = 0, path: Path = DATA) -> dict[str, object]:
+def reproduce(n_boot: int = 4000, seed: int = 0, data: Path | str | None = None) -> dict[str, object]:
     """Fit, bootstrap and allocate; returns every number the report prints."""
-    points = load_points(path)
+    points = load_points(data)
     law = ChinchillaLaw()
     data = law.prepare(points)
     y = points["loss"].to_numpy()
@@ -156,9 +160,15 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--n-boot", type=int, default=4000, help="bootstrap resamples (0 = none)")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--data", type=Path, default=None, help="data directory (default: $HARNESS_DATA, "
+                    "else ../shared/data)")
     args = ap.parse_args()
     t0 = time.perf_counter()
-    print(report(reproduce(n_boot=args.n_boot, seed=args.seed)))
+    try:
+        result = reproduce(n_boot=args.n_boot, seed=args.seed, data=args.data)
+    except DataMissing as e:
+        sys.exit(f"error: {e}")
+    print(report(result))
     print(f"\ntotal wall time {time.perf_counter() - t0:.1f} s")
 
 

@@ -11,7 +11,10 @@ Three columns:
 * published: the authors' fitted parameters (src/config.py PARAMS) evaluated by our MPL code;
   their mean PredE (0.110 / 0.142 / 0.168 %) equals the README, which checks our indexing.
 
-    python scripts/reproduce_mpl.py [--sizes 25 100 400]
+    python scripts/reproduce_mpl.py [--sizes 25 100 400] [--data DIR]
+
+The curves are public data, not part of this repository: DIR/luo2025_multipowerlaw/ (DIR from
+--data, else $HARNESS_DATA, else ../shared/data; origins in docs/DATA.md).
 """
 
 from __future__ import annotations
@@ -30,10 +33,11 @@ import pandas as pd
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from harness.fit.fitter import fit_law, metrics  # noqa: E402
+from harness.fit.data_dir import DataMissing, dataset  # noqa: E402
 from harness.fit.io import Curve  # noqa: E402
 from harness.fit.laws.mpl import MultiPowerLaw, fit_official_recipe  # noqa: E402
 
-DATA = Path(__file__).resolve().parents[1] / "tests" / "data" / "luo2025_multipowerlaw"
+DATASET = "luo2025_multipowerlaw"
 TRAIN = ("cosine_24000", "constant_24000", "wsdcon_9")
 TEST = ("constant_72000", "cosine_72000", "wsd_20000_24000", "wsdld_20000_24000", "wsdcon_3", "wsdcon_18")
 SIZES = ("25", "100", "400")
@@ -69,9 +73,12 @@ def mpl_lr_schedule(name: str) -> np.ndarray:
     raise ValueError(f"unknown MPL schedule {name!r}")
 
 
-def load_curve(size: str, name: str) -> Curve:
-    """The full-schedule curve: LR at every step, the logged loss every 128 steps (NaN elsewhere)."""
-    path = DATA / f"csv_{size}" / f"{name}.csv"
+def load_curve(size: str, name: str, data: Path | str | None = None) -> Curve:
+    """The full-schedule curve: LR at every step, the logged loss every 128 steps (NaN elsewhere).
+
+    `data`: the data directory (default: $HARNESS_DATA, else ../shared/data; harness/fit/data_dir.py).
+    """
+    path = dataset(DATASET, data) / f"csv_{size}" / f"{name}.csv"
     table = pd.read_csv(path)
     lr = mpl_lr_schedule(name)
     # The repo's loader drops the step-24000 point (beyond the schedule's last step).
@@ -88,12 +95,12 @@ def observed(curves: list[Curve]) -> np.ndarray:
     return np.concatenate([c.loss[c.eval_index()] for c in curves])
 
 
-def run(size: str, law: MultiPowerLaw | None = None) -> dict:
+def run(size: str, law: MultiPowerLaw | None = None, data: Path | str | None = None) -> dict:
     """Fit on the train curves; metrics per test curve for our fit and the published parameters."""
     law = law or MultiPowerLaw()
     # The convention the published parameters were fitted in (bins of 8 steps as in the tests).
     code_law = MultiPowerLaw(warmup_in_drop=True, bin_steps=8)
-    train = [load_curve(size, n) for n in TRAIN]
+    train = [load_curve(size, n, data) for n in TRAIN]
     t0 = time.perf_counter()
     fit = fit_law(law, law.prepare(train), observed(train))
     fit_s = time.perf_counter() - t0
@@ -102,12 +109,12 @@ def run(size: str, law: MultiPowerLaw | None = None) -> dict:
     recipe_s = time.perf_counter() - t0
     rows = []
     for name in TEST:
-        curve = load_curve(size, name)
-        data, code_data = law.prepare([curve]), code_law.prepare([curve])
+        curve = load_curve(size, name, data)
+        prepared, code_data = law.prepare([curve]), code_law.prepare([curve])
         y = observed([curve])
         rows.append({
             "curve": name,
-            "ours": metrics(y, law.predict(fit.theta, data)),
+            "ours": metrics(y, law.predict(fit.theta, prepared)),
             "recipe": metrics(y, code_law.predict(recipe, code_data)),
             "published": metrics(y, code_law.predict(np.array(PUBLISHED_PARAMS[size]), code_data)),
         })
@@ -138,9 +145,15 @@ def print_report(result: dict) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sizes", nargs="+", default=list(SIZES), choices=SIZES)
+    parser.add_argument("--data", type=Path, default=None, help="data directory (default: $HARNESS_DATA, "
+                        "else ../shared/data)")
     args = parser.parse_args()
+    try:
+        dataset(DATASET, args.data)
+    except DataMissing as e:
+        sys.exit(f"error: {e}")
     t0 = time.perf_counter()
-    results = [run(size) for size in args.sizes]
+    results = [run(size, data=args.data) for size in args.sizes]
     for result in results:
         print_report(result)
     print("\nSummary: mean held-out PredE (%) and fit wall time (s)")

@@ -5,11 +5,15 @@ The authors' fitting script (function `Howe_Scaling_Law`) fits one cosine and on
 Huber(1e-3) on log loss and L-BFGS-B from a 54-point grid. Its result, which we check:
 L0 = 2.628, A = 0.4297, C = 0.4108, alpha = 0.550, R^2 = 0.99963.
 
-    python scripts/reproduce_tissue.py
+    python scripts/reproduce_tissue.py [--data DIR]
+
+The points are public data, not part of this repository: DIR/tissue2024_appendix_example/ (DIR
+from --data, else $HARNESS_DATA, else ../shared/data; origins in docs/DATA.md).
 """
 
 from __future__ import annotations
 
+import argparse
 import os
 import sys
 import time
@@ -22,19 +26,23 @@ import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from harness.fit.data_dir import DataMissing, dataset  # noqa: E402
 from harness.fit.fitter import FitResult, fit_law  # noqa: E402
 from harness.fit.io import Curve  # noqa: E402
 from harness.fit.laws.curve import TissueLaw  # noqa: E402
 
-DATA = (Path(__file__).resolve().parents[1] / "tests" / "data" / "tissue2024_appendix_example"
-        / "tissue2024_fit_example_points.csv")
+DATASET = "tissue2024_appendix_example"
 PAPER = {"L0": 2.628, "A": 0.4297, "C": 0.4108, "alpha": 0.550}
 PAPER_R2 = 0.99963
 
 
-def tissue_curves() -> list[Curve]:
-    """The two example runs as full-schedule curves (true linear warmup from 0 in the LR column)."""
-    table = pd.read_csv(DATA)
+def tissue_curves(data: Path | str | None = None) -> list[Curve]:
+    """The two example runs as full-schedule curves (true linear warmup from 0 in the LR column).
+
+    `data`: the data directory (default: $HARNESS_DATA, else ../shared/data; harness/fit/data_dir.py).
+    """
+    path = dataset(DATASET, data) / "tissue2024_fit_example_points.csv"
+    table = pd.read_csv(path)
     curves = []
     for name, rows in table.groupby("lr_schedule", sort=False):
         first = rows.iloc[0]
@@ -46,17 +54,17 @@ def tissue_curves() -> list[Curve]:
         elif name == "constant":
             lr = np.full(step.size, peak)
         else:
-            raise ValueError(f"{DATA}: unknown schedule {name!r}")
+            raise ValueError(f"{path}: unknown schedule {name!r}")
         lr = np.where(step < warm, peak * step / warm, lr)
         loss = np.full(step.size, np.nan)
         loss[rows["step"].to_numpy()] = rows["loss"].to_numpy()
-        curves.append(Curve(name=str(name), path=str(DATA), step=step, lr=lr, loss=loss))
+        curves.append(Curve(name=str(name), path=str(path), step=step, lr=lr, loss=loss))
     return curves
 
 
-def run() -> tuple[FitResult, float]:
+def run(data: Path | str | None = None) -> tuple[FitResult, float]:
     law = TissueLaw(warmup="peak")
-    curves = tissue_curves()
+    curves = tissue_curves(data)
     y = np.concatenate([c.loss[c.eval_index()] for c in curves])
     t0 = time.perf_counter()
     fit = fit_law(law, law.prepare(curves), y)
@@ -64,7 +72,14 @@ def run() -> tuple[FitResult, float]:
 
 
 def main() -> None:
-    fit, wall = run()
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data", type=Path, default=None, help="data directory (default: $HARNESS_DATA, "
+                        "else ../shared/data)")
+    args = parser.parse_args()
+    try:
+        fit, wall = run(args.data)
+    except DataMissing as e:
+        sys.exit(f"error: {e}")
     print(f"Tissue et al. 2024 example: fit {wall:.2f} s, converged={fit.converged}")
     print(f"  {'param':<6} {'paper':>8} {'ours':>10} {'rel diff':>9}")
     for k, v in PAPER.items():

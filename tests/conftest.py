@@ -94,3 +94,21 @@ def logits_vs_transformers(cfg, vocab: int, seq: int):
     with torch.no_grad():
         return model, input_ids, model(input_ids), hf_model(input_ids=input_ids).logits
 
+
+
+# ---- public data from other projects (not committed; docs/DATA.md) -----------------------------
+# Looked up by harness/fit/data_dir.py: $HARNESS_DATA, else <repo root>/../shared/data. A test that
+# needs a dataset carries `@needs_data(NAME)` (or `pytestmark = needs_data(NAME)`) and is skipped,
+# with a reason naming the missing directory and where the files come from, when it is absent.
+
+
+def needs_data(*names: str) -> pytest.MarkDecorator:
+    from harness.fit.data_dir import DataMissing, dataset
+
+    missing = []
+    for name in names:
+        try:
+            dataset(name)
+        except DataMissing as e:
+            missing.append(str(e))
+    return pytest.mark.skipif(bool(missing), reason=" ".join(missing))

@@ -17,6 +17,8 @@ from harness.fit.io import Curve, curve_to_csv
 from harness.fit.laws.base import Law, Param
 from harness.fit.laws.curve import TissueLaw
 
+from conftest import needs_data
+
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "scripts"))
 from reproduce_mpl import load_curve  # noqa: E402
@@ -32,6 +34,7 @@ def _write_curves(tmp: Path, curves: list[Curve]) -> list[Path]:
     return paths
 
 
+@needs_data("tissue2024_appendix_example")
 def test_curve_cli_on_tissue_example(tmp_path, capsys):
     cosine, constant = _write_curves(tmp_path, tissue_curves())
     out = tmp_path / "out"
@@ -51,6 +54,7 @@ def test_curve_cli_on_tissue_example(tmp_path, capsys):
     assert not list(out.glob(".*.tmp"))  # atomic writes leave no temp files
 
 
+@needs_data("luo2025_multipowerlaw")
 def test_curve_cli_on_mpl_data_predicts_unseen_schedules(tmp_path):
     fit = _write_curves(tmp_path, [load_curve("25", n) for n in ("cosine_24000", "constant_24000", "wsdcon_9")])
     pred = _write_curves(tmp_path, [load_curve("25", "wsdcon_3")])
@@ -185,7 +189,8 @@ def test_bad_jsonl_and_missing_target(tmp_path, capsys):
     path.write_text('{"step": 1, "lr": 0.001, "loss": 3.0}\nnot json\n{"step": 2, "lr": 0.001, "loss": 2.9}\n')
     out = tmp_path / "out"
     assert main(["curve", "--law", "power", "--fit", str(path), "--out", str(out)]) == 2
-    assert "row 2" in capsys.readouterr().err and not out.exists()
+    err = capsys.readouterr().err
+    assert f"{path}, line 2: not a JSON object" in err and "Fix:" in err and not out.exists()
     path.write_text('{"step": 1, "lr": 0.001, "loss": 3.0}\n{"step": 2, "lr": 0.001, "loss": 2.9}\n')
     assert main(["curve", "--law", "power", "--fit", str(path), "--target", "val_loss", "--out", str(out)]) == 2
     assert "val_loss" in capsys.readouterr().err and not out.exists()
@@ -213,3 +218,29 @@ def test_module_entry_point_exit_code(tmp_path):
                            "--out", str(tmp_path / "out")], capture_output=True, text=True, cwd=ROOT)
     assert proc.returncode == 2 and "bad.csv, row 2" in proc.stderr
     assert not (tmp_path / "out").exists()
+
+
+# -- the registry and the CLI's start-up ---------------------------------------------------------
+
+
+@pytest.mark.parametrize("table", ["CURVE_LAWS", "SCALING_LAWS"])
+def test_every_registry_name_is_the_laws_own_name(table):
+    """CLI `--law NAME` == law.name (reported in params.json): one spelling, hyphens only."""
+    for name, factory in getattr(registry, table).items():
+        law = factory()
+        assert isinstance(law, Law)
+        assert law.name == name, f"registry name {name!r} builds a law named {law.name!r}"
+        assert "_" not in name, name
+
+
+@pytest.mark.parametrize("argv", [["--help"], ["curve", "--help"], ["scaling", "--help"], ["isoflop", "--help"]])
+def test_help_imports_no_heavy_module(argv):
+    """`--help` stays fast because it loads neither numpy, pandas, scipy nor matplotlib (their
+    import alone took ~1.5 s); the timing itself is in the report of issue 9, not a test."""
+    code = ("import sys\nfrom harness.fit.cli import main\ntry:\n    main(sys.argv[1:])\nexcept SystemExit:\n    pass\n"
+            "heavy = {m.split('.')[0] for m in sys.modules} & {'numpy', 'pandas', 'scipy', 'matplotlib'}\n"
+            "print('HEAVY', sorted(heavy))")
+    proc = subprocess.run([sys.executable, "-c", code, *argv], capture_output=True, text=True, cwd=ROOT, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert "usage: python -m harness.fit" in proc.stdout
+    assert proc.stdout.strip().splitlines()[-1] == "HEAVY []"

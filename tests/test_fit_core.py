@@ -9,7 +9,7 @@ from scipy.special import huber as scipy_huber
 from harness.fit.fitter import bootstrap, fit_law, huber, metrics
 from harness.fit.io import Curve
 from harness.fit.laws.base import Law, Param
-from harness.fit.laws.curve import PowerLaw, TissueLaw, warmup_as_peak
+from harness.fit.laws.curve import PowerCurveLaw, TissueLaw, warmup_as_peak
 from harness.fit.laws.mpl import MultiPowerLaw
 
 
@@ -166,7 +166,7 @@ def test_tissue_recovers_params(warmup):
 
 
 def test_power_law_recovers_params():
-    law = PowerLaw()
+    law = PowerCurveLaw()
     curves = [_curve("c", _schedule("constant", 2000), every=20)]
     truth = np.array([2.0, 5.0, 0.4])
     y = _synthetic(law, truth, curves)

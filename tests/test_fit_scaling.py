@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import importlib.util
-import time
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
+
+from conftest import needs_data
 
 from harness.fit.fitter import fit_law
 from harness.fit.laws.downstream import GadreErrorLaw
@@ -77,14 +78,18 @@ def test_analytic_jacobian_matches_finite_differences(name: str) -> None:
         np.testing.assert_allclose(jac[:, j], fd, rtol=1e-5, atol=1e-9, err_msg=law.param_names[j])
 
 
-def test_chinchilla_grid_is_hoffmanns_and_scores_fast() -> None:
+def test_chinchilla_grid_is_hoffmanns() -> None:
+    # Scoring this grid in one call is timed by scripts/bench_fit.py (docs/BENCHMARKS.md).
     law = ChinchillaLaw()
     grid = law.initial_grid()
     assert grid.shape == (4500, 5)
+    names = law.param_names
+    # Hoffmann et al.: alpha, beta in {0, 0.5, ..., 2}, e in {-1, -0.5, ..., 1}, a, b in {0, 5, ..., 25}.
+    assert sorted(set(grid[:, names.index("alpha")])) == pytest.approx([0.0, 0.5, 1.0, 1.5, 2.0])
+    assert sorted(set(grid[:, names.index("e")])) == pytest.approx([-1.0, -0.5, 0.0, 0.5, 1.0])
+    assert sorted(set(grid[:, names.index("a")])) == pytest.approx([0.0, 5.0, 10.0, 15.0, 20.0, 25.0])
     data = law.prepare(grid_table().sample(240, replace=True, random_state=0))
-    t0 = time.perf_counter()
-    law.predict(grid, data)
-    assert time.perf_counter() - t0 < 1.0
+    assert law.predict(grid, data).shape == (4500, 240)
 
 
 @pytest.mark.parametrize("name,noise", [("chinchilla", 0.002), ("kaplan", 0.002),
@@ -177,6 +182,7 @@ def test_gadre_error_law_recovers_parameters() -> None:
                                np.stack([law.predict(s, data) for s in starts]))
 
 
+@needs_data("besiroglu2024_analyzing_chinchilla")
 def test_reproduces_besiroglu_chinchilla_fit() -> None:
     script = _load_reproduce_script()
     r = script.reproduce(n_boot=40, seed=0)

@@ -8,7 +8,7 @@ import pytest
 
 from harness.fit.isoflop import envelope_minimum, group_budgets, isoflop_profiles
 from harness.fit.laws.final_loss import chinchilla_optimal
-from harness.fit.laws.hyperparams import (
+from harness.fit.hyperparams import (
     adamw_timescale,
     critical_batch_scan,
     fit_critical_batch,

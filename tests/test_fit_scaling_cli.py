@@ -1,5 +1,5 @@
 """`python -m harness.fit scaling` end to end on the Chinchilla points: fit the runs below 1e21
-FLOPs, predict the 23 runs at or above it."""
+FLOPs, predict the 23 runs at or above it. The points are public data (docs/DATA.md)."""
 
 from __future__ import annotations
 
@@ -9,15 +9,18 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from harness.fit.__main__ import main
+from conftest import needs_data
 
-DATA = (Path(__file__).resolve().parent / "data" / "besiroglu2024_analyzing_chinchilla"
-        / "svg_extracted_data.csv")
+from harness.fit.__main__ import main
+from harness.fit.data_dir import dataset
+
+DATASET = "besiroglu2024_analyzing_chinchilla"
+pytestmark = needs_data(DATASET)
 
 
 @pytest.fixture(scope="module")
 def chinchilla_csvs(tmp_path_factory) -> tuple[Path, Path]:
-    raw = pd.read_csv(DATA).sort_values("loss").iloc[:-5]  # Besiroglu drop the 5 highest losses
+    raw = pd.read_csv(dataset(DATASET) / "svg_extracted_data.csv").sort_values("loss").iloc[:-5]  # Besiroglu drop the 5 highest losses
     table = pd.DataFrame({"N": raw["Model Size"], "C": raw["Training FLOP"], "loss": raw["loss"]})
     table["D"] = table["C"] / (6 * table["N"])
     root = tmp_path_factory.mktemp("chinchilla")

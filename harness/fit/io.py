@@ -5,7 +5,8 @@ Curve files (one per training run):
   the first step, consecutive, lr on every row, the loss empty where it was not observed.
 * The harness's own `curve.jsonl` (harness/tracking/curve.py): one JSON object per step with keys
   step, lr, loss, val_loss (eval steps only), tokens, flops, ...; `target` picks "loss" or
-  "val_loss". A torn last line (killed writer) is ignored, as the harness's own reader does.
+  "val_loss". Read by the harness's one reader (harness/tracking/curve.py): a torn last line
+  (killed writer) is skipped with a note; any other bad line is an error naming file and line.
 
 Scaling files: CSV with the law's required columns (e.g. `N,D`) and, for fitting, the target
 column (e.g. `loss`); prediction targets may omit it or leave cells empty. A table written by
@@ -18,7 +19,6 @@ Every problem raises `InputError`; the CLI validates all inputs before it create
 
 from __future__ import annotations
 
-import json
 import math
 import sys
 from dataclasses import dataclass
@@ -27,6 +27,8 @@ from typing import Sequence
 
 import numpy as np
 import pandas as pd
+
+from harness.tracking.curve import CurveFileError, read_curve_lines
 
 
 class InputError(ValueError):
@@ -68,13 +70,14 @@ class Curve:
         return idx[pick]
 
 
-def _fail(path: Path | str, row: int | None, problem: str, fix: str) -> InputError:
-    where = f"{path}" if row is None else f"{path}, row {row}"
+def _fail(path: Path | str, at: str | None, problem: str, fix: str) -> InputError:
+    """`at` locates the problem in the file: "row 3" (CSV; the header is row 1) or "line 3" (JSON lines)."""
+    where = f"{path}" if at is None else f"{path}, {at}"
     return InputError(f"{where}: {problem}. Fix: {fix}.")
 
 
 def _numeric(path: Path, frame: pd.DataFrame, col: str, *, allow_empty: bool, line_of) -> np.ndarray:
-    """Column as float; raises on text, and on empty cells unless allowed. `line_of(i)` maps row i to a line."""
+    """Column as float; raises on text, and on empty cells unless allowed. `line_of(i)` locates row i."""
     raw = frame[col]
     text = raw.astype("string").str.strip()
     empty = raw.isna().to_numpy() | (text == "").fillna(True).to_numpy()
@@ -139,7 +142,7 @@ def read_curve_csv(path: Path | str, target: str = "loss") -> Curve:
     if missing:
         raise _fail(path, None, f"missing column(s) {missing} (columns: {list(frame.columns)})",
                     "a curve CSV has columns step,lr,loss with one row per optimizer step")
-    line_of = lambda i: i + 2  # noqa: E731  (line 1 is the header)
+    line_of = lambda i: f"row {i + 2}"  # noqa: E731  (row 1 is the header)
     step = _numeric(path, frame, "step", allow_empty=False, line_of=line_of)
     lr = _numeric(path, frame, "lr", allow_empty=False, line_of=line_of)
     if target in frame.columns:
@@ -153,29 +156,17 @@ def read_curve_jsonl(path: Path | str, target: str = "loss") -> Curve:
     path = Path(path)
     if not path.is_file():
         raise _fail(path, None, "file not found", "check the path")
-    rows: list[dict] = []
-    lines: list[int] = []
-    with open(path, encoding="utf-8") as f:
-        text = f.read()
-    raw_lines = text.split("\n")
-    torn_last = not text.endswith("\n")
-    for k, line in enumerate(raw_lines, start=1):
-        if not line.strip():
-            continue
-        try:
-            obj = json.loads(line)
-        except json.JSONDecodeError:
-            if torn_last and k == len(raw_lines):
-                break  # the writer was killed mid-line
-            raise _fail(path, k, "not valid JSON", "one JSON object per line") from None
-        if not isinstance(obj, dict):
-            raise _fail(path, k, "not a JSON object", "one JSON object per line")
+    try:
+        numbered = read_curve_lines(path)  # the harness's one reader: torn last line skipped with a note
+    except CurveFileError as e:
+        raise InputError(str(e)) from None
+    for k, obj in numbered:
         for key in ("step", "lr"):
             if key not in obj:
-                raise _fail(path, k, f"missing key '{key}'", "each row needs step and lr")
-        rows.append(obj)
-        lines.append(k)
-    line_of = lambda i: lines[i]  # noqa: E731
+                raise _fail(path, f"line {k}", f"missing key '{key}'", "each row needs step and lr")
+    rows = [obj for _, obj in numbered]
+    lines = [k for k, _ in numbered]
+    line_of = lambda i: f"line {lines[i]}"  # noqa: E731
 
     def column(key: str, allow_missing: bool) -> np.ndarray:
         out = np.full(len(rows), np.nan)
@@ -186,9 +177,10 @@ def read_curve_jsonl(path: Path | str, target: str = "loss") -> Curve:
             try:
                 out[i] = float(value)  # the harness writes NaN / inf as strings
             except (TypeError, ValueError):
-                raise _fail(path, lines[i], f"key '{key}' is not a number: {value!r}", f"write a number in '{key}'") from None
+                raise _fail(path, line_of(i), f"key '{key}' is not a number: {value!r}",
+                            f"write a number in '{key}'") from None
             if not allow_missing and math.isnan(out[i]):
-                raise _fail(path, lines[i], f"key '{key}' is NaN", f"give '{key}' on every row")
+                raise _fail(path, line_of(i), f"key '{key}' is NaN", f"give '{key}' on every row")
         return out
 
     step = column("step", allow_missing=False)
@@ -249,7 +241,7 @@ def read_scaling_csv(path: Path | str, columns: Sequence[str], target: str = "lo
                     f"this law needs columns {wanted}")
     if frame.empty:
         raise _fail(path, None, "no rows", "give one row per run")
-    line_of = lambda i: i + 2  # noqa: E731
+    line_of = lambda i: f"row {i + 2}"  # noqa: E731
     if need_target and "status" in frame.columns:
         frame, line_of = _drop_unfinished(path, frame, target)
     out = pd.DataFrame(index=frame.index)
@@ -280,7 +272,7 @@ def _drop_unfinished(path: Path, frame: pd.DataFrame, target: str):
         raise _fail(path, None, f"no completed run with a '{target}'",
                     "wait for the runs to complete, then collect again")
     kept_lines = [line for line, k in zip(lines, keep) if k]
-    return frame[keep].reset_index(drop=True), (lambda i: kept_lines[i])
+    return frame[keep].reset_index(drop=True), (lambda i: f"row {kept_lines[i]}")
 
 
 def curve_to_csv(curve: Curve) -> str:

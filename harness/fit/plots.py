@@ -1,18 +1,31 @@
-"""PNG plots of a fit: observed vs predicted, and relative residuals. Written atomically."""
+"""PNG plots of a fit: observed vs predicted, and relative residuals. Written atomically.
+
+matplotlib is imported by the plotting functions, not by this module: building `Series` (done
+while the fit's outputs are computed) must not pay for it.
+"""
 
 from __future__ import annotations
 
 import io
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import matplotlib
+import numpy as np
 
-matplotlib.use("Agg")  # files only; never needs a display
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
+from harness.files import atomic_write_bytes
 
-from harness.files import atomic_write_bytes  # noqa: E402
+if TYPE_CHECKING:
+    import matplotlib.pyplot as plt
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")  # files only; never needs a display
+    import matplotlib.pyplot as plt
+
+    return plt
 
 
 @dataclass
@@ -31,7 +44,7 @@ class Series:
 def _save(fig: plt.Figure, path: Path) -> None:
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
-    plt.close(fig)
+    _pyplot().close(fig)
     atomic_write_bytes(path, buf.getvalue())
 
 
@@ -41,7 +54,7 @@ def _residual_pct(s: Series) -> np.ndarray:
 
 def plot_curves(series: list[Series], path: Path, *, target: str, law: str) -> None:
     """Loss vs step (points observed, lines predicted) over relative residuals, one colour per curve."""
-    fig, (ax, res) = plt.subplots(2, 1, figsize=(9, 7), sharex=True, gridspec_kw={"height_ratios": [3, 1]})
+    fig, (ax, res) = _pyplot().subplots(2, 1, figsize=(9, 7), sharex=True, gridspec_kw={"height_ratios": [3, 1]})
     for i, s in enumerate(series):
         color = f"C{i % 10}"
         label = f"{s.name} ({s.role})"
@@ -65,7 +78,7 @@ def plot_curves(series: list[Series], path: Path, *, target: str, law: str) -> N
 
 def plot_scaling(series: list[Series], path: Path, *, target: str, law: str) -> None:
     """Predicted vs observed (parity) and relative residuals vs the first input column."""
-    fig, (par, res) = plt.subplots(1, 2, figsize=(11, 4.5))
+    fig, (par, res) = _pyplot().subplots(1, 2, figsize=(11, 4.5))
     lo_all, hi_all = np.inf, -np.inf
     for i, s in enumerate(series):
         ok = np.isfinite(s.y)

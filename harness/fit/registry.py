@@ -1,40 +1,54 @@
-"""Name -> factory for every law the CLI (`python -m harness.fit`) can fit.
+"""Name -> factory for every law the CLI (`python -m harness.fit curve|scaling --law NAME`) can fit.
 
 CURVE_LAWS take whole loss curves (per-step LR, loss where observed); SCALING_LAWS take one row per
 run (columns such as N, D). A factory is any zero-argument callable returning a fresh `Law`
-(harness/fit/laws/base.py). To add a law, import it here and add one line.
+(harness/fit/laws/base.py). Each name equals the built law's `name` (hyphens, never underscores;
+tests/test_fit_cli.py checks every entry), so params.json reports the name the user typed.
+
+The factories import their law's module only when called: listing the names (the CLI's `--help`
+and `--law` choices) must not pay for numpy, scipy and the laws. To add a law, add one line.
 """
 
 from __future__ import annotations
 
-from typing import Callable
+from importlib import import_module
+from typing import TYPE_CHECKING, Any, Callable
 
-from harness.fit.laws.base import Law
-from harness.fit.laws.curve import PowerLaw, TissueLaw
-from harness.fit.laws.downstream import GadreErrorLaw
-from harness.fit.laws.final_loss import ChinchillaLaw, ComputeLaw, FarseerLaw, GadreLaw, KaplanLaw
-from harness.fit.laws.mpl import MPLRecipe, MultiPowerLaw
+if TYPE_CHECKING:
+    from harness.fit.laws.base import Law
 
-LawFactory = Callable[[], Law]
+LawFactory = Callable[[], "Law"]
+
+
+def _law(module: str, cls: str, **kwargs: Any) -> LawFactory:
+    """Factory for `harness.fit.laws.<module>.<cls>(**kwargs)`, importing the module on first use."""
+
+    def build() -> "Law":
+        return getattr(import_module(f"harness.fit.laws.{module}"), cls)(**kwargs)
+
+    args = ", ".join(f"{k}={v!r}" for k, v in kwargs.items())
+    build.__qualname__ = build.__name__ = f"{cls}({args})"
+    return build
+
 
 CURVE_LAWS: dict[str, LawFactory] = {
-    "mpl": MultiPowerLaw,
+    "mpl": _law("mpl", "MultiPowerLaw"),
     # The authors' MPL code verbatim: LR rises during warmup also enter the drop term LD.
-    "mpl-code": lambda: MultiPowerLaw(warmup_in_drop=True),
+    "mpl-code": _law("mpl", "MultiPowerLaw", warmup_in_drop=True),
     # The authors' fitting recipe (early-stopped AdamW); extrapolates better on the MPL benchmark.
-    "mpl-recipe": MPLRecipe,
-    "tissue": lambda: TissueLaw(warmup="peak"),
-    "tissue-true-warmup": lambda: TissueLaw(warmup="true"),
-    "power": PowerLaw,
+    "mpl-recipe": _law("mpl", "MPLRecipe"),
+    "tissue": _law("curve", "TissueLaw", warmup="peak"),
+    "tissue-true-warmup": _law("curve", "TissueLaw", warmup="true"),
+    "power": _law("curve", "PowerCurveLaw"),
 }
 
 SCALING_LAWS: dict[str, LawFactory] = {
     # Final loss over (N, D): columns N, D, loss (harness/fit/laws/final_loss.py).
-    "chinchilla": ChinchillaLaw,
-    "kaplan": KaplanLaw,
-    "gadre": GadreLaw,  # derives M = D/N and C = 6ND
-    "farseer": FarseerLaw,
-    "compute": ComputeLaw,  # L(C); C from a C column if present, else 6ND
+    "chinchilla": _law("final_loss", "ChinchillaLaw"),
+    "kaplan": _law("final_loss", "KaplanLaw"),
+    "gadre": _law("final_loss", "GadreLaw"),  # derives M = D/N and C = 6ND
+    "farseer": _law("final_loss", "FarseerLaw"),
+    "compute": _law("final_loss", "ComputeLaw"),  # L(C); C from a C column if present, else 6ND
     # Downstream error from loss: columns loss, error (harness/fit/laws/downstream.py).
-    "gadre-error": GadreErrorLaw,
+    "gadre-error": _law("downstream", "GadreErrorLaw"),
 }

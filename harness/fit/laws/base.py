@@ -7,7 +7,8 @@ L-BFGS-B inside the bounds, and keeps the best.
 
 What a law must define
 ----------------------
-* `name`: registry name, e.g. "chinchilla".
+* `name`: registry name, e.g. "chinchilla": the key of the law in harness/fit/registry.py (the
+  CLI's `--law`), spelled with hyphens; the fit reports it in params.json. A test checks they agree.
 * `params`: tuple of `Param(name, lower, upper, grid)`. Bounds are hard (L-BFGS-B box); use finite
   or infinite floats. A parameter you want fitted in log space (Chinchilla's a = log A) is simply
   declared as the log parameter; report the natural value through `derived`.
@@ -36,6 +37,9 @@ What a law may override (defaults in this class)
   A = exp(a), or a compute-optimal exponent). Default {}.
 
 Anything else (constants such as Tissue's momentum decay) goes in the law's `__init__`.
+
+Helpers for writing laws: `grid_product(*axes)` (a start grid) and `batch_theta(theta)` (theta as
+(S, P) plus whether one vector was passed).
 """
 
 from __future__ import annotations
@@ -45,6 +49,19 @@ from dataclasses import dataclass
 from typing import Any, Mapping, Sequence
 
 import numpy as np
+
+
+def grid_product(*axes: Sequence[float]) -> np.ndarray:
+    """Cartesian product of 1-D value lists, shape (S, len(axes)): a grid of starts."""
+    mesh = np.meshgrid(*[np.asarray(a, dtype=float) for a in axes], indexing="ij")
+    return np.stack([m.ravel() for m in mesh], axis=-1)
+
+
+def batch_theta(theta: np.ndarray) -> tuple[np.ndarray, bool]:
+    """theta as (S, P), plus whether the caller passed a single (P,) vector (then `predict`
+    returns shape (n,) instead of (S, n))."""
+    theta = np.asarray(theta, dtype=float)
+    return np.atleast_2d(theta), theta.ndim == 1
 
 
 @dataclass(frozen=True)
@@ -78,9 +95,7 @@ class Law(ABC):
 
     def initial_grid(self) -> np.ndarray:
         """All starts, shape (S, P): the Cartesian product of each parameter's grid."""
-        axes = [np.asarray(p.grid, dtype=float) for p in self.params]
-        mesh = np.meshgrid(*axes, indexing="ij")
-        return np.stack([m.ravel() for m in mesh], axis=-1)
+        return grid_product(*(p.grid for p in self.params))
 
     def starts(self, data: Mapping[str, Any], y: np.ndarray) -> np.ndarray:
         """Starts the fitter scores, shape (S, P). Override for data-dependent starts."""

@@ -8,12 +8,15 @@ schedule, so warmup, decay and any schedule shape enter exactly.
 Conventions shared by all laws here. Row i of a curve (0-based) is the (i+1)-th optimizer step;
 the LR area S1(i) = sum_{j<=i} lr_j includes the current step (as in the MPL and Tissue code).
 
-| registry name        | law                                                                  |
-|----------------------|----------------------------------------------------------------------|
-| power                | L0 + A * t^-alpha, t = steps taken (baseline; ignores the LR)        |
-| tissue               | Tissue et al. 2024: L0 + A S1^-alpha - C S2, warmup counted as peak  |
-| tissue-true-warmup   | the same with the true warmup LR in S1                               |
-| mpl                  | Luo et al. 2025 multi-power law                                      |
+| registry name      | class            | law                                                  |
+|--------------------|------------------|------------------------------------------------------|
+| power              | PowerCurveLaw    | L0 + A * t^-alpha, t = steps taken (ignores the LR)  |
+| tissue             | TissueLaw        | Tissue et al. 2024: L0 + A S1^-alpha - C S2          |
+| tissue-true-warmup | TissueLaw        | the same with the true warmup LR in S1               |
+| mpl, mpl-code      | MultiPowerLaw    | Luo et al. 2025 multi-power law (laws/mpl.py)        |
+| mpl-recipe         | MPLRecipe        | the same, fitted by the authors' recipe              |
+
+(`PowerCurveLaw` is a loss-curve baseline; `harness.fit.powerlaw.PowerLaw` is a fitted c * x^k.)
 
 Parameters and grids are in the units of the data (steps, LR as given). Starting grids are
 scale-free where that matters: L0 relative to the lowest observed loss, the LR-drop amplitudes
@@ -26,38 +29,41 @@ from abc import ABC, abstractmethod
 from typing import Any, Mapping, Sequence
 
 import numpy as np
-from scipy.signal import lfilter
 
 from harness.fit.io import Curve
-from harness.fit.laws.base import Law, Param
+from harness.fit.laws.base import Law, Param, batch_theta, grid_product
 
 INF = np.inf
 
 
-def _split(theta: np.ndarray) -> tuple[np.ndarray, bool]:
-    """theta as (S, P) plus whether the caller passed a single vector."""
-    theta = np.asarray(theta, dtype=float)
-    return np.atleast_2d(theta), theta.ndim == 1
+def warmup_end(lr: np.ndarray) -> int:
+    """Index of the first step at the peak of the leading non-decreasing stretch (0: no warmup).
 
-
-def _product(*axes: Sequence[float]) -> np.ndarray:
-    mesh = np.meshgrid(*[np.asarray(a, dtype=float) for a in axes], indexing="ij")
-    return np.stack([m.ravel() for m in mesh], axis=-1)
+    Warmup = the leading non-decreasing stretch of the schedule up to the first time its maximum
+    is reached.
+    """
+    lr = np.asarray(lr, dtype=float)
+    decreasing = np.flatnonzero(np.diff(lr) < 0)
+    end = decreasing[0] + 1 if decreasing.size else lr.size
+    return int(np.argmax(lr[:end]))
 
 
 def warmup_as_peak(lr: np.ndarray) -> np.ndarray:
     """Tissue et al.'s official convention: LR before the end of warmup is replaced by the peak.
 
-    Warmup = the leading non-decreasing stretch up to the first time its maximum is reached; the
-    schedule after that is unchanged. A schedule without warmup is returned as is.
+    The schedule after warmup (`warmup_end`) is unchanged; one without warmup is returned as is.
     """
     lr = np.asarray(lr, dtype=float)
-    decreasing = np.flatnonzero(np.diff(lr) < 0)
-    end = decreasing[0] + 1 if decreasing.size else lr.size
-    peak_at = int(np.argmax(lr[:end]))
+    peak_at = warmup_end(lr)
     out = lr.copy()
     out[:peak_at] = lr[peak_at]
     return out
+
+
+def l0_grid(y: np.ndarray) -> np.ndarray:
+    """Starting values of a curve law's floor L0: the loss the power-law part tends to lies below
+    the lowest loss seen, often well below."""
+    return float(np.min(y)) * np.array([0.3, 0.6, 0.8, 0.9, 0.97])
 
 
 class CurveLaw(Law, ABC):
@@ -81,13 +87,8 @@ class CurveLaw(Law, ABC):
     def _prepare_curve(self, lr: np.ndarray, idx: np.ndarray) -> dict[str, Any]:
         """Per-curve arrays from the full LR schedule and the rows to evaluate (incl. `n`)."""
 
-    @staticmethod
-    def _l0_grid(y: np.ndarray) -> np.ndarray:
-        # L0 is the loss the power-law part tends to: below the lowest loss seen, often well below.
-        return float(np.min(y)) * np.array([0.3, 0.6, 0.8, 0.9, 0.97])
 
-
-class PowerLaw(CurveLaw):
+class PowerCurveLaw(CurveLaw):
     """Baseline L(t) = L0 + A * t^-alpha in steps taken; blind to the LR schedule."""
 
     name = "power"
@@ -102,10 +103,10 @@ class PowerLaw(CurveLaw):
         return {"n": idx.size, "t": (idx + 1).astype(float)}
 
     def starts(self, data: Mapping[str, Any], y: np.ndarray) -> np.ndarray:
-        return _product(self._l0_grid(y), *[p.grid for p in self.params[1:]])
+        return grid_product(l0_grid(y), *[p.grid for p in self.params[1:]])
 
     def predict(self, theta: np.ndarray, data: Mapping[str, Any]) -> np.ndarray:
-        th, single = _split(theta)
+        th, single = batch_theta(theta)
         L0, A, alpha = (th[:, j:j + 1] for j in range(3))
         out = L0 + A * data["t"][None, :] ** (-alpha)
         return out[0] if single else out
@@ -150,18 +151,20 @@ class TissueLaw(CurveLaw):
         flat = warmup_as_peak(lr)
         s1 = np.cumsum(flat if self.warmup == "peak" else lr)
         drops = np.concatenate([[0.0], flat[:-1] - flat[1:]])
+        from scipy.signal import lfilter  # imported here: scipy.signal alone costs ~0.4 s at import
+
         momentum = lfilter([1.0], [1.0, -self.decay], drops)  # m_i = decay * m_{i-1} + drop_i
         s2 = np.cumsum(momentum)
         return {"n": idx.size, "S1": s1[idx], "S2": s2[idx]}
 
     def starts(self, data: Mapping[str, Any], y: np.ndarray) -> np.ndarray:
         official = self.initial_grid()
-        scale_free = _product(self._l0_grid(y), [0.1, 0.3, 1.0, 3.0, 10.0], [0.01, 0.1, 1.0, 10.0],
+        scale_free = grid_product(l0_grid(y), [0.1, 0.3, 1.0, 3.0, 10.0], [0.01, 0.1, 1.0, 10.0],
                               [0.2, 0.4, 0.6, 0.9, 1.2])
         return np.concatenate([official, scale_free])
 
     def predict(self, theta: np.ndarray, data: Mapping[str, Any]) -> np.ndarray:
-        th, single = _split(theta)
+        th, single = batch_theta(theta)
         L0, A, C, alpha = (th[:, j:j + 1] for j in range(4))
         out = L0 + A * data["S1"][None, :] ** (-alpha) - C * data["S2"][None, :]
         return out[0] if single else out

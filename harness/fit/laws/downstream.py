@@ -23,7 +23,7 @@ from harness.fit.laws.final_loss import positive_column, unpack
 class GadreErrorLaw(Law):
     """Err(L) = epsilon - exp(log_k - gamma L); input column `loss`, target column `error`."""
 
-    name = "gadre_error"
+    name = "gadre-error"
     target = "error"
     required_columns = ("loss",)
     params = (

@@ -4,60 +4,13 @@
     LD(t) = sum_{k=1..t} (lr_k - lr_{k-1}) * G(lr_k^-gamma * S_k(t)),   S_k(t) = sum_{tau=k..t} lr_tau
     G(x)  = 1 - (C x + 1)^-beta
 
-S1(t) is the LR area up to and including step t, warmup included. As in the authors' code, LD
-sums over every step with an LR change, warmup included (an LR rise adds loss, a drop removes
-it); with rows in 0-based step positions this is exactly `src/models.py::MPL.forward`, which we
-check against the published parameters and metrics in scripts/reproduce_mpl.py.
-
-Cost. LD is a (rows x LR-changes) sum per curve. `prepare` stores, per block of 32 observed
-rows, the matrix S_k(t) for the LR changes before the block's last row (a triangle, cut into
-blocks), so one prediction is a few vectorized passes; `jacobian` returns exact derivatives
-from the same passes, so L-BFGS-B needs no finite differences.
-
-Two ways to fit it (registry names):
-* `mpl` (this class, paper formulation: warmup enters only through S1) with the generic fitter:
-  (1) the authors' initialiser, the lambda=0 law L0 + A S1^-alpha - B (peak-so-far LR - lr_t),
-  from a scale-free grid (L0 relative to the lowest loss, B relative to 1 / peak LR); (2) that
-  initialiser crossed with a small (C, beta, gamma) grid, C set from the peak LR so that the drop
-  term half-saturates after 3 / 30 / 300 steps (independent of the LR's units); (3) L-BFGS-B on
-  exact gradients to convergence.
-* `mpl-recipe` (`MPLRecipe`, code formulation): the authors' second stage, 200 early-stopped
-  AdamW steps from the initialiser with C = 1, beta = 0.5, gamma = 0.5 (`fit_official_recipe`).
-
-What we measured on the MPL benchmark (official split, scripts/reproduce_mpl.py; mean held-out
-PredE at 25M / 100M / 400M): the recipe re-run reproduces the published parameters to ~4 digits
-and their PredE, 0.110 / 0.142 / 0.168 %. `mpl` (converged) gives 0.139 / 0.175 / 0.226 %: better
-on the two WSD curves (0.04-0.10 vs 0.09-0.17 %) and on mean WorstE (0.31 / 0.53 / 0.66 vs
-0.41 / 0.58 / 0.99 %), much worse on the 3x-longer cosine (0.43-0.66 vs 0.20-0.25 %). Neither
-reaches 0.10 % mean PredE at every size.
-
-Why, and what did not fix it (issue 4; every variant fitted on the three fit curves only):
-* The converged fit matches the fit curves better (cosine_24000 end: +0.09 % vs the published
-  fit's +0.64 %; wsdcon_9 after the drop: 0.0 % vs +0.5 %). What fails is the horizon: the
-  observed gap constant - cosine grows from 0.077 (24k steps) to 0.100 (72k) at 400M; the
-  converged law predicts 0.074 -> 0.116, the published fit 0.060 -> 0.089. The cosine's drop
-  benefit is nearly saturated by 24k steps in the data, while MPL keeps adding to it. The
-  constant LR curve alone is also over-extrapolated (-0.3 to -0.4 % at 72k steps for both fits).
-* (B, C, beta, gamma) are not identified by the three curves: the optimum wanders (25M: beta ->
-  0, B -> inf with B*beta ~ 52, i.e. the log limit G ~ beta log(1 + Cx); 100M: C = 0.002,
-  gamma = 1.35) at objectives equal to 5 digits. Fixing (beta, gamma) on a 4 x 3 grid, a ridge
-  pulling (B, C, beta, gamma) towards the recipe's start (log space, weights 1e-4..1), dropping the
-  first 4320 or 6000 steps of each fit curve, or equal total weight per curve all leave the 400M
-  mean at 0.20-0.23 % (cosine_72000 0.54-0.66 %).
-* The recipe's advantage is not visible from the fit curves: in forward-chaining validation on
-  them (fit steps < 12k or < 16k of the three curves, predict the rest of cosine_24000 and
-  constant_24000) the converged fit wins clearly (400M cosine: 0.07-0.10 % vs 0.52-0.56 %; 25M:
-  0.15 % vs 0.37-0.39 %). So no rule that uses only the fit curves selects the recipe or an
-  early-stopping strength; its better 3x-horizon extrapolation is an implicit bias (it stays near
-  the lambda = 0 initialiser, i.e. a fast-saturating drop term with smaller B), not something the
-  data supports. Earlier tries: warmup in or out of LD, beta >= 0.5, Huber delta 1e-2.
-So: `mpl` is the best fit to the curves given and wins on WSD-type schedules at the trained
-horizon; `mpl-recipe` extrapolates cosine horizons better on this benchmark.
-
-Speed: 1.5-2.3 s per fit on the benchmark (was 8-19 s): `n_refine` = 1 (L-BFGS-B from each of
-the 4 best starts reached the same optimum) and `bin_steps` = 16 (predictions within 3e-6
-relative of the unbinned sum on the benchmark curves, 1.2e-5 on a short synthetic WSD; held-out
-PredE unchanged to 0.001 %). `mpl-recipe` keeps 8-step bins.
+Three registered variants: `mpl` (`MultiPowerLaw()`, the paper's formulation: warmup enters only
+through S1; generic multi-start L-BFGS-B fit on exact gradients), `mpl-code`
+(`MultiPowerLaw(warmup_in_drop=True)`, the authors' code: LR rises in warmup also enter LD) and
+`mpl-recipe` (`MPLRecipe`, the code formulation fitted by the authors' early-stopped AdamW recipe,
+`fit_official_recipe`). How `prepare` makes LD cheap (blocked S_k(t) matrices, binned LR changes),
+how the starts are chosen, and what each variant achieves on the MPL benchmark (and what did not
+help): docs/MPL_FITTING.md.
 """
 
 from __future__ import annotations
@@ -66,21 +19,14 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from harness.fit.laws.base import Law, Param
-from harness.fit.laws.curve import CurveLaw, _product, _split
+from harness.fit.laws.base import Law, Param, batch_theta, grid_product
+from harness.fit.laws.curve import CurveLaw, l0_grid, warmup_end
 
 INF = np.inf
 _ROWS_PER_BLOCK = 32
 # Cache S_k(t) matrices up to this many entries per prepared data set (8 bytes each); beyond it
 # (long prediction targets) they are rebuilt block by block on each call.
 _CACHE_ENTRIES = 8_000_000
-
-
-def _warmup_end(lr: np.ndarray) -> int:
-    """Index of the first step at the peak of the leading non-decreasing stretch (0: no warmup)."""
-    decreasing = np.flatnonzero(np.diff(lr) < 0)
-    end = decreasing[0] + 1 if decreasing.size else lr.size
-    return int(np.argmax(lr[:end]))
 
 
 def _bin_changes(k: np.ndarray, g: np.ndarray, log_lr: np.ndarray, prev_sum: np.ndarray, rows: np.ndarray,
@@ -123,7 +69,7 @@ class _MPLInit(Law):
     )
 
     def predict(self, theta: np.ndarray, data: Mapping[str, Any]) -> np.ndarray:
-        th, single = _split(theta)
+        th, single = batch_theta(theta)
         L0, A, alpha, B = (th[:, j:j + 1] for j in range(4))
         out = L0 + A * data["S1"][None, :] ** (-alpha) - B * data["drop"][None, :]
         return out[0] if single else out
@@ -150,23 +96,25 @@ class MultiPowerLaw(CurveLaw):
     # One refinement: on the MPL benchmark, L-BFGS-B from each of the 4 best starts lands on the
     # same optimum (objective equal to 7 digits at 100M and 400M), so more only cost time.
     n_refine = 1
-    # Starts grid for the drop-term shape (see the module docstring).
+    # Starts grid for the drop-term shape (docs/MPL_FITTING.md, "Fitting").
     half_saturation_steps = (3.0, 30.0, 300.0)
     beta_grid = (0.4, 0.7)
     gamma_grid = (0.4, 0.7)
 
     def __init__(self, warmup_in_drop: bool = False, bin_steps: int = 16):
         # warmup_in_drop=True is the authors' code (LR rises in warmup enter LD); False is the
-        # paper's formulation (warmup only through the LR area S1). See the module docstring.
+        # paper's formulation (warmup only through the LR area S1). See docs/MPL_FITTING.md.
         self.warmup_in_drop = warmup_in_drop
         self.bin_steps = bin_steps
+        # The registry name of this variant (harness/fit/registry.py), reported in params.json.
+        self.name = "mpl-code" if warmup_in_drop else "mpl"
 
     def _prepare_curve(self, lr: np.ndarray, idx: np.ndarray) -> dict[str, Any]:
         lr_sum = np.cumsum(lr)
         gap = np.diff(lr)  # gap[k-1] = lr_k - lr_{k-1}
         k = np.flatnonzero(gap != 0) + 1  # steps where the LR changes
         if not self.warmup_in_drop:
-            k = k[k > _warmup_end(lr)]
+            k = k[k > warmup_end(lr)]
         # LR can reach exactly 0 (decay to zero); lr^-gamma is then inf. Clamping keeps every
         # product finite: the term's x = C lr^-gamma S_k(t) with S_k(t) ~ lr -> 0 as lr -> 0.
         g = gap[k - 1]
@@ -242,7 +190,7 @@ class MultiPowerLaw(CurveLaw):
         return ld, d_c, d_beta, d_gamma
 
     def predict(self, theta: np.ndarray, data: Mapping[str, Any]) -> np.ndarray:
-        th, single = _split(theta)
+        th, single = batch_theta(theta)
         out = np.empty((th.shape[0], data["n"]))
         for i, t in enumerate(th):
             L0, A, alpha, B = t[:4]
@@ -267,7 +215,7 @@ class MultiPowerLaw(CurveLaw):
 
         peak = data["peak_lr"]
         init_law = _MPLInit()
-        init_starts = _product(self._l0_grid(y), init_law.params[1].grid, init_law.params[2].grid,
+        init_starts = grid_product(l0_grid(y), init_law.params[1].grid, init_law.params[2].grid,
                                np.array([0.03, 0.1, 0.3, 1.0]) / peak)
         init = fit_law(init_law, data, y, starts=init_starts, n_refine=3).theta
         # C lr^-gamma * (lr * n_half) = 1  ->  C = lr^(gamma - 1) / n_half at the peak LR.
@@ -293,7 +241,7 @@ def fit_official_recipe(law: MultiPowerLaw, data: Mapping[str, Any], y: np.ndarr
 
     y = np.asarray(y, dtype=float)
     init_law = _MPLInit()
-    init_starts = _product(law._l0_grid(y), init_law.params[1].grid, init_law.params[2].grid,
+    init_starts = grid_product(l0_grid(y), init_law.params[1].grid, init_law.params[2].grid,
                            np.array([0.03, 0.1, 0.3, 1.0]) / data["peak_lr"])
     init = fit_law(init_law, data, y, starts=init_starts, n_refine=3).theta
     theta = np.array([*init, 1.0, 0.5, 0.5])
@@ -337,6 +285,7 @@ class MPLRecipe(MultiPowerLaw):
 
     def __init__(self, bin_steps: int = 8):
         super().__init__(warmup_in_drop=True, bin_steps=bin_steps)
+        self.name = "mpl-recipe"
 
     def starts(self, data: Mapping[str, Any], y: np.ndarray) -> np.ndarray:
         return fit_official_recipe(self, data, y)[None, :]

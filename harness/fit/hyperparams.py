@@ -1,4 +1,7 @@
-"""Hyperparameter laws: how the best learning rate, batch size and weight decay scale.
+"""Hyperparameter fits: how the best learning rate, batch size and weight decay scale.
+
+These are not `Law`s (harness/fit/laws/): each fits power laws (harness/fit/powerlaw.py) to the
+optima of a sweep, by OLS in log space. CLI: `python -m harness.fit steplaw|powerlines|critbatch`.
 
 * Step Law (Li et al. 2025, arXiv:2503.04715; step-law/steplaw `fit_tool.py`):
   keep, in every (N, D) cell, the runs whose loss is within 0.25% of the cell's best; regress

@@ -1,0 +1,126 @@
+"""Command line of the fitting stage: `python -m harness.fit SUBCOMMAND ...` (SUBCOMMAND --help for all options).
+
+Fit a registered law (harness/fit/registry.py) to files; OUT receives params.json, metrics.json,
+pred_<name>.csv per predicted file and plot_<mode>.png:
+
+    curve   --law LAW --fit A.csv B.csv ... [--predict X.csv ...] --out DIR [--target loss|val_loss]
+            [--bootstrap N] [--seed S] [--max-points M] [--min-step K]
+    scaling --law LAW --fit runs.csv [--predict targets.csv ...] --out DIR [--bootstrap N] [--seed S]
+
+  Curve inputs are CSV (`step,lr,loss`, one row per optimizer step) or a harness `curve.jsonl`;
+  scaling inputs are CSV with the law's columns (e.g. `N,D,loss`; prediction targets may omit the
+  loss), such as the table of `python -m harness.collect`. See harness/fit/io.py.
+
+Analyse a table of runs (harness/fit/isoflop.py, harness/fit/hyperparams.py); the result is printed
+as JSON and, with --out FILE, also written there:
+
+    SUBCOMMAND TABLE      OPTIONS                                         COLUMNS
+    isoflop    runs.csv   [--budgets 6e18 1e19 ...] [--rel-tol 0.05]      N, D, loss (C optional, else 6ND)
+    envelope   curves.csv [--run-column run]                              N, D (tokens so far), loss, run
+    steplaw    runs.csv   [--tol 0.0025] [--n-boot 1000] [--seed 0]       N, D, lr, B, loss
+    powerlines runs.csv   [--n-boot 1000] [--seed 0]                      N, D, B, lr, wd, loss
+    critbatch  curves.csv --targets 3.2 3.1 3.0 [--run-column run]        run, B, step, loss
+
+Every input is read and validated before anything is written; bad input exits with status 2 and
+a message naming the file (and row) and the fix, and creates nothing.
+
+This module imports only the standard library and the registry's names, so `--help` answers at
+once; numpy, pandas, scipy and matplotlib load when a subcommand runs.
+"""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")  # before numpy: tiny BLAS calls, threads only cost
+
+import argparse  # noqa: E402
+import sys  # noqa: E402
+from pathlib import Path  # noqa: E402
+from typing import Sequence  # noqa: E402
+
+from harness.fit.registry import CURVE_LAWS, SCALING_LAWS  # noqa: E402
+
+
+def _fit_law(args: argparse.Namespace) -> int:
+    from harness.fit import law_fit
+
+    return law_fit.run(args)
+
+
+def _analysis(args: argparse.Namespace) -> int:
+    from harness.fit import analyses
+
+    return analyses.run(args)
+
+
+def _add_law_fit(sub: argparse._SubParsersAction, mode: str, laws: dict) -> None:
+    p = sub.add_parser(mode, help=f"fit a {mode} law to files",
+                       description=f"Fit a {mode} law; see `python -m harness.fit --help`.")
+    p.add_argument("--law", required=True, choices=sorted(laws))
+    p.add_argument("--fit", required=True, nargs="+", type=Path, help="input files to fit on")
+    p.add_argument("--predict", nargs="*", default=[], type=Path, help="input files to predict")
+    p.add_argument("--out", required=True, type=Path, help="output directory")
+    p.add_argument("--bootstrap", type=int, default=0, metavar="N",
+                   help="bootstrap resamples (over curves / runs) for intervals; 0 = none")
+    p.add_argument("--seed", type=int, default=0)
+    if mode == "curve":
+        p.add_argument("--target", default="loss", choices=("loss", "val_loss"),
+                       help="which loss to fit (curve.jsonl has both; a CSV needs that column)")
+        p.add_argument("--max-points", type=int, default=1000,
+                       help="evaluate at most this many observed rows per curve (evenly thinned)")
+        p.add_argument("--min-step", type=int, default=1,
+                       help="fit and score only rows at or after this step (e.g. the end of warmup)")
+    p.set_defaults(run=_fit_law)
+
+
+def _add_analysis(sub: argparse._SubParsersAction, mode: str, help_text: str, columns: str) -> argparse.ArgumentParser:
+    p = sub.add_parser(mode, help=help_text, description=f"{help_text}. Columns: {columns}.")
+    p.add_argument("table", type=Path, help=f"CSV with columns {columns}")
+    p.add_argument("--out", type=Path, default=None, metavar="FILE", help="also write the JSON result here")
+    p.set_defaults(run=_analysis)
+    return p
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m harness.fit", description=__doc__.split("\n\nThis module")[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="mode", required=True, metavar="SUBCOMMAND")
+    _add_law_fit(sub, "curve", CURVE_LAWS)
+    _add_law_fit(sub, "scaling", SCALING_LAWS)
+
+    p = _add_analysis(sub, "isoflop", "Chinchilla Approach 2: IsoFLOP parabolas -> N_opt(C), D_opt(C)",
+                      "N, D, loss (C optional, else 6ND)")
+    p.add_argument("--budgets", type=float, nargs="+", help="nominal FLOP budgets of the sweep")
+    p.add_argument("--rel-tol", type=float, default=0.05, help="budget grouping tolerance (relative)")
+    p = _add_analysis(sub, "envelope", "Chinchilla Approach 1: lowest loss over training curves at each C",
+                      "N, D (tokens so far), loss, run")
+    p.add_argument("--run-column", default="run", help="run id column (absent: one curve per N)")
+    p = _add_analysis(sub, "steplaw", "Step Law: lr_opt(N, D) and B_opt(D) from near-optimal runs",
+                      "N, D, lr, B, loss")
+    p.add_argument("--tol", type=float, default=0.0025, help="near-optimal tolerance (relative to the cell's best)")
+    p.add_argument("--n-boot", type=int, default=1000, help="bootstrap resamples")
+    p.add_argument("--seed", type=int, default=0)
+    p = _add_analysis(sub, "powerlines", "Power Lines: tau_opt(D/N) and B_opt(D) from lr / weight-decay sweeps",
+                      "N, D, B, lr, wd, loss")
+    p.add_argument("--n-boot", type=int, default=1000, help="bootstrap resamples")
+    p.add_argument("--seed", type=int, default=0)
+    p = _add_analysis(sub, "critbatch", "critical batch size: S_min, E_min, B_crit per target loss",
+                      "run, B, step, loss")
+    p.add_argument("--targets", type=float, nargs="+", required=True, help="target losses")
+    p.add_argument("--run-column", default="run", help="run id column")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    from harness.fit.io import InputError  # after parsing: keeps --help free of numpy and pandas
+
+    try:
+        return args.run(args)
+    except InputError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except RuntimeError as e:  # e.g. every start of the fit is invalid
+        print(f"error: fit failed: {e}", file=sys.stderr)
+        return 1

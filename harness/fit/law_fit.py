@@ -1,0 +1,197 @@
+"""Fit one registered law to input files and produce every output (`python -m harness.fit curve|scaling`).
+
+`run(args)` reads and validates every input, fits, bootstraps when asked, and only then writes
+OUT/params.json (parameters, with bootstrap intervals when asked), metrics.json (on the fit set and
+on every predicted file with observed values), pred_<name>.csv per predicted file and
+plot_<mode>.png, and prints a metrics table. Bad input raises `InputError` before anything is
+written (the CLI turns it into exit status 2). Inputs: harness/fit/io.py.
+"""
+
+from __future__ import annotations
+
+import argparse
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import pandas as pd
+
+from harness.files import atomic_write_json, atomic_write_text
+from harness.fit import plots
+from harness.fit.fitter import BootstrapResult, FitResult, bootstrap, fit_law, metrics
+from harness.fit.io import Curve, InputError, read_curves, read_scaling_csv
+from harness.fit.laws.base import Law
+from harness.fit.registry import CURVE_LAWS, SCALING_LAWS
+
+
+@dataclass
+class Outputs:
+    """Everything to write, computed before the out dir is touched."""
+
+    params: dict[str, Any]
+    metrics: dict[str, Any]
+    tables: dict[str, pd.DataFrame] = field(default_factory=dict)
+    series: list[plots.Series] = field(default_factory=list)
+
+
+# ----------------------------------------------------------------------------------------------
+# Curve laws
+# ----------------------------------------------------------------------------------------------
+
+
+def _observed(curves: Sequence[Curve]) -> np.ndarray:
+    return np.concatenate([c.loss[c.eval_index()] for c in curves])
+
+
+def _check_bootstrap_supported(law: Law, args: argparse.Namespace) -> None:
+    if args.bootstrap > 0 and law.n_refine == 0:
+        raise InputError(f"--bootstrap: law '{args.law}' does its own fitting and cannot be bootstrapped; "
+                         "drop --bootstrap or use a law fitted by the generic fitter (e.g. 'mpl')")
+
+
+def run_curve(args: argparse.Namespace) -> Outputs:
+    law = CURVE_LAWS[args.law]()
+    _check_bootstrap_supported(law, args)
+    fit_curves = read_curves(args.fit, args.target, need_loss=True)
+    pred_curves = read_curves(args.predict, args.target, need_loss=False)
+    for c in fit_curves + pred_curves:
+        c.max_points = args.max_points
+        c.min_step = args.min_step
+    for c in fit_curves:
+        if c.n_observed == 0:
+            raise InputError(f"{c.path}: no observed loss at or after step {args.min_step}. "
+                             "Fix: lower --min-step or fit on a longer curve.")
+    fit_data = law.prepare(fit_curves)
+    y = _observed(fit_curves)
+    groups = np.concatenate([np.full(c.eval_index().size, i) for i, c in enumerate(fit_curves)])
+
+    fit = fit_law(law, fit_data, y, seed=args.seed)
+    boot = _bootstrap(law, fit_data, y, fit, args, groups if len(fit_curves) > 1 else None)
+
+    out = Outputs(params=_params_json(law, fit, boot, args), metrics={"fit": fit.metrics, "fit_curves": {},
+                                                                        "predict": {}})
+    for role, curves in (("fit", fit_curves), ("predict", pred_curves)):
+        for c in curves:
+            idx = c.eval_index()
+            data = law.prepare([c])
+            pred = np.asarray(law.predict(fit.theta, data), dtype=float)
+            obs = c.loss[idx]
+            lo = hi = None
+            table = pd.DataFrame({"step": c.step[idx], "lr": c.lr[idx], args.target: obs,
+                                  f"{args.target}_pred": pred})
+            if boot is not None:
+                lo, hi = boot.predict_interval(law, data)
+                table[f"{args.target}_pred_lo"], table[f"{args.target}_pred_hi"] = lo, hi
+            ok = np.isfinite(obs)
+            if role == "predict":
+                out.tables[f"pred_{c.name}.csv"] = table
+                if ok.any():
+                    out.metrics["predict"][c.name] = metrics(obs[ok], pred[ok])
+            else:
+                out.metrics["fit_curves"][c.name] = metrics(obs[ok], pred[ok])
+            out.series.append(plots.Series(c.name, c.step[idx].astype(float), obs, pred, role, lo, hi))
+    return out
+
+
+# ----------------------------------------------------------------------------------------------
+# Scaling laws
+# ----------------------------------------------------------------------------------------------
+
+
+def _prepare_checked(law: Law, table: pd.DataFrame, path: str) -> dict[str, Any]:
+    try:
+        return law.prepare(table)
+    except (ValueError, KeyError) as e:
+        raise InputError(f"{path}: {e}") from None
+
+
+def run_scaling(args: argparse.Namespace) -> Outputs:
+    law = SCALING_LAWS[args.law]()
+    _check_bootstrap_supported(law, args)
+    cols = list(law.required_columns)
+    fit_tables = [read_scaling_csv(p, cols, law.target, need_target=True) for p in args.fit]
+    pred_tables = [read_scaling_csv(p, cols, law.target, need_target=False) for p in args.predict]
+    names = [Path(p).stem for p in args.predict]
+    if len(set(names)) != len(names):
+        raise InputError(f"--predict files share a name ({names}); rename them so outputs do not collide")
+    fit_table = pd.concat(fit_tables, ignore_index=True)
+    fit_data = _prepare_checked(law, fit_table, ", ".join(map(str, args.fit)))
+    pred_data = [_prepare_checked(law, t, str(p)) for t, p in zip(pred_tables, args.predict)]
+    y = fit_table[law.target].to_numpy(dtype=float)
+
+    fit = fit_law(law, fit_data, y, seed=args.seed)
+    boot = _bootstrap(law, fit_data, y, fit, args, None)
+
+    out = Outputs(params=_params_json(law, fit, boot, args), metrics={"fit": fit.metrics, "predict": {}})
+    first = cols[0]
+    out.series.append(plots.Series("fit", fit_table[first].to_numpy(float), y,
+                                   np.asarray(law.predict(fit.theta, fit_data), dtype=float), "fit"))
+    for name, table, data in zip(names, pred_tables, pred_data):
+        pred = np.asarray(law.predict(fit.theta, data), dtype=float)
+        table = table.copy()
+        table[f"{law.target}_pred"] = pred
+        lo = hi = None
+        if boot is not None:
+            lo, hi = boot.predict_interval(law, data)
+            table[f"{law.target}_pred_lo"], table[f"{law.target}_pred_hi"] = lo, hi
+        out.tables[f"pred_{name}.csv"] = table
+        obs = table[law.target].to_numpy(dtype=float)
+        ok = np.isfinite(obs)
+        if ok.any():
+            out.metrics["predict"][name] = metrics(obs[ok], pred[ok])
+        out.series.append(plots.Series(name, table[first].to_numpy(float), obs, pred, "predict", lo, hi))
+    return out
+
+
+# ----------------------------------------------------------------------------------------------
+# Shared
+# ----------------------------------------------------------------------------------------------
+
+
+def _bootstrap(law: Law, data: dict[str, Any], y: np.ndarray, fit: FitResult, args: argparse.Namespace,
+               groups: np.ndarray | None) -> BootstrapResult | None:
+    if args.bootstrap <= 0:
+        return None
+    return bootstrap(law, data, y, groups=groups, n_boot=args.bootstrap, seed=args.seed, fit=fit)
+
+
+def _params_json(law: Law, fit: FitResult, boot: BootstrapResult | None, args: argparse.Namespace) -> dict[str, Any]:
+    out = {**fit.to_json(), "fit_files": [str(p) for p in args.fit], "seed": args.seed}
+    if boot is not None:
+        out["bootstrap"] = boot.to_json()
+    return out
+
+
+def _print_table(out: Outputs, law: str) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"{law}: metrics")
+    for col in ("set", "n", "R²", "MAE", "RMSE", "PredE", "WorstE"):
+        table.add_column(col, justify="right" if col != "set" else "left")
+    rows = [("fit (all)", out.metrics["fit"])]
+    rows += [(f"fit: {k}", m) for k, m in out.metrics.get("fit_curves", {}).items()]
+    rows += [(f"predict: {k}", m) for k, m in out.metrics["predict"].items()]
+    for name, m in rows:
+        table.add_row(name, str(m["n"]), f"{m['r2']:.4f}", f"{m['mae']:.4g}", f"{m['rmse']:.4g}",
+                      f"{100 * m['prede']:.3f}%", f"{100 * m['worste']:.3f}%")
+    Console().print(table)
+
+
+def write_outputs(out: Outputs, out_dir: Path, *, mode: str, target: str, law: str) -> None:
+    atomic_write_json(out_dir / "params.json", out.params)
+    atomic_write_json(out_dir / "metrics.json", out.metrics)
+    for name, table in out.tables.items():
+        atomic_write_text(out_dir / name, table.to_csv(index=False))
+    plot = plots.plot_curves if mode == "curve" else plots.plot_scaling
+    plot(out.series, out_dir / f"plot_{mode}.png", target=target, law=law)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Compute every output of `args.mode` (curve or scaling), then write them; returns 0."""
+    out = run_curve(args) if args.mode == "curve" else run_scaling(args)
+    write_outputs(out, args.out, mode=args.mode, target=getattr(args, "target", "loss"), law=args.law)
+    _print_table(out, args.law)
+    print(f"wrote {args.out}")
+    return 0

@@ -207,3 +207,80 @@ def test_power_law_bootstrap_interval_covers_truth() -> None:
                         n_bootstrap=300)
     lo, hi = law.exponents_ci[0]
     assert lo < 0.5 < hi and hi - lo < 0.1
+
+
+# --------------------------------------------------------------------------------------------
+# The CLI: `python -m harness.fit isoflop|envelope|steplaw|powerlines|critbatch TABLE [--out FILE]`
+
+
+def isoflop_runs() -> pd.DataFrame:
+    rows = []
+    for C in np.logspace(18, 21, 5):
+        n_star = float(chinchilla_optimal(C, A, B, ALPHA, BETA).N_opt)
+        for n in n_star * np.logspace(-0.55, 0.65, 7):
+            rows.append({"N": n, "D": C / (6 * n), "loss": chinchilla_loss(n, C / (6 * n))})
+    return pd.DataFrame(rows)
+
+
+def envelope_curves() -> pd.DataFrame:
+    rows = []
+    for i, n in enumerate(np.logspace(7.5, 10.5, 12)):
+        for d in np.logspace(np.log10(n) - 0.5, np.log10(n) + 3.5, 30):
+            rows.append({"run": i, "N": n, "D": d, "loss": chinchilla_loss(n, d)})
+    return pd.DataFrame(rows)
+
+
+def critbatch_curves() -> pd.DataFrame:
+    targets = np.linspace(2.6, 4.0, 15)
+    rows = []
+    for j, b in enumerate(2.0 ** np.arange(10, 18)):
+        for loss, s, bc in zip(targets, 1e3 * (targets - 2.0) ** -2, 2e6 * targets**-4.8):
+            rows.append({"run": j, "B": b, "step": s * (1 + bc / b), "loss": loss})
+    return pd.DataFrame(rows)
+
+
+CLI_CASES = {
+    # subcommand: (table, extra argv, check of the JSON result)
+    "isoflop": (isoflop_runs, [], lambda r: r["a"] == pytest.approx(N_EXPONENT, abs=0.02) and r["n_budgets"] == 5),
+    "envelope": (envelope_curves, ["--run-column", "run"],
+                 lambda r: r["a"] == pytest.approx(N_EXPONENT, abs=0.03) and len(r["optima"]) == r["n_budgets"]),
+    "steplaw": (step_law_runs, ["--n-boot", "50"],
+                lambda r: r["lr"]["exponent_N"] == pytest.approx(-0.713, abs=0.03) and "lr_formula" in r),
+    "powerlines": (power_lines_runs, ["--n-boot", "50"],
+                   lambda r: r["tau_opt"]["exponent_D/N"] == pytest.approx(-0.5, abs=0.03) and r["cells"]),
+    "critbatch": (critbatch_curves, ["--targets", "2.8", "3.0", "3.2", "3.4"],
+                  lambda r: len(r["per_target"]) == 4 and r["B_crit_vs_loss"]["exponent_L"] == pytest.approx(-4.8, abs=1e-3)),
+}
+
+
+@pytest.mark.parametrize("mode", sorted(CLI_CASES))
+def test_analysis_subcommands_print_and_write_json(mode, tmp_path, capsys) -> None:
+    import json
+
+    from harness.fit.cli import main
+
+    make, extra, check = CLI_CASES[mode]
+    table = tmp_path / f"{mode}.csv"
+    make().to_csv(table, index=False)
+    out = tmp_path / "results" / f"{mode}.json"
+    assert main([mode, str(table), *extra, "--out", str(out)]) == 0
+    printed = json.loads(capsys.readouterr().out)
+    assert json.loads(out.read_text()) == printed
+    assert check(printed), printed
+
+
+@pytest.mark.parametrize("mode", sorted(CLI_CASES))
+def test_analysis_subcommands_bad_table_exit_2_and_write_nothing(mode, tmp_path, capsys) -> None:
+    from harness.fit.cli import main
+
+    make, extra, _ = CLI_CASES[mode]
+    table = tmp_path / "no_loss.csv"
+    make().drop(columns=["loss"]).to_csv(table, index=False)
+    out = tmp_path / "result.json"
+    assert main([mode, str(table), *extra, "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: {table}: ") and "'loss'" in err
+    assert not out.exists()
+    missing = tmp_path / "absent.csv"
+    assert main([mode, str(missing), *extra, "--out", str(out)]) == 2
+    assert f"{missing}: file not found" in capsys.readouterr().err and not out.exists()

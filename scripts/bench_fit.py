@@ -112,7 +112,8 @@ def main() -> None:
     try:
         _run(args)
     except DataMissing as e:
-        sys.exit(f"error: {e}")
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(2)  # bad input, as the CLIs do
 
 
 def _run(args: argparse.Namespace) -> None:

@@ -167,7 +167,8 @@ def main() -> None:
     try:
         result = reproduce(n_boot=args.n_boot, seed=args.seed, data=args.data)
     except DataMissing as e:
-        sys.exit(f"error: {e}")
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(2)  # bad input, as the CLIs do
     print(report(result))
     print(f"\ntotal wall time {time.perf_counter() - t0:.1f} s")
 

@@ -151,7 +151,8 @@ def main() -> None:
     try:
         dataset(DATASET, args.data)
     except DataMissing as e:
-        sys.exit(f"error: {e}")
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(2)  # bad input, as the CLIs do
     t0 = time.perf_counter()
     results = [run(size, data=args.data) for size in args.sizes]
     for result in results:

@@ -79,7 +79,8 @@ def main() -> None:
     try:
         fit, wall = run(args.data)
     except DataMissing as e:
-        sys.exit(f"error: {e}")
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(2)  # bad input, as the CLIs do
     print(f"Tissue et al. 2024 example: fit {wall:.2f} s, converged={fit.converged}")
     print(f"  {'param':<6} {'paper':>8} {'ours':>10} {'rel diff':>9}")
     for k, v in PAPER.items():

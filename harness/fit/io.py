@@ -192,7 +192,7 @@ def read_curve_jsonl(path: Path | str, target: str = "loss") -> Curve:
     return _curve_from_columns(path, step, lr, loss, line_of, target)
 
 
-def read_curve(path: Path | str, target: str = "loss") -> Curve:
+def read_curve_file(path: Path | str, target: str = "loss") -> Curve:
     """A curve CSV or a harness `curve.jsonl` (by suffix)."""
     path = Path(path)
     if path.suffix == ".jsonl":
@@ -202,7 +202,7 @@ def read_curve(path: Path | str, target: str = "loss") -> Curve:
 
 def read_curves(paths: Sequence[Path | str], target: str = "loss", *, need_loss: bool) -> list[Curve]:
     """Read and validate every curve; with need_loss, each must have at least one observed loss."""
-    curves = [read_curve(p, target) for p in paths]
+    curves = [read_curve_file(p, target) for p in paths]
     names = [c.name for c in curves]
     for c in curves:
         if need_loss and c.n_observed == 0:

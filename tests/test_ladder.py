@@ -19,9 +19,9 @@ from conftest import ROOT
 from harness.config import RunConfig, register_configs, to_run_config
 from harness.fit.laws.hyperparams import PowerLinesResult
 from harness.fit.powerlaw import PowerLaw
-from harness.ladder import (ALWAYS_STATED, LR_RULES, RECIPES, LadderConfig, LadderError, LadderRecipe,
-                            ParamTokensWarmup, Power, PowerLawLR, StepLawBatch, StepLawLR, get_recipe, make_rule,
-                            plan_isoflop, plan_ladder, size_spec)
+from harness.ladder import (ALWAYS_STATED, LR_RULES, RECIPES, LadderConfig, LadderError, ParamTokensWarmup, Power,
+                            PowerLawLR, StepLawBatch, StepLawLR, get_recipe, make_rule, plan_isoflop, plan_ladder,
+                            size_spec)
 from harness.ladder.cli import main as ladder_main
 from harness.ladder.overrides import format_value
 from harness.models import flops
@@ -262,9 +262,10 @@ def test_cli_recipes_and_rule_flags(tmp_path: Path, capsys: pytest.CaptureFixtur
     assert "recipe default: D = 20 x N" in capsys.readouterr().out
     by_recipe = plan_csv("--recipe", "step-law")
     assert by_recipe.equals(plan_csv("--lr-rule", "step-law")) and not by_recipe["lr"].equals(default["lr"])
-    assert "recipe default (modified)" in capsys.readouterr().out
+    assert "recipe step-law:" in capsys.readouterr().out  # the flag gave the step-law recipe's rules
     # flags change one rule of the chosen recipe
     halved = plan_csv("--lr-ref", "1.5e-3")
+    assert "recipe default (modified)" in capsys.readouterr().out
     assert np.allclose(halved["lr"], default["lr"] / 2, rtol=1e-5)
     capped = plan_csv("--max-batch", "16", "--tokens-per-param", "40")
     assert capped["batch_size"].max() == 16 and (capped["D"] > 1.9 * default["D"]).all()

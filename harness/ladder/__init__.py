@@ -8,8 +8,10 @@
 
 Modules, one job each:
   sizes.py      size specs: `d<W>`, `<W>x<L>`, named sizes -> width, depth, heads
-  recipe.py     the rules (tokens, batch, LR, weight decay, warmup, schedule) as named, frozen
-                objects and the built-in recipes (`RECIPES`); its docstring states every rule
+  rules.py      the rules (batch, LR, weight decay, warmup) as small frozen objects, registered
+                by name
+  recipe.py     `LadderRecipe`: a named, frozen set of rules (plus tokens per parameter and the
+                schedule) and the built-in recipes (`RECIPES`); its docstring states every rule
   plan.py       `LadderConfig`, `plan_ladder` / `plan_isoflop` -> `PlannedRun`s, each with
                 `.run_config()` and `.overrides()` (derived from it: one source)
   overrides.py  a RunConfig as the Hydra overrides that compose to it on conf/config.yaml
@@ -24,15 +26,15 @@ creates no run directory; each line of overrides.txt launches one run with
 from harness.ladder.errors import LadderError
 from harness.ladder.plan import (ALWAYS_STATED, LADDER_ARCHS, LadderConfig, PlannedRun, model_config,
                                  plan_isoflop, plan_ladder, plan_run)
-from harness.ladder.recipe import (BATCH_RULES, LR_RULES, RECIPES, STEP_LAW_BATCH, STEP_LAW_LR, WARMUP_RULES,
-                                   WEIGHT_DECAY_RULES, ConstantWeightDecay, LadderRecipe, ParamTokensWarmup, Power,
-                                   PowerLawLR, PowerLinesWeightDecay, StepLawBatch, StepLawLR, get_recipe,
-                                   make_rule)
+from harness.ladder.recipe import RECIPES, LadderRecipe, get_recipe
+from harness.ladder.rules import (BATCH_RULES, LR_RULES, STEP_LAW_BATCH, STEP_LAW_LR, WARMUP_RULES,
+                                  WEIGHT_DECAY_RULES, ConstantWeightDecay, ParamTokensWarmup, Power, PowerLawLR,
+                                  PowerLinesWeightDecay, StepLawBatch, StepLawLR, make_rule, register_rule)
 from harness.ladder.render import dry_run, estimate_seconds, plan_table
 from harness.ladder.sizes import NAMED_SIZES, Size, size_spec
 
 __all__ = ["ALWAYS_STATED", "BATCH_RULES", "LADDER_ARCHS", "LR_RULES", "NAMED_SIZES", "RECIPES", "STEP_LAW_BATCH",
            "STEP_LAW_LR", "WARMUP_RULES", "WEIGHT_DECAY_RULES", "ConstantWeightDecay", "LadderConfig", "LadderError",
            "LadderRecipe", "ParamTokensWarmup", "PlannedRun", "Power", "PowerLawLR", "PowerLinesWeightDecay", "Size",
-           "StepLawBatch", "StepLawLR", "dry_run", "estimate_seconds", "get_recipe", "make_rule", "model_config",
+           "StepLawBatch", "StepLawLR", "dry_run", "estimate_seconds", "get_recipe", "make_rule", "model_config", "register_rule",
            "plan_isoflop", "plan_ladder", "plan_run", "plan_table", "size_spec"]

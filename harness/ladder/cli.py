@@ -19,8 +19,9 @@ from harness.config import ConfigError
 from harness.ladder import __doc__ as PACKAGE_DOC
 from harness.ladder.errors import LadderError
 from harness.ladder.plan import LADDER_ARCHS, LadderConfig, plan_isoflop, plan_ladder
-from harness.ladder.recipe import LR_RULES, PARAM_COUNTS, RECIPES, LadderRecipe, PowerLawLR, get_recipe, make_rule
+from harness.ladder.recipe import PARAM_COUNTS, RECIPES, LadderRecipe, get_recipe
 from harness.ladder.recipe import __doc__ as RECIPE_DOC
+from harness.ladder.rules import LR_RULES, PowerLawLR, make_rule
 from harness.ladder.render import dry_run
 
 
@@ -64,7 +65,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def recipe_from_args(args: argparse.Namespace) -> LadderRecipe:
-    """The --recipe with each given rule flag applied; renamed '<name> (modified)' if any changed it."""
+    """The --recipe with each given rule flag applied: a built-in recipe if the rules are one, else
+    '<name> (modified)'."""
     base = get_recipe(args.recipe)
     recipe = base
     if args.step_law_json is not None:
@@ -88,7 +90,10 @@ def recipe_from_args(args: argparse.Namespace) -> LadderRecipe:
                                                   ("param_count", args.param_count), ("schedule", args.schedule))
                                if v is not None}
     recipe = replace(recipe, **changes)
-    return recipe if recipe == base else replace(recipe, name=f"{base.name} (modified)")
+    for named in RECIPES.values():  # e.g. --lr-rule step-law is the step-law recipe
+        if replace(recipe, name=named.name) == named:
+            return named
+    return replace(recipe, name=f"{base.name} (modified)")
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -1,5 +1,6 @@
-"""Model ladder / isoFLOP planner: sizes -> valid configs, N from harness.models.flops, the LR rules,
-budgets met, and a dry run that plots and trains nothing."""
+"""Model ladder / isoFLOP planner: sizes -> valid configs, N from harness.models.flops, the recipes'
+rules, budgets met, override lines that compose to exactly the planned config, and a dry run that
+plots and trains nothing."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import subprocess
 import sys
 from dataclasses import replace
 from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
 import pytest
@@ -19,7 +21,7 @@ from conftest import ROOT
 from harness.config import RunConfig, register_configs, to_run_config
 from harness.fit.laws.hyperparams import PowerLinesResult
 from harness.fit.powerlaw import PowerLaw
-from harness.ladder import (ALWAYS_STATED, LR_RULES, RECIPES, LadderConfig, LadderError, ParamTokensWarmup, Power,
+from harness.ladder import (ALWAYS_STATED, register_rule, LR_RULES, RECIPES, LadderConfig, LadderError, ParamTokensWarmup, Power,
                             PowerLawLR, StepLawBatch, StepLawLR, get_recipe, make_rule, plan_isoflop, plan_ladder,
                             size_spec)
 from harness.ladder.cli import main as ladder_main
@@ -184,6 +186,26 @@ def test_recipes_are_named_frozen_rules_chosen_from_registries() -> None:
                         (lambda: LadderConfig(seq_len=0), "seq_len")]:
         with pytest.raises(LadderError, match=match):
             call()
+
+
+def test_a_new_rule_is_one_registered_class() -> None:
+    @register_rule(LR_RULES)
+    @dataclasses.dataclass(frozen=True)
+    class FixedLR:
+        name: ClassVar[str] = "fixed"
+        value: float = 1e-3
+
+        def peak_lr(self, n: float, tokens: float) -> float:
+            return self.value
+
+    try:
+        recipe = replace(RECIPES["default"], name="fixed-lr", lr=make_rule("lr", "fixed", value=2e-3))
+        runs = plan_ladder(["d64", "d256"], LadderConfig(recipe=recipe))
+        assert [r.lr for r in runs] == [2e-3, 2e-3]
+        with pytest.raises(ValueError, match="already registered"):
+            register_rule(LR_RULES)(FixedLR)
+    finally:
+        del LR_RULES["fixed"]
 
 
 def test_isoflop_plan_meets_budgets_and_skips_short_runs() -> None:

@@ -22,8 +22,8 @@ Law), or "total"; every count comes from harness/models/flops.py. D is training 
 * weight decay, `ConstantWeightDecay` ("constant"): the optimizer default 0.1.
   `PowerLinesWeightDecay` ("power-lines"): from a fitted Power Lines result,
   lambda = B / (lr D tau_opt(D/N)), B and D in tokens (`LadderRecipe.with_power_lines`).
-* warmup, `ParamTokensWarmup` ("param-tokens"): N tokens (OLMo-core's rule; 5% of a 20
-  tokens/param run), at most max_fraction (25%) of the steps.
+* warmup, `ParamTokensWarmup` ("param-tokens"): tokens_per_param x N tokens, 1 x N by default
+  (OLMo-core's rule; 5% of a 20 tokens/param run), at most max_fraction (25%) of the steps.
 * schedule: `schedule` (cosine by default) with `min_lr_ratio` 0.1; other schedule fields keep
   their library defaults (`ladder_schedule`).
 

@@ -1,0 +1,5 @@
+import sys
+
+from harness.ladder.cli import main
+
+sys.exit(main())

@@ -1,0 +1,118 @@
+"""The dry run: a planned ladder as a printed table, plan.csv, overrides.txt and lr_schedules.png.
+
+Nothing here trains or creates a run directory. overrides.txt has one line per run: the arguments
+of `python -m harness.train` (`PlannedRun.overrides`, then the `extra` overrides).
+"""
+
+from __future__ import annotations
+
+import io
+import shlex
+from pathlib import Path
+from typing import Any, Optional, Sequence
+
+from harness.files import atomic_write_bytes, atomic_write_text
+from harness.ladder.plan import PlannedRun
+
+
+def _fmt(x: float) -> str:
+    return f"{x:.3g}" if abs(x) < 1e4 else f"{x:.2e}"
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 120:
+        return f"{seconds:.0f}s"
+    if seconds < 7200:
+        return f"{seconds / 60:.1f}m"
+    return f"{seconds / 3600:.1f}h"
+
+
+def estimate_seconds(run: PlannedRun, device_tflops: Optional[float], mfu: float,
+                     cpu_tokens_per_s: Optional[float]) -> Optional[float]:
+    """Training time from a measured CPU throughput, or from device peak FLOP/s x MFU; None if neither."""
+    if cpu_tokens_per_s:
+        return run.D / cpu_tokens_per_s
+    if device_tflops:
+        return run.flops / (device_tflops * 1e12 * mfu)
+    return None
+
+
+def plan_table(runs: Sequence[PlannedRun], seconds: Sequence[Optional[float]]) -> list[dict[str, Any]]:
+    return [{"name": r.name, "d_model": r.model.d_model, "n_layers": r.model.n_layers, "n_heads": r.model.n_heads,
+             "N": r.N, "N_non_embedding": r.N_non_embedding, "D": r.D, "tokens_per_param": r.D / r.N_non_embedding,
+             "flops": r.flops, "budget": r.budget, "batch_size": r.batch_size, "batch_tokens": r.tokens_per_step,
+             "lr": r.lr, "weight_decay": r.weight_decay, "warmup_steps": r.warmup_steps, "steps": r.steps,
+             "schedule": r.schedule, "est_seconds": s}
+            for r, s in zip(runs, seconds)]
+
+
+def print_plan(rows: list[dict[str, Any]], title: str) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=title)
+    cols = ["name", "N", "N_non_embedding", "D", "flops", "batch_size", "lr", "warmup_steps", "steps", "est_time"]
+    for c in cols:
+        table.add_column(c, justify="left" if c == "name" else "right")
+    for row in rows:
+        est = "-" if row["est_seconds"] is None else _duration(row["est_seconds"])
+        table.add_row(row["name"], _fmt(row["N"]), _fmt(row["N_non_embedding"]), _fmt(row["D"]), _fmt(row["flops"]),
+                      str(row["batch_size"]), f"{row['lr']:.3g}", str(row["warmup_steps"]), str(row["steps"]), est)
+    Console(width=160).print(table)
+
+
+def plot_schedules(runs: Sequence[PlannedRun], path: Path) -> None:
+    """LR against tokens for every run (log-log), from the same schedule code that trains them."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from harness.optim.schedules import build_schedule
+
+    fig, ax = plt.subplots(figsize=(8, 4.5))
+    for run in runs:
+        sched = build_schedule(run.schedule_config(), total_steps=run.steps, peak_lr=run.lr,
+                               batch_size=run.batch_size, tokens_per_step=run.tokens_per_step)
+        stride = max(1, run.steps // 400)
+        steps = list(range(1, run.steps + 1, stride)) + ([run.steps] if (run.steps - 1) % stride else [])
+        ax.plot([s * run.tokens_per_step for s in steps], [sched.lr(s) for s in steps], label=run.name)
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("tokens")
+    ax.set_ylabel("learning rate")
+    ax.set_title("planned LR schedules")
+    if len(runs) <= 12:
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=100)
+    plt.close(fig)
+    atomic_write_bytes(path, buffer.getvalue())
+
+
+def dry_run(runs: Sequence[PlannedRun], out: Path, *, title: str, device_tflops: Optional[float] = None,
+            mfu: float = 0.4, cpu_tokens_per_s: Optional[float] = None, extra: Sequence[str] = (),
+            emit_overrides: bool = False) -> list[dict[str, Any]]:
+    """Print the plan, write plan.csv / overrides.txt / lr_schedules.png under `out`; trains nothing."""
+    import pandas as pd
+
+    # Override lines first: they compose and validate each run's config, so a bad --extra fails
+    # before anything is written.
+    lines = [shlex.join(r.overrides(extra)) for r in runs]
+    seconds = [estimate_seconds(r, device_tflops, mfu, cpu_tokens_per_s) for r in runs]
+    rows = plan_table(runs, seconds)
+    print_plan(rows, title)
+    total = [s for s in seconds if s is not None]
+    if total:
+        print(f"estimated total: {_duration(sum(total))} "
+              + (f"at {cpu_tokens_per_s:g} tokens/s" if cpu_tokens_per_s else f"at {device_tflops:g} TFLOP/s x MFU {mfu:g}"))
+    atomic_write_text(out / "plan.csv", pd.DataFrame(rows).to_csv(index=False, float_format="%.6g"))
+    atomic_write_text(out / "overrides.txt", "\n".join(lines) + "\n")
+    plot_schedules(runs, out / "lr_schedules.png")
+    if emit_overrides:
+        print("# one run per line: python -m harness.train <line>")
+        for line in lines:
+            print(line)
+    print(f"wrote {out / 'plan.csv'}, {out / 'overrides.txt'}, {out / 'lr_schedules.png'} (nothing trained)")
+    return rows

@@ -19,7 +19,7 @@ import pytest
 from conftest import ROOT
 
 from harness.config import RunConfig, register_configs, to_run_config
-from harness.fit.laws.hyperparams import PowerLinesResult
+from harness.fit.hyperparams import PowerLinesResult
 from harness.fit.powerlaw import PowerLaw
 from harness.ladder import (ALWAYS_STATED, register_rule, LR_RULES, RECIPES, LadderConfig, LadderError, ParamTokensWarmup, Power,
                             PowerLawLR, StepLawBatch, StepLawLR, get_recipe, make_rule, plan_isoflop, plan_ladder,

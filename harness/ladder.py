@@ -34,6 +34,7 @@ writes plan.csv, overrides.txt and lr_schedules.png to --out, and creates no run
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import math
 import re
@@ -43,7 +44,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Optional, Sequence
 
-from harness.config import ModelConfig, RunConfig, ScheduleConfig
+from harness.config import ModelConfig, RunConfig, ScheduleConfig, schedule_config
 from harness.models import flops
 
 NAMED_SIZES = {"tiny": "d64", "xs": "d128", "s": "d256", "m": "d512", "l": "d768", "xl": "d1024"}
@@ -135,7 +136,7 @@ class LadderConfig:
                 raise LadderError(f"{name}: must be positive")
         if self.min_batch > self.max_batch:
             raise LadderError("min_batch: must not exceed max_batch")
-        ScheduleConfig(name=self.schedule, min_lr_ratio=self.min_lr_ratio).validate()
+        _schedule(self.schedule, min_lr_ratio=self.min_lr_ratio)
 
     @classmethod
     def from_step_law(cls, result: Any, **kwargs: Any) -> "LadderConfig":
@@ -181,7 +182,7 @@ class PlannedRun:
         return self.D * self.flops_per_token
 
     def schedule_config(self) -> ScheduleConfig:
-        return ScheduleConfig(name=self.schedule, warmup_steps=self.warmup_steps, min_lr_ratio=self.min_lr_ratio)
+        return _schedule(self.schedule, warmup_steps=self.warmup_steps, min_lr_ratio=self.min_lr_ratio)
 
     def run_config(self) -> RunConfig:
         """A validated RunConfig (library defaults for everything the plan does not set)."""
@@ -202,8 +203,18 @@ class PlannedRun:
                 f"model.tie_embeddings={str(m.tie_embeddings).lower()}", f"data.vocab_size={m.vocab_size}",
                 f"train.steps={self.steps}", f"train.seq_len={self.seq_len}", f"train.batch_size={self.batch_size}",
                 f"optim.lr={self.lr:.6g}", f"optim.weight_decay={self.weight_decay:.6g}",
-                f"schedule={self.schedule}", f"schedule.warmup_steps={self.warmup_steps}",
-                f"schedule.min_lr_ratio={self.min_lr_ratio}", f"name={self.name}", f"run_dir={self.run_dir}"]
+                f"schedule={self.schedule}",
+                *(f"schedule.{k}={v}" for k, v in dataclasses.asdict(self.schedule_config()).items()
+                  if k in ("warmup_steps", "min_lr_ratio")),
+                f"name={self.name}", f"run_dir={self.run_dir}"]
+
+
+def _schedule(name: str, **fields: Any) -> ScheduleConfig:
+    """The schedule `name` with those of `fields` it has (constant has no min_lr_ratio)."""
+    from harness.schedules import SCHEDULES
+
+    known = {f.name for f in dataclasses.fields(SCHEDULES.get(name))}
+    return schedule_config(name, **{k: v for k, v in fields.items() if k in known})
 
 
 def model_config(size: Size, cfg: LadderConfig) -> ModelConfig:

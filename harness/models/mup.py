@@ -90,8 +90,7 @@ def lr_multipliers(model_cfg: ModelConfig, optim_cfg: OptimConfig) -> dict[Param
     if not model_cfg.mup.enabled:
         return {}
     m = width_mult(model_cfg)
-    muon_spectral = optim_cfg.name == "muon" and optim_cfg.muon_adjust_lr == "original"
-    factors = {ParamRole.HIDDEN: 1.0 if muon_spectral else 1.0 / m}
+    factors = {ParamRole.HIDDEN: 1.0 if optim_cfg.width_independent_hidden_update else 1.0 / m}
     if model_cfg.mup.readout == "zero_init":
         factors[ParamRole.READOUT] = 1.0 / m
     return factors

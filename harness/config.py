@@ -17,7 +17,7 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
-from harness.archs import arch_of
+from harness.archs import ARCHS, arch_of
 from harness.checks import ConfigError
 from harness.checks import one_of as _one_of
 from harness.checks import require as _require
@@ -127,6 +127,12 @@ class ModelConfig:
     moe: Optional[MoeConfig] = None
     # ---- muP (off by default): harness/models/mup.py ----
     mup: MupConfig = field(default_factory=MupConfig)
+
+    def __post_init__(self) -> None:
+        # An arch that needs the moe block and was given none takes MoeConfig's defaults, written
+        # out so the saved config shows them.
+        if self.moe is None and self.arch in ARCHS.names() and ARCHS.get(self.arch).uses_moe:
+            self.moe = MoeConfig()
 
     def validate(self) -> None:
         arch = arch_of(self)  # an unknown arch fails here, listing the known ones

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import torch
 
-from harness.config import ModelConfig, MupConfig, OptimConfig
+from harness.config import ModelConfig, MupConfig, optim_config
 from harness.models.mup import coord_check
 
 
@@ -58,7 +58,7 @@ def main() -> None:
                                         vocab_size=args.vocab, max_seq_len=args.seq_len,
                                         mup=MupConfig(enabled=enabled, base_width=args.widths[0],
                                                         readout=args.readout))
-                optim_cfg = OptimConfig(name="adamw", lr=args.lr, weight_decay=0.0)
+                optim_cfg = optim_config("adamw", lr=args.lr, weight_decay=0.0)
                 runs.append(coord_check(model_cfg, optim_cfg, tokens, args.steps))
             data[name][width] = {k: [sum(r[k][s] for r in runs) / len(runs) for s in range(args.steps)]
                                  for k in runs[0]}

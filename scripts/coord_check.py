@@ -19,7 +19,7 @@ from pathlib import Path
 import torch
 
 from harness.config import ModelConfig, MupConfig, optim_config
-from harness.models.mup import coord_check
+from harness.models.coord_check import coord_check
 
 
 def main() -> None:

@@ -20,7 +20,8 @@ from harness.config import (
     ConfigError, ModelConfig, MupConfig, ScheduleConfig, optim_config, schedule_config, to_run_config,
 )
 from harness.models import ParamRole, build_model, param_roles
-from harness.models.mup import coord_check, optimizer_multipliers
+from harness.models.coord_check import coord_check
+from harness.models.mup import optimizer_multipliers
 from harness.models.roles import InitKind, spec_of
 from harness.optim.optimizers import build_optimizer, set_lr
 from harness.optim.schedules import build_schedule

@@ -118,7 +118,8 @@ class ModelConfig:
     ffn_multiple_of: int = 8
     # None: taken from the tokenizer when the run starts.
     vocab_size: Optional[int] = None
-    max_seq_len: int = 256
+    # Context length (RoPE table / learned positions); null in a run config means train.seq_len.
+    max_seq_len: Optional[int] = 256
     tie_embeddings: bool = False
     rope_theta: float = 10000.0
     norm_eps: float = 1e-5
@@ -136,6 +137,8 @@ class ModelConfig:
 
     def validate(self) -> None:
         arch = arch_of(self)  # an unknown arch fails here, listing the known ones
+        _require(self.max_seq_len is not None, "model.max_seq_len",
+                 "is null; in a run it is taken from train.seq_len, elsewhere set it")
         for name in ("d_model", "n_layers", "n_heads", "max_seq_len", "ffn_multiple_of"):
             _require(getattr(self, name) > 0, f"model.{name}", "must be a positive integer")
         _require(self.d_model % self.n_heads == 0, "model.d_model",
@@ -291,6 +294,10 @@ class RunConfig:
     run_dir: str = "runs/${name}"
     name: str = "default"
 
+    def __post_init__(self) -> None:
+        if self.model.max_seq_len is None:  # the model presets for CPU-sized runs leave it to the train preset
+            self.model.max_seq_len = self.train.seq_len
+
     def validate(self) -> None:
         for part in (self.model, self.data, self.optim, self.schedule, self.train, self.logging):
             part.validate()
@@ -389,6 +396,11 @@ def to_run_config(cfg: Any) -> RunConfig:
         cfg = OmegaConf.structured(cfg)
     # An untyped copy; interpolations stay and resolve against the typed tree below.
     raw = OmegaConf.create(OmegaConf.to_container(cfg if isinstance(cfg, DictConfig) else OmegaConf.create(cfg)))
+    # A preset's `???` must be given: merged as is, it would silently keep the schema's default.
+    missing = sorted(OmegaConf.missing_keys(raw))
+    if missing:
+        raise ConfigError(f"{missing[0]}: required but not set (the preset leaves it ???); "
+                          f"give it on the command line, e.g. {missing[0]}=...")
     classes = {group: _section_class(group, raw.get(group)) for group in SECTIONS}
     schema = OmegaConf.create({**{g: OmegaConf.structured(c) for g, c in classes.items()},
                                "run_dir": RunConfig.run_dir, "name": RunConfig.name})

@@ -371,13 +371,8 @@ def _describe(err: Exception, group_classes: dict[str, type]) -> str:
         cls = group_classes.get(group)
         if cls is not None:
             known = ", ".join(f.name for f in dataclasses.fields(cls))
-            hint = "check the spelling"
-            if group in NAMED_SECTIONS:
-                registry = NAMED_SECTIONS[group][0]
-                owners = [n for n in registry.names()
-                          if key.split(".")[-1] in {f.name for f in dataclasses.fields(registry.get(n))}]
-                if owners:
-                    hint = f"it belongs to {registry.field_name}={'/'.join(owners)}"
+            hint = NAMED_SECTIONS[group][0].owners_hint(key.split(".")[-1]) if group in NAMED_SECTIONS \
+                else "check the spelling"
             return f"{key}: not a field of {cls.__name__} (its fields: {known}); {hint}"
         return f"{key}: unknown key; the top-level keys are {', '.join([*SECTIONS, 'run_dir', 'name'])}"
     return f"{key}: {message}"

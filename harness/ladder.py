@@ -44,6 +44,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Optional, Sequence
 
+from harness.archs import ARCHS
 from harness.config import ModelConfig, RunConfig, ScheduleConfig, schedule_config
 from harness.models import flops
 
@@ -124,8 +125,8 @@ class LadderConfig:
     prefix: str = "ladder"
 
     def validate(self) -> None:
-        if self.arch not in ("llama", "gpt2"):
-            raise LadderError(f"arch: got {self.arch!r}; the ladder plans llama or gpt2")
+        if self.arch not in dense_archs():
+            raise LadderError(f"arch: got {self.arch!r}; the ladder plans dense archs: {', '.join(dense_archs())}")
         if self.param_count not in ("non_embedding", "total"):
             raise LadderError(f"param_count: got {self.param_count!r}; choose non_embedding or total")
         if self.lr_rule not in ("power", "step-law"):
@@ -207,6 +208,11 @@ class PlannedRun:
                 *(f"schedule.{k}={v}" for k, v in dataclasses.asdict(self.schedule_config()).items()
                   if k in ("warmup_steps", "min_lr_ratio")),
                 f"name={self.name}", f"run_dir={self.run_dir}"]
+
+
+def dense_archs() -> tuple[str, ...]:
+    """Registered archs the ladder can size (its rules have no notion of experts)."""
+    return tuple(name for name in ARCHS.names() if not ARCHS.get(name).uses_moe)
 
 
 def _schedule(name: str, **fields: Any) -> ScheduleConfig:
@@ -404,7 +410,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="isoFLOP budgets (training FLOPs); each size gets D = C / FLOPs-per-token")
     p.add_argument("--tokens-per-param", type=float, default=20.0)
     p.add_argument("--param-count", choices=("non_embedding", "total"), default="non_embedding")
-    p.add_argument("--arch", choices=("llama", "gpt2"), default="llama")
+    p.add_argument("--arch", choices=dense_archs(), default="llama")
     p.add_argument("--vocab-size", type=int, default=512)
     p.add_argument("--seq-len", type=int, default=256)
     p.add_argument("--schedule", default="cosine", choices=("constant", "cosine", "linear", "wsd"))

@@ -45,6 +45,11 @@ class Registry(Generic[T]):
         section = self.field_name.split(".")[0]
         for key in fields:
             if key not in known:
-                raise ConfigError(f"{section}.{key}: not a field of {self.field_name}={name}; its fields are "
-                                  f"{', '.join(sorted(known))}")
+                raise ConfigError(f"{section}.{key}: not a field of {cls.__name__} (its fields: "
+                                  f"{', '.join(sorted(known))}); {self.owners_hint(key)}")
         return cls(**{"name": name, **fields})  # type: ignore[call-arg]
+
+    def owners_hint(self, key: str) -> str:
+        """Where an unknown field belongs, for error messages."""
+        owners = [n for n, c in self._classes.items() if key in {f.name for f in dataclasses.fields(c)}]  # type: ignore[arg-type]
+        return f"it belongs to {self.field_name}={'/'.join(owners)}" if owners else "check the spelling"

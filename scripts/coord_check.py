@@ -18,6 +18,7 @@ from pathlib import Path
 
 import torch
 
+from harness.archs import ARCHS
 from harness.config import ModelConfig, MupConfig, optim_config
 from harness.models.coord_check import coord_check
 
@@ -26,7 +27,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--widths", type=int, nargs="+", default=[64, 128, 256, 512, 1024],
                     help="d_model values; the first is muP's base width")
-    ap.add_argument("--arch", default="llama", choices=["llama", "gpt2", "moe"])
+    ap.add_argument("--arch", default="llama", choices=ARCHS.names())
     ap.add_argument("--layers", type=int, default=2)
     ap.add_argument("--heads", type=int, default=4, help="fixed, so head_dim grows with width")
     ap.add_argument("--steps", type=int, default=10)

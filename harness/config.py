@@ -1,28 +1,28 @@
 """Typed configuration: the schema of every run.
 
-These dataclasses are registered in Hydra's ConfigStore (see `register_configs`), so a YAML file in
-`conf/` or a command-line override that names an unknown key, or gives a value of the wrong type,
-fails before any compute. Semantic checks (ranges, choices, combinations) live in `validate()`
-methods, which raise `ConfigError` naming the field and the fix.
+A run is six sections of typed dataclasses. `optim` and `schedule` are each one registered class
+per variant (harness/optimizers.py, harness/schedules.py), chosen by their `name`; `model.arch`
+names a registered arch (harness/archs.py). `to_run_config` types every section by its class, so a
+YAML file in `conf/` or a command-line override that names an unknown key (or a field of another
+schedule), or gives a value of the wrong type, fails before any compute with a `ConfigError` naming
+the field. Semantic checks (ranges, choices, combinations) live in `validate()` methods, which raise
+`ConfigError` naming the field and the fix.
+
+This module imports no torch and nothing of harness.optim, harness.models or harness.fit.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, fields
+import dataclasses
+from dataclasses import dataclass, field
 from typing import Any, Optional
 
-
-class ConfigError(ValueError):
-    """A config value is wrong; the message names the field and how to fix it."""
-
-
-def _require(cond: bool, field_name: str, message: str) -> None:
-    if not cond:
-        raise ConfigError(f"{field_name}: {message}")
-
-
-def _one_of(value: str, field_name: str, choices: tuple[str, ...]) -> None:
-    _require(value in choices, field_name, f"got {value!r}; choose one of {', '.join(choices)}")
+from harness.archs import ARCHS, arch_of
+from harness.checks import ConfigError
+from harness.checks import one_of as _one_of
+from harness.checks import require as _require
+from harness.optimizers import OPTIMIZERS, AdamWConfig, OptimConfig
+from harness.schedules import SCHEDULES, CosineSchedule, ScheduleConfig
 
 
 @dataclass
@@ -66,91 +66,92 @@ class MupConfig:
 
 
 @dataclass
-class ModelConfig:
-    """Architecture of a decoder-only proxy.
+class MoeConfig:
+    """The routed experts of arch=moe (harness/models/moe.py): `model.moe.*`."""
 
-    `arch="llama"`: RMSNorm, RoPE, SwiGLU, grouped-query attention, no biases.
-    `arch="gpt2"`: LayerNorm, GELU MLP, learned absolute positions, biases.
-    `arch="moe"`: the llama block with its MLP replaced by a token-choice top-k mixture of SwiGLU
-      experts (dropless), see harness/models/moe.py; the `n_experts` / `moe_*` fields apply only here.
-    """
+    # Routed experts per layer, and how many each token uses.
+    n_experts: int = 8
+    top_k: int = 2
+    # Hidden width of each (routed and shared) expert; None means model.ffn_dim. Fine-grained
+    # experts: divide it by g and multiply n_experts and top_k by g (same active FLOPs).
+    expert_ffn: Optional[int] = None
+    # One always-on expert (DeepSeek-style) added to the routed output.
+    shared_expert: bool = False
+    # Router scores: softmax (Mixtral) or sigmoid (DeepSeek-V3); the top-k scores are renormalised
+    # to sum to 1 and weight the experts' outputs.
+    router_score: str = "softmax"
+    # aux_loss: Switch load-balancing loss (x aux_loss_coef); aux_free: a per-expert bias added to
+    # the scores for selection only, nudged after each step toward equal load (DeepSeek-V3); none:
+    # neither. The router z-loss (x z_loss_coef, 0 disables) is independent of this.
+    balance: str = "aux_loss"
+    aux_loss_coef: float = 0.01
+    z_loss_coef: float = 0.001
+    # aux_free: bias step per optimizer step (bias += rate * sign(mean load - load)).
+    bias_update_rate: float = 0.001
+
+    def validate(self) -> None:
+        _require(self.n_experts > 0, "model.moe.n_experts", "must be a positive integer")
+        _require(0 < self.top_k <= self.n_experts, "model.moe.top_k",
+                 f"must be in [1, model.moe.n_experts={self.n_experts}]")
+        if self.expert_ffn is not None:
+            _require(self.expert_ffn > 0, "model.moe.expert_ffn", "must be positive, or null for model.ffn_dim")
+        _one_of(self.router_score, "model.moe.router_score", ("softmax", "sigmoid"))
+        _one_of(self.balance, "model.moe.balance", ("aux_loss", "aux_free", "none"))
+        for name in ("aux_loss_coef", "z_loss_coef", "bias_update_rate"):
+            _require(getattr(self, name) >= 0, f"model.moe.{name}", "must be >= 0")
+
+
+@dataclass
+class ModelConfig:
+    """Architecture of a decoder-only proxy; `arch` names a registered class in harness/archs.py
+    (llama, gpt2, moe), which holds everything that differs between archs."""
 
     arch: str = "llama"
     d_model: int = 128
     n_layers: int = 4
     n_heads: int = 4
-    # Key/value heads for grouped-query attention (llama only); None means n_heads (plain MHA).
+    # Key/value heads for grouped-query attention (llama, moe); None means n_heads (plain MHA).
     n_kv_heads: Optional[int] = None
-    # Hidden width of the MLP; None means 4*d_model for gpt2 and 8/3*d_model rounded up to a
-    # multiple of `ffn_multiple_of` for llama (so SwiGLU has about the FLOPs of a 4x GELU MLP).
+    # Hidden width of the MLP; None means the arch's default (4*d_model for gpt2, 8/3*d_model
+    # rounded up to a multiple of `ffn_multiple_of` for SwiGLU archs).
     d_ff: Optional[int] = None
     ffn_multiple_of: int = 8
     # None: taken from the tokenizer when the run starts.
     vocab_size: Optional[int] = None
-    max_seq_len: int = 256
+    # Context length (RoPE table / learned positions); null in a run config means train.seq_len.
+    max_seq_len: Optional[int] = 256
     tie_embeddings: bool = False
     rope_theta: float = 10000.0
     norm_eps: float = 1e-5
     init_std: float = 0.02
-    # ---- mixture of experts (arch=moe only) ----
-    # Routed experts per layer, and how many each token uses.
-    n_experts: int = 8
-    moe_top_k: int = 2
-    # Hidden width of each (routed and shared) expert; None means ffn_dim. Fine-grained experts:
-    # divide it by g and multiply n_experts and moe_top_k by g (same active FLOPs).
-    moe_expert_ffn: Optional[int] = None
-    # One always-on expert (DeepSeek-style) added to the routed output.
-    moe_shared_expert: bool = False
-    # Router scores: softmax (Mixtral) or sigmoid (DeepSeek-V3); the top-k scores are renormalised
-    # to sum to 1 and weight the experts' outputs.
-    moe_router_score: str = "softmax"
-    # aux_loss: Switch load-balancing loss (x moe_aux_loss_coef); aux_free: a per-expert bias added
-    # to the scores for selection only, nudged after each step toward equal load (DeepSeek-V3);
-    # none: neither. The router z-loss (x moe_z_loss_coef, 0 disables) is independent of this.
-    moe_balance: str = "aux_loss"
-    moe_aux_loss_coef: float = 0.01
-    moe_z_loss_coef: float = 0.001
-    # aux_free: bias step per optimizer step (bias += rate * sign(mean load - load)).
-    moe_bias_update_rate: float = 0.001
+    # ---- mixture of experts (arch=moe only; null otherwise) ----
+    moe: Optional[MoeConfig] = None
     # ---- muP (off by default): harness/models/mup.py ----
     mup: MupConfig = field(default_factory=MupConfig)
 
+    def __post_init__(self) -> None:
+        # An arch that needs the moe block and was given none takes MoeConfig's defaults, written
+        # out so the saved config shows them.
+        if self.moe is None and self.arch in ARCHS.names() and ARCHS.get(self.arch).uses_moe:
+            self.moe = MoeConfig()
+
     def validate(self) -> None:
-        _one_of(self.arch, "model.arch", ("llama", "gpt2", "moe"))
+        arch = arch_of(self)  # an unknown arch fails here, listing the known ones
+        _require(self.max_seq_len is not None, "model.max_seq_len",
+                 "is null; in a run it is taken from train.seq_len, elsewhere set it")
         for name in ("d_model", "n_layers", "n_heads", "max_seq_len", "ffn_multiple_of"):
             _require(getattr(self, name) > 0, f"model.{name}", "must be a positive integer")
         _require(self.d_model % self.n_heads == 0, "model.d_model",
                  f"{self.d_model} is not divisible by model.n_heads={self.n_heads}; pick a multiple")
-        _require((self.d_model // self.n_heads) % 2 == 0 or self.arch == "gpt2", "model.n_heads",
-                 "RoPE needs an even head dimension (d_model / n_heads)")
         if self.n_kv_heads is not None:
-            _require(self.arch != "gpt2", "model.n_kv_heads",
-                     "grouped-query attention is only in arch=llama/moe; set it to null for gpt2")
             _require(self.n_kv_heads > 0 and self.n_heads % self.n_kv_heads == 0, "model.n_kv_heads",
                      f"must divide model.n_heads={self.n_heads}")
         if self.d_ff is not None:
             _require(self.d_ff > 0, "model.d_ff", "must be positive, or null for the default")
         if self.vocab_size is not None:
             _require(self.vocab_size > 0, "model.vocab_size", "must be positive, or null for the tokenizer's")
-        self._validate_moe()
+        arch.validate(self)
         self.mup.validate(self.d_model, self.tie_embeddings)
-
-    def _validate_moe(self) -> None:
-        if self.arch != "moe":
-            for f in fields(self):
-                if (f.name == "n_experts" or f.name.startswith("moe_")) and getattr(self, f.name) != f.default:
-                    raise ConfigError(f"model.{f.name}: only used by arch=moe (this is arch={self.arch}); "
-                                      "remove it or set model.arch=moe")
-            return
-        _require(self.n_experts > 0, "model.n_experts", "must be a positive integer")
-        _require(0 < self.moe_top_k <= self.n_experts, "model.moe_top_k",
-                 f"must be in [1, model.n_experts={self.n_experts}]")
-        if self.moe_expert_ffn is not None:
-            _require(self.moe_expert_ffn > 0, "model.moe_expert_ffn", "must be positive, or null for ffn_dim")
-        _one_of(self.moe_router_score, "model.moe_router_score", ("softmax", "sigmoid"))
-        _one_of(self.moe_balance, "model.moe_balance", ("aux_loss", "aux_free", "none"))
-        for name in ("moe_aux_loss_coef", "moe_z_loss_coef", "moe_bias_update_rate"):
-            _require(getattr(self, name) >= 0, f"model.{name}", "must be >= 0")
 
     @property
     def kv_heads(self) -> int:
@@ -162,18 +163,14 @@ class ModelConfig:
 
     @property
     def ffn_dim(self) -> int:
-        if self.d_ff is not None:
-            return self.d_ff
-        if self.arch == "gpt2":
-            return 4 * self.d_model
-        m = self.ffn_multiple_of
-        raw = int(8 * self.d_model / 3)
-        return m * ((raw + m - 1) // m)
+        return self.d_ff if self.d_ff is not None else arch_of(self).default_ffn_dim(self)
 
     @property
     def expert_ffn_dim(self) -> int:
         """Hidden width of each MoE expert (arch=moe)."""
-        return self.moe_expert_ffn if self.moe_expert_ffn is not None else self.ffn_dim
+        if self.moe is not None and self.moe.expert_ffn is not None:
+            return self.moe.expert_ffn
+        return self.ffn_dim
 
 
 @dataclass
@@ -210,98 +207,6 @@ class DataConfig:
         _require(self.val_tokens > 0, "data.val_tokens", "must be positive")
         if self.max_chars is not None:
             _require(self.max_chars > 0, "data.max_chars", "must be positive, or null for all text")
-
-
-@dataclass
-class OptimConfig:
-    """The optimizer and how parameters are routed to it (see harness/optim/optimizers.py).
-
-    name: adamw | adam | muon | lion | sgd. Muon updates 2-D hidden matrices and AdamW (betas, eps)
-    everything else. Every parameter role except those in `no_decay_roles` gets `weight_decay`.
-    """
-
-    name: str = "adamw"
-    lr: float = 3e-3
-    # adamw / adam / muon's AdamW part: (beta1, beta2). lion: (interpolation beta1, momentum beta2).
-    betas: list[float] = field(default_factory=lambda: [0.9, 0.95])
-    eps: float = 1e-8
-    weight_decay: float = 0.1
-    # Parameter roles that get no weight decay: any of embedding, hidden, readout, vector.
-    no_decay_roles: list[str] = field(default_factory=lambda: ["vector"])
-    # Momentum (and Nesterov) of sgd and of muon's matrices (muon: 0.95 and true in conf/optim/muon.yaml).
-    momentum: float = 0.9
-    nesterov: bool = False
-    # Muon: base LR of the matrices (None: optim.lr), Newton-Schulz steps, and torch's per-matrix LR
-    # scaling: match_rms_adamw (0.2*sqrt(max(fan_out, fan_in)), so one LR fits Muon and AdamW) or
-    # original (Keller Jordan's sqrt(max(1, fan_out/fan_in)), usually with muon_lr ~ 0.02).
-    muon_lr: Optional[float] = None
-    muon_ns_steps: int = 5
-    muon_adjust_lr: str = "match_rms_adamw"
-    # None: fused kernels on CUDA (adamw, adam, muon's AdamW part), foreach elsewhere.
-    fused: Optional[bool] = None
-
-    def validate(self) -> None:
-        from harness.optim.optimizers import OPTIMIZERS  # the registry: new optimizers register there
-
-        _one_of(self.name, "optim.name", tuple(OPTIMIZERS))
-        _require(self.lr > 0, "optim.lr", "must be positive")
-        _require(len(self.betas) == 2 and all(0 <= b < 1 for b in self.betas), "optim.betas",
-                 "must be two numbers in [0, 1), e.g. [0.9, 0.95]")
-        _require(self.eps > 0, "optim.eps", "must be positive")
-        _require(self.weight_decay >= 0, "optim.weight_decay", "must be >= 0")
-        roles = ("embedding", "hidden", "readout", "vector")
-        for role in self.no_decay_roles:
-            _require(role in roles, "optim.no_decay_roles", f"got {role!r}; list some of {', '.join(roles)}")
-        _require(0 <= self.momentum < 1, "optim.momentum", "must be in [0, 1), e.g. 0.9")
-        _require(not (self.nesterov and self.momentum == 0), "optim.nesterov",
-                 "Nesterov needs optim.momentum > 0; set optim.nesterov=false or a momentum")
-        if self.muon_lr is not None:
-            _require(self.muon_lr > 0, "optim.muon_lr", "must be positive, or null for optim.lr")
-        _require(self.muon_ns_steps > 0, "optim.muon_ns_steps", "must be a positive integer, e.g. 5")
-        _one_of(self.muon_adjust_lr, "optim.muon_adjust_lr", ("match_rms_adamw", "original"))
-        _require(not (self.fused and self.name == "lion"), "optim.fused",
-                 "lion has no fused kernel; set optim.fused=null")
-
-
-@dataclass
-class ScheduleConfig:
-    """Learning-rate multiplier as a pure function of the step (see harness/optim/schedules.py).
-
-    name: constant | cosine | linear | wsd | wsds | power. All have a linear warmup of `warmup_steps`.
-    """
-
-    name: str = "cosine"
-    warmup_steps: int = 0
-    # Final LR as a fraction of the peak (cosine, linear, wsd cooldowns).
-    min_lr_ratio: float = 0.1
-    # WSD: fraction of the total steps spent in the cooldown, and its shape.
-    decay_fraction: float = 0.2
-    cooldown: str = "linear"
-    # Power scheduler (Shen et al. 2024): lr = min(peak, a * lr_scale_beta * n^b), n in tokens.
-    power_a: float = 4.6
-    power_b: float = -0.51
-    # Power: optional final decay (exponential, as in the paper) over this fraction of steps.
-    power_decay_fraction: float = 0.0
-    # WSD-S (Wen et al. 2024): the steps at which each cooldown ends; after each one the LR jumps
-    # back to the peak and training continues from the decayed weights. Each cycle cools down over
-    # `decay_fraction` of its own length. The last entry must equal train.steps.
-    wsds_cycle_ends: list[int] = field(default_factory=list)
-
-    def validate(self) -> None:
-        _one_of(self.name, "schedule.name", ("constant", "cosine", "linear", "wsd", "wsds", "power"))
-        _one_of(self.cooldown, "schedule.cooldown", ("linear", "sqrt", "cosine", "exp"))
-        _require(self.warmup_steps >= 0, "schedule.warmup_steps", "must be >= 0")
-        _require(0 <= self.min_lr_ratio <= 1, "schedule.min_lr_ratio", "must be in [0, 1]")
-        _require(0 <= self.decay_fraction <= 1, "schedule.decay_fraction", "must be in [0, 1]")
-        _require(0 <= self.power_decay_fraction <= 1, "schedule.power_decay_fraction", "must be in [0, 1]")
-        _require(self.power_a > 0, "schedule.power_a", "must be positive")
-        if self.cooldown == "exp":
-            _require(self.min_lr_ratio > 0, "schedule.min_lr_ratio",
-                     "an exponential cooldown needs a positive floor (e.g. 0.1)")
-        if self.name == "wsds":
-            ends = self.wsds_cycle_ends
-            _require(len(ends) > 0 and all(b > a for a, b in zip([self.warmup_steps] + ends, ends)),
-                     "schedule.wsds_cycle_ends", "give increasing steps after the warmup, e.g. [1000, 2000, 4000]")
 
 
 @dataclass
@@ -378,8 +283,10 @@ class RunConfig:
 
     model: ModelConfig = field(default_factory=ModelConfig)
     data: DataConfig = field(default_factory=DataConfig)
-    optim: OptimConfig = field(default_factory=OptimConfig)
-    schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
+    # One registered class per optimizer / schedule (harness/optimizers.py, harness/schedules.py),
+    # chosen by optim.name / schedule.name.
+    optim: OptimConfig = field(default_factory=AdamWConfig)
+    schedule: ScheduleConfig = field(default_factory=CosineSchedule)
     train: TrainConfig = field(default_factory=TrainConfig)
     logging: LoggingConfig = field(default_factory=LoggingConfig)
     # The run directory. Relaunching with the same directory resumes the run. A `{hash}` token is
@@ -387,20 +294,21 @@ class RunConfig:
     run_dir: str = "runs/${name}"
     name: str = "default"
 
+    def __post_init__(self) -> None:
+        if self.model.max_seq_len is None:  # the model presets for CPU-sized runs leave it to the train preset
+            self.model.max_seq_len = self.train.seq_len
+
     def validate(self) -> None:
         for part in (self.model, self.data, self.optim, self.schedule, self.train, self.logging):
             part.validate()
         _require(self.train.seq_len <= self.model.max_seq_len, "train.seq_len",
                  f"{self.train.seq_len} exceeds model.max_seq_len={self.model.max_seq_len}; "
                  "raise model.max_seq_len or shorten train.seq_len")
-        _require(self.schedule.warmup_steps < self.train.steps, "schedule.warmup_steps",
-                 f"must be smaller than train.steps={self.train.steps}")
-        if self.schedule.name == "wsds":
-            _require(self.schedule.wsds_cycle_ends[-1] == self.train.steps, "schedule.wsds_cycle_ends",
-                     f"the last cycle must end at train.steps={self.train.steps}")
+        self.schedule.check_run(self.train.steps)
 
 
-GROUPS: dict[str, type] = {
+# The sections of a run and their classes; optim and schedule pick theirs by name.
+SECTIONS: dict[str, type] = {
     "model": ModelConfig,
     "data": DataConfig,
     "optim": OptimConfig,
@@ -408,29 +316,103 @@ GROUPS: dict[str, type] = {
     "train": TrainConfig,
     "logging": LoggingConfig,
 }
+NAMED_SECTIONS = {"optim": (OPTIMIZERS, AdamWConfig), "schedule": (SCHEDULES, CosineSchedule)}
+
+
+def schedule_config(name: str, **fields: Any) -> ScheduleConfig:
+    """A validated schedule config: `schedule_config("cosine", warmup_steps=10, min_lr_ratio=0.1)`.
+    A field the schedule does not have is a ConfigError naming it."""
+    cfg = SCHEDULES.create(name, **fields)
+    cfg.validate()
+    return cfg
+
+
+def optim_config(name: str, **fields: Any) -> OptimConfig:
+    """A validated optimizer config: `optim_config("muon", lr=1e-2, momentum=0.95)`."""
+    cfg = OPTIMIZERS.create(name, **fields)
+    cfg.validate()
+    return cfg
 
 
 def register_configs() -> None:
-    """Register the schema with Hydra: `base_run` for the primary config and `base_<group>` per group.
+    """Give Hydra the run's skeleton as `base_run` (conf/config.yaml lists it first).
 
-    YAML files in conf/<group>/ list `base_<group>` in their defaults so Hydra type-checks them.
+    Each section is an open node, so Hydra passes every key and value of conf/<group>/*.yaml and of
+    the command line through; `to_run_config` then types each section by its class (for optim and
+    schedule the class its `name` selects) and turns an unknown field or a wrong type into a
+    ConfigError naming it, before any compute, the same way for Hydra and for plain dicts.
     """
     from hydra.core.config_store import ConfigStore
+    from omegaconf import OmegaConf
 
-    cs = ConfigStore.instance()
-    cs.store(name="base_run", node=RunConfig)
-    for group, schema in GROUPS.items():
-        cs.store(group=group, name=f"base_{group}", node=schema)
+    skeleton = OmegaConf.create({**{group: {} for group in SECTIONS}, "run_dir": RunConfig.run_dir,
+                                 "name": RunConfig.name})
+    for group in SECTIONS:
+        OmegaConf.set_struct(skeleton[group], False)
+    ConfigStore.instance().store(name="base_run", node=skeleton)
+
+
+def _section_class(group: str, node: Any) -> type:
+    if group not in NAMED_SECTIONS:
+        return SECTIONS[group]
+    registry, default = NAMED_SECTIONS[group]
+    name = node.get("name") if node is not None and hasattr(node, "get") else None
+    return registry.get(name if name is not None else default().name)
+
+
+def _describe(err: Exception, group_classes: dict[str, type]) -> str:
+    """An OmegaConf merge/conversion error as `<full key>: <what is wrong>`."""
+    from omegaconf.errors import ConfigAttributeError, ConfigKeyError
+
+    key = getattr(err, "full_key", None) or "config"
+    message = str(getattr(err, "msg", None) or err).splitlines()[0]
+    if isinstance(err, (ConfigKeyError, ConfigAttributeError)):
+        group = key.split(".")[0]
+        cls = group_classes.get(group)
+        if cls is not None:
+            known = ", ".join(f.name for f in dataclasses.fields(cls))
+            hint = NAMED_SECTIONS[group][0].owners_hint(key.split(".")[-1]) if group in NAMED_SECTIONS \
+                else "check the spelling"
+            return f"{key}: not a field of {cls.__name__} (its fields: {known}); {hint}"
+        return f"{key}: unknown key; the top-level keys are {', '.join([*SECTIONS, 'run_dir', 'name'])}"
+    return f"{key}: {message}"
 
 
 def to_run_config(cfg: Any) -> RunConfig:
-    """Turn a resolved OmegaConf config (or dict) into a validated RunConfig."""
-    from omegaconf import OmegaConf
+    """Turn a composed Hydra config, a dict or a RunConfig into a validated RunConfig.
 
-    structured = OmegaConf.merge(OmegaConf.structured(RunConfig), cfg)
-    run_cfg: RunConfig = OmegaConf.to_object(structured)  # type: ignore[assignment]
+    Merges `cfg` over the defaults of each section's class and validates; does nothing else (the
+    run directory's `{hash}` is resolved by harness.identity.resolve_run_dir).
+    """
+    run_cfg = typed_run_config(cfg)
     run_cfg.validate()
-    from harness.identity import resolve_run_dir
+    return run_cfg
 
-    run_cfg.run_dir = resolve_run_dir(run_cfg)
+
+def typed_run_config(cfg: Any) -> RunConfig:
+    """`cfg` typed section by section as a RunConfig, without the semantic checks of `validate()`
+    (for partial configs that a caller completes, e.g. the ladder's base). Unknown keys, wrong
+    types and a preset's unset `???` are still ConfigErrors."""
+    from omegaconf import DictConfig, OmegaConf
+    from omegaconf.errors import OmegaConfBaseException
+
+    if isinstance(cfg, RunConfig):
+        cfg = OmegaConf.structured(cfg)
+    # An untyped copy; interpolations stay and resolve against the typed tree below.
+    raw = OmegaConf.create(OmegaConf.to_container(cfg if isinstance(cfg, DictConfig) else OmegaConf.create(cfg)))
+    # A preset's `???` must be given: merged as is, it would silently keep the schema's default.
+    missing = sorted(OmegaConf.missing_keys(raw))
+    if missing:
+        raise ConfigError(f"{missing[0]}: required but not set (the preset leaves it ???); "
+                          f"give it on the command line, e.g. {missing[0]}=...")
+    classes = {group: _section_class(group, raw.get(group)) for group in SECTIONS}
+    schema = OmegaConf.create({**{g: OmegaConf.structured(c) for g, c in classes.items()},
+                               "run_dir": RunConfig.run_dir, "name": RunConfig.name})
+    OmegaConf.set_struct(schema, True)
+    try:
+        merged = OmegaConf.merge(schema, raw)
+        sections = {group: OmegaConf.to_object(merged[group]) for group in SECTIONS}
+        run_cfg = RunConfig(**sections, run_dir=merged.run_dir, name=merged.name)
+    except OmegaConfBaseException as err:
+        raise ConfigError(_describe(err, classes)) from None
     return run_cfg

@@ -23,7 +23,9 @@ import sys
 from pathlib import Path
 
 from omegaconf import OmegaConf
+from omegaconf.errors import OmegaConfBaseException
 
+from harness.archs import ARCHS
 from harness.checkpoint import list_checkpoints, load_checkpoint
 from harness.config import ModelConfig
 
@@ -35,9 +37,7 @@ class ExportError(ValueError):
 
 
 def exportable_archs() -> tuple[str, ...]:
-    from harness.models.hf_convert import _HF_CLASSES
-
-    return tuple(_HF_CLASSES)
+    return tuple(name for name in ARCHS.names() if ARCHS.get(name).hf_export is not None)
 
 
 def read_model_config(run_dir: Path) -> ModelConfig:
@@ -48,11 +48,14 @@ def read_model_config(run_dir: Path) -> ModelConfig:
     saved = OmegaConf.load(config_file)
     if "model" not in saved:
         raise ExportError(f"{config_file} has no model section; is {run_dir} a harness run directory?")
-    model_cfg: ModelConfig = OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(ModelConfig), saved.model))
+    try:
+        model_cfg: ModelConfig = OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(ModelConfig), saved.model))
+    except OmegaConfBaseException as err:  # e.g. a config written by an older harness with fields since renamed
+        raise ExportError(f"{config_file}: the model section does not fit this harness's ModelConfig ({err})") from None
     if model_cfg.arch not in exportable_archs():
         raise ExportError(f"{run_dir}: model.arch={model_cfg.arch!r} has no transformers export yet "
                           f"(supported: {', '.join(exportable_archs())}); add a mapping in "
-                          "harness/models/hf_convert.py")
+                          "harness/models/hf_convert.py and name it in the arch's class in harness/archs.py")
     if model_cfg.vocab_size is None:
         raise ExportError(f"{config_file}: model.vocab_size is null; the run never started training")
     return model_cfg

@@ -22,7 +22,7 @@ from omegaconf import OmegaConf
 
 from harness.config import ConfigError, RunConfig, register_configs, to_run_config
 from harness.data.tokens import TokenData, prepare_tokens
-from harness.identity import NON_IDENTITY_FIELDS, flatten
+from harness.identity import NON_IDENTITY_FIELDS, flatten, resolve_run_dir
 from harness.loop import NonFiniteLossError, Trainer
 from harness.models import build_model
 from harness.parallel import wrap_model
@@ -159,6 +159,7 @@ def _train(cfg: RunConfig, run: RunDir, rt: Runtime, data: TokenData) -> dict[st
 def _main(cfg: Any) -> None:
     try:
         run_cfg = to_run_config(cfg)
+        run_cfg.run_dir = resolve_run_dir(run_cfg)
     except ConfigError as err:
         print(f"config error: {err}", file=sys.stderr)
         sys.exit(EXIT_BAD_CONFIG)

@@ -22,7 +22,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from harness.config import DataConfig, ModelConfig, MupConfig, OptimConfig, ScheduleConfig
+from harness.config import DataConfig, ModelConfig, MupConfig, optim_config, schedule_config
 from harness.data.batches import train_batch, val_batches
 from harness.data.tokens import prepare_tokens
 from harness.models import build_model, mup
@@ -35,11 +35,11 @@ def train_once(data, width: int, log2_lr: float, use_mup: bool, args, val) -> fl
     model_cfg = ModelConfig(arch="llama", d_model=width, n_layers=args.layers, n_heads=args.heads,
                             vocab_size=data.vocab_size, max_seq_len=args.seq_len,
                             mup=MupConfig(enabled=use_mup, base_width=args.widths[0]))
-    optim_cfg = OptimConfig(name="adamw", lr=2.0 ** log2_lr, weight_decay=args.weight_decay)
+    optim_cfg = optim_config("adamw", lr=2.0 ** log2_lr, weight_decay=args.weight_decay)
     device = torch.device(args.device)
     model = build_model(model_cfg).to(device)
     optimizer = build_optimizer(model, optim_cfg, device, **mup.optimizer_multipliers(model_cfg, optim_cfg))
-    schedule = build_schedule(ScheduleConfig(name="cosine", warmup_steps=args.steps // 10), total_steps=args.steps,
+    schedule = build_schedule(schedule_config("cosine", warmup_steps=args.steps // 10), total_steps=args.steps,
                               peak_lr=optim_cfg.lr)
     for step in range(1, args.steps + 1):
         set_lr(optimizer, schedule.multiplier(step))

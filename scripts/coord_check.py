@@ -18,15 +18,16 @@ from pathlib import Path
 
 import torch
 
-from harness.config import ModelConfig, MupConfig, OptimConfig
-from harness.models.mup import coord_check
+from harness.archs import ARCHS
+from harness.config import ModelConfig, MupConfig, optim_config
+from harness.models.coord_check import coord_check
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--widths", type=int, nargs="+", default=[64, 128, 256, 512, 1024],
                     help="d_model values; the first is muP's base width")
-    ap.add_argument("--arch", default="llama", choices=["llama", "gpt2", "moe"])
+    ap.add_argument("--arch", default="llama", choices=ARCHS.names())
     ap.add_argument("--layers", type=int, default=2)
     ap.add_argument("--heads", type=int, default=4, help="fixed, so head_dim grows with width")
     ap.add_argument("--steps", type=int, default=10)
@@ -58,7 +59,7 @@ def main() -> None:
                                         vocab_size=args.vocab, max_seq_len=args.seq_len,
                                         mup=MupConfig(enabled=enabled, base_width=args.widths[0],
                                                         readout=args.readout))
-                optim_cfg = OptimConfig(name="adamw", lr=args.lr, weight_decay=0.0)
+                optim_cfg = optim_config("adamw", lr=args.lr, weight_decay=0.0)
                 runs.append(coord_check(model_cfg, optim_cfg, tokens, args.steps))
             data[name][width] = {k: [sum(r[k][s] for r in runs) / len(runs) for s in range(args.steps)]
                                  for k in runs[0]}

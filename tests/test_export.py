@@ -8,6 +8,7 @@ optim=muon, tied gpt2 with optim=lion).
 from __future__ import annotations
 
 import json
+import math
 import subprocess
 import sys
 
@@ -37,7 +38,9 @@ def test_export_reproduces_logits(train_env, tmp_path, arch, overrides):
     proc = run_train(train_env, f"run_dir={run_dir}", *overrides)
     assert proc.returncode == 0, proc.stderr
     status = json.loads((run_dir / "status.json").read_text())
-    assert status["state"] == "completed" and status["final_loss"] < 6.0
+    vocab = read_model_config(run_dir).vocab_size
+    # ln(vocab) is the loss of a uniform guess: below it, the model has learned something.
+    assert status["state"] == "completed" and status["final_loss"] < math.log(vocab)
 
     proc = subprocess.run(export_cmd(run_dir, out, "--step", 15), cwd=ROOT, env=train_env, capture_output=True,
                           text=True, timeout=300)

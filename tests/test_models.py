@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 
 from conftest import logits_vs_transformers
-from harness.config import ModelConfig
+from harness.config import ConfigError, ModelConfig
 from harness.models import ParamRole, build_model, flops_per_token, fused_ops, matmul_params, num_params, param_roles
 from harness.models.hf_convert import to_hf_model
 
@@ -223,3 +223,25 @@ def test_swiglu_gate_up_under_autocast() -> None:
     assert torch.allclose(h.float(), reference.float(), atol=3e-2, rtol=3e-2)
     h.float().sum().backward()
     assert weight.grad.dtype == torch.float32 and x.grad.dtype == torch.float32
+
+
+def test_each_arch_is_one_registered_class() -> None:
+    from harness.archs import ARCHS
+    from harness.models.gpt2 import GPT2
+    from harness.models.llama import Llama
+    from harness.models.moe import MoE
+
+    assert ARCHS.names() == ("llama", "gpt2", "moe")
+    for arch, cls in (("llama", Llama), ("gpt2", GPT2), ("moe", MoE)):
+        assert type(build_model(ModelConfig(arch=arch, d_model=32, n_layers=1, n_heads=2, vocab_size=40,
+                                            max_seq_len=8))) is cls
+    with pytest.raises(ConfigError, match="model.arch: got 'mamba'; choose one of llama, gpt2, moe"):
+        ModelConfig(arch="mamba").validate()
+    # Arch rules live on the arch: no grouped-query attention in gpt2, its MLP is 4x, SwiGLU's 8/3x
+    # rounded up to ffn_multiple_of.
+    with pytest.raises(ConfigError, match="model.n_kv_heads"):
+        ModelConfig(arch="gpt2", n_kv_heads=2).validate()
+    assert ModelConfig(arch="gpt2", d_model=96).ffn_dim == 384
+    assert ModelConfig(arch="llama", d_model=100, ffn_multiple_of=16).ffn_dim == 272  # 266 -> 272
+    with pytest.raises(ConfigError, match="model.moe"):
+        ModelConfig(arch="llama", moe=ModelConfig(arch="moe").moe).validate()

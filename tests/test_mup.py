@@ -14,10 +14,14 @@ from pathlib import Path
 
 import pytest
 import torch
+from omegaconf import OmegaConf
 
-from harness.config import ConfigError, ModelConfig, MupConfig, OptimConfig, ScheduleConfig, to_run_config
+from harness.config import (
+    ConfigError, ModelConfig, MupConfig, ScheduleConfig, optim_config, schedule_config, to_run_config,
+)
 from harness.models import ParamRole, build_model, param_roles
-from harness.models.mup import coord_check, optimizer_multipliers
+from harness.models.coord_check import coord_check
+from harness.models.mup import optimizer_multipliers
 from harness.models.roles import InitKind, spec_of
 from harness.optim.optimizers import build_optimizer, set_lr
 from harness.optim.schedules import build_schedule
@@ -39,16 +43,21 @@ def groups_by_role(optimizer: torch.optim.Optimizer) -> dict[str, dict]:
 
 # ---- the role table ---------------------------------------------------------------------------
 
+def _model_config(fields: dict) -> ModelConfig:
+    """A ModelConfig from plain fields (nested blocks such as `moe` as dicts)."""
+    return OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(ModelConfig), fields))
+
+
 def _roles_table() -> dict:
     table = json.loads(ROLES_FILE.read_text())
-    return {arch: {n: r.value for n, r in param_roles(build_model(ModelConfig(**c))).items()}
+    return {arch: {n: r.value for n, r in param_roles(build_model(_model_config(c))).items()}
             for arch, c in table["configs"].items()}
 
 
 @pytest.mark.parametrize("arch", ["llama", "gpt2", "moe"])
 def test_param_roles_match_checked_in_table(arch: str) -> None:
     table = json.loads(ROLES_FILE.read_text())
-    model = build_model(ModelConfig(**table["configs"][arch]))
+    model = build_model(_model_config(table["configs"][arch]))
     assert {n: r.value for n, r in param_roles(model).items()} == table[arch]
 
 
@@ -78,7 +87,7 @@ def test_zero_init_readout_refused_with_tied_embeddings() -> None:
 @pytest.mark.parametrize("arch", ["llama", "gpt2", "moe"])
 def test_optimizer_groups_scale_hidden_lr_and_weight_decay(arch: str) -> None:
     lr, wd = 1e-2, 0.1
-    ocfg = OptimConfig(name="adamw", lr=lr, weight_decay=wd)
+    ocfg = optim_config("adamw", lr=lr, weight_decay=wd)
     on = cfg(arch)
     groups = groups_by_role(build_optimizer(build_model(on), ocfg, CPU, **optimizer_multipliers(on, ocfg)))
     assert groups["hidden"]["base_lr"] == pytest.approx(lr / 4)
@@ -101,7 +110,7 @@ def test_optimizer_groups_scale_hidden_lr_and_weight_decay(arch: str) -> None:
 
 @pytest.mark.parametrize("adjust, hidden_factor", [("match_rms_adamw", 0.25), ("original", 1.0)])
 def test_muon_hidden_lr_under_mup(adjust: str, hidden_factor: float) -> None:
-    ocfg = OptimConfig(name="muon", lr=1e-2, muon_adjust_lr=adjust, momentum=0.95, nesterov=True)
+    ocfg = optim_config("muon", lr=1e-2, muon_adjust_lr=adjust, momentum=0.95, nesterov=True)
     model_cfg = cfg()
     optimizer = build_optimizer(build_model(model_cfg), ocfg, CPU, **optimizer_multipliers(model_cfg, ocfg))
     lrs = {g["name"]: g["base_lr"] for g in optimizer.param_groups}
@@ -211,11 +220,11 @@ def test_export_refuses_mup_models() -> None:
 # ---- schedules scale every group's LR relatively -------------------------------------------------
 
 @pytest.mark.parametrize("schedule", [
-    ScheduleConfig(name="cosine", warmup_steps=5, min_lr_ratio=0.1),
-    ScheduleConfig(name="wsd", warmup_steps=5, decay_fraction=0.3, cooldown="sqrt", min_lr_ratio=0.0),
+    schedule_config("cosine", warmup_steps=5, min_lr_ratio=0.1),
+    schedule_config("wsd", warmup_steps=5, decay_fraction=0.3, cooldown="sqrt", min_lr_ratio=0.0),
 ])
 def test_schedules_keep_mup_lr_ratios(schedule: ScheduleConfig) -> None:
-    ocfg = OptimConfig(name="adamw", lr=3e-3)
+    ocfg = optim_config("adamw", lr=3e-3)
     model_cfg = cfg(readout="zero_init")
     optimizer = build_optimizer(build_model(model_cfg), ocfg, CPU, **optimizer_multipliers(model_cfg, ocfg))
     sched = build_schedule(schedule, total_steps=50, peak_lr=ocfg.lr)
@@ -248,7 +257,7 @@ def coord_ratios(arch: str, enabled: bool, seed: int = 0) -> dict[str, float]:
         torch.manual_seed(seed)
         model_cfg = ModelConfig(arch=arch, d_model=width, n_layers=2, n_heads=4, vocab_size=VOCAB_CC,
                                 max_seq_len=64, mup=MupConfig(enabled=enabled, base_width=WIDTHS[0]))
-        record = coord_check(model_cfg, OptimConfig(name="adamw", lr=1e-2, weight_decay=0.0), tokens, steps=STEPS)
+        record = coord_check(model_cfg, optim_config("adamw", lr=1e-2, weight_decay=0.0), tokens, steps=STEPS)
         scale[width] = {k: sum(v[-LAST:]) / LAST for k, v in record.items()}
     return {k: scale[WIDTHS[-1]][k] / scale[WIDTHS[0]][k] for k in scale[WIDTHS[0]]}
 

@@ -12,7 +12,7 @@ from omegaconf import OmegaConf
 from torch import nn
 
 from harness.checkpoint import load_checkpoint, save_checkpoint
-from harness.config import ConfigError, ModelConfig, OptimConfig, to_run_config
+from harness.config import ConfigError, ModelConfig, OptimConfig, optim_config, to_run_config
 from harness.models import ParamRole, build_model, param_roles
 from harness.models.roles import InitKind, ParamSpec, tag
 from harness.optim.lion import Lion
@@ -197,3 +197,20 @@ def test_resume_from_saved_state_is_bit_identical(name: str, tmp_path) -> None:
 @pytest.mark.parametrize("name", ["adamw", "adam", "muon", "lion", "sgd"])
 def test_shipped_optim_configs_validate(name: str) -> None:
     assert optim_cfg(name).name == name
+
+
+def test_each_optimizer_owns_its_fields() -> None:
+    from harness.optimizers import OPTIMIZERS, MuonConfig
+
+    assert OPTIMIZERS.names() == ("adamw", "adam", "muon", "lion", "sgd")
+    with pytest.raises(ConfigError, match=r"optim.muon_lr: .*optim.name=muon"):
+        to_run_config({"optim": {"name": "adamw", "muon_lr": 0.02}})
+    with pytest.raises(ConfigError, match=r"optim.momentum: .*optim.name=muon/sgd"):
+        optim_config("adamw", momentum=0.9)
+    with pytest.raises(ConfigError, match="optim.name: got 'adagrad'"):
+        optim_config("adagrad")
+    muon = optim_config("muon", lr=1e-2, muon_lr=0.02, betas=[0.8, 0.9])
+    assert isinstance(muon, MuonConfig) and muon.base_lr == 0.02
+    # Muon's non-matrix parameters go to AdamW with Muon's lr, betas and weight decay.
+    fallback = muon.fallback()
+    assert (fallback.name, fallback.lr, fallback.betas, fallback.weight_decay) == ("adamw", 1e-2, [0.8, 0.9], 0.1)

@@ -94,13 +94,14 @@ def test_weight_decay_on_matrices_not_vectors():
 
 
 def test_run_identity_hash_ignores_cadence_and_logging_only():
-    from harness.identity import config_hash
+    from harness.identity import config_hash, resolve_run_dir
 
-    base = to_run_config({"run_dir": "runs/sweep/{hash}"})
-    assert base.run_dir.startswith("runs/sweep/") and len(base.run_dir.split("/")[-1]) == 12
-    same = to_run_config({"run_dir": "runs/sweep/{hash}", "name": "other", "logging": {"wandb": True},
-                          "train": {"eval_every": 7, "num_threads": 1}})
-    assert same.run_dir == base.run_dir
-    different = to_run_config({"run_dir": "runs/sweep/{hash}", "optim": {"lr": 1e-2}})
-    assert different.run_dir != base.run_dir
-    assert config_hash(base) == base.run_dir.split("/")[-1]
+    def run_dir(cfg: dict) -> str:
+        return resolve_run_dir(to_run_config({"run_dir": "runs/sweep/{hash}", **cfg}))
+
+    base = run_dir({})
+    assert base.startswith("runs/sweep/") and len(base.split("/")[-1]) == 12
+    same = run_dir({"name": "other", "logging": {"wandb": True}, "train": {"eval_every": 7, "num_threads": 1}})
+    assert same == base
+    assert run_dir({"optim": {"lr": 1e-2}}) != base
+    assert config_hash(to_run_config({})) == base.split("/")[-1]

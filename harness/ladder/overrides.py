@@ -17,7 +17,7 @@ import re
 from pathlib import Path
 from typing import Any, Collection, Mapping, Sequence
 
-from harness.config import RunConfig, register_configs
+from harness.config import RunConfig, register_configs, typed_run_config
 from harness.identity import flatten
 
 CONF_DIR = Path(__file__).resolve().parents[2] / "conf"
@@ -49,11 +49,9 @@ def _compose_from_conf_dir(overrides: tuple[str, ...]) -> RunConfig:
 
 def _compose(overrides: tuple[str, ...]) -> RunConfig:
     from hydra import compose
-    from omegaconf import OmegaConf
 
     register_configs()
-    cfg = compose(config_name="config", overrides=list(overrides))
-    return OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(RunConfig), cfg))  # type: ignore[return-value]
+    return typed_run_config(compose(config_name="config", overrides=list(overrides)))
 
 
 def flat_fields(cfg: Any) -> dict[str, Any]:

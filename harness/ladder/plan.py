@@ -13,6 +13,7 @@ import copy
 from dataclasses import dataclass, field
 from typing import Optional, Sequence
 
+from harness.archs import ARCHS
 from harness.config import ModelConfig, RunConfig, ScheduleConfig
 from harness.ladder.errors import LadderError
 from harness.ladder.overrides import compose_base, diff_overrides
@@ -20,9 +21,9 @@ from harness.ladder.recipe import RECIPES, LadderRecipe, ladder_schedule
 from harness.ladder.sizes import Size, size_spec
 from harness.models import flops
 
-# The architectures the ladder plans (their sizes follow harness/ladder/sizes.py); checked only in
-# LadderConfig.
-LADDER_ARCHS = ("llama", "gpt2")
+# The architectures the ladder plans: every registered dense arch (the size rules of
+# harness/ladder/sizes.py have no notion of experts); checked only in LadderConfig.
+LADDER_ARCHS = tuple(name for name in ARCHS.names() if not ARCHS.get(name).uses_moe)
 
 # Fields every override line states even where they equal conf/config.yaml, so that a preset added
 # after the line (`train=gpu`, `model=...`) cannot change the planned shape, tokens, LR or schedule.

@@ -32,22 +32,29 @@ Built-in recipes: "default" (the rules above) and "step-law" (Step Law's publish
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from harness.config import ConfigError, ModelConfig, ScheduleConfig
+from harness.config import ConfigError, ModelConfig, schedule_config
 from harness.ladder.errors import LadderError
 from harness.ladder.rules import (RULE_REGISTRIES, BatchRule, ConstantWeightDecay, LRRule, ParamTokensWarmup,
                                   PowerLawLR, PowerLinesWeightDecay, StepLawBatch, StepLawLR, WarmupRule,
                                   WeightDecayRule, require_positive, describe_rule)
 from harness.models import flops
+from harness.schedules import SCHEDULES, ScheduleConfig
 
 PARAM_COUNTS = ("non_embedding", "total")
 
 
 def ladder_schedule(name: str, warmup_steps: int, min_lr_ratio: float) -> ScheduleConfig:
-    """The one place the ladder builds a schedule config (planned runs and recipe checks alike)."""
-    return ScheduleConfig(name=name, warmup_steps=warmup_steps, min_lr_ratio=min_lr_ratio)
+    """The one place the ladder builds a schedule config (planned runs and recipe checks alike).
+
+    `min_lr_ratio` goes only to schedules that have one (constant has none)."""
+    fields = {"warmup_steps": warmup_steps}
+    if "min_lr_ratio" in {f.name for f in dataclasses.fields(SCHEDULES.get(name))}:
+        fields["min_lr_ratio"] = min_lr_ratio
+    return schedule_config(name, **fields)
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,5 @@
-"""Model zoo: `build_model(cfg)` returns a LLaMA-, GPT-2- or MoE-style decoder.
+"""Model zoo: `build_model(cfg)` returns the decoder of the arch registered as `cfg.arch`
+(harness/archs.py: llama, gpt2, moe).
 
 Model API (relied on by the training loop):
     model(input_ids: LongTensor[B, T]) -> logits FloatTensor[B, T, V]   (no loss inside)
@@ -13,6 +14,7 @@ Model API (relied on by the training loop):
 
 from __future__ import annotations
 
+from harness.archs import arch_of, import_object
 from harness.config import ModelConfig
 from harness.models.base import DecoderLM
 from harness.models import fused_ops
@@ -22,16 +24,11 @@ from harness.models.llama import Llama
 from harness.models.moe import MoE
 from harness.models.roles import ParamRole, param_roles
 
-_ARCHS: dict[str, type[DecoderLM]] = {"llama": Llama, "gpt2": GPT2, "moe": MoE}
-
-
 def build_model(cfg: ModelConfig) -> DecoderLM:
     """Build and initialize the model `cfg` describes (on CPU, fp32; the caller moves it)."""
     if cfg.vocab_size is None:
         raise ValueError("model.vocab_size is None; set it from the tokenizer before build_model")
-    if cfg.arch not in _ARCHS:
-        raise ValueError(f"model.arch={cfg.arch!r} is unknown; choose one of {', '.join(_ARCHS)}")
-    return _ARCHS[cfg.arch](cfg)
+    return import_object(arch_of(cfg).model)(cfg)
 
 
 __all__ = [

@@ -14,10 +14,13 @@ FLOPs convention (PaLM appendix B / Chinchilla), training FLOPs per token:
   causal mask is *not* used to halve it.
 
 Mixture of experts (arch=moe): N_matmul counts the *active* matrices only, those one token uses:
-attention, the router (d_model x n_experts), the shared expert if any and moe_top_k of the routed
-experts (3 * d_model * expert_ffn each). The total count (`num_params`) holds all n_experts;
+attention, the router (d_model x moe.n_experts), the shared expert if any and moe.top_k of the
+routed experts (3 * d_model * expert_ffn each). The total count (`num_params`) holds all experts;
 `active_params` counts as a token sees the model (routed experts: top_k of n_experts). Softmax /
 sigmoid, top-k and the weighted sum of expert outputs are ignored like other elementwise work.
+
+The per-arch counts (attention and MLP matrices, norms and biases, position table) are methods of
+the arch's class in harness/archs.py; this module adds them up.
 
 Parameter counts: `num_params(cfg)` counts each distinct tensor once (a tied embedding/readout
 matrix once). The non-embedding count leaves out the token embedding and, for gpt2, the learned
@@ -27,6 +30,7 @@ position embedding; an untied readout matrix *is* counted (it is a matmul weight
 
 from __future__ import annotations
 
+from harness.archs import arch_of
 from harness.config import ModelConfig
 
 
@@ -40,24 +44,8 @@ def _require_vocab(cfg: ModelConfig) -> int:
 def _block_matmul_params(cfg: ModelConfig, active: bool = False) -> int:
     """Weight-matrix parameters of one transformer block (no biases, no norms); for arch=moe all
     experts, or with `active` only the ones a token uses (shared + top_k routed)."""
-    d, kv_width = cfg.d_model, cfg.kv_heads * cfg.head_dim
-    attention = d * d + 2 * d * kv_width + d * d  # q, k, v, out
-    if cfg.arch == "moe":
-        expert = 3 * d * cfg.expert_ffn_dim  # SwiGLU: gate, up, down
-        routed = cfg.moe_top_k if active else cfg.n_experts
-        return attention + d * cfg.n_experts + (routed + int(cfg.moe_shared_expert)) * expert  # + router
-    mlp_matrices = 3 if cfg.arch == "llama" else 2  # SwiGLU: gate, up, down; GELU: up, down
-    return attention + mlp_matrices * d * cfg.ffn_dim
-
-
-def _block_vector_params(cfg: ModelConfig) -> int:
-    """Norm gains and biases of one block."""
-    d = cfg.d_model
-    if cfg.arch in ("llama", "moe"):
-        return 2 * d  # two RMSNorm gains
-    attention_biases = 3 * d + d  # qkv, out
-    mlp_biases = cfg.ffn_dim + d
-    return 2 * 2 * d + attention_biases + mlp_biases  # two LayerNorms (gain + bias)
+    arch = arch_of(cfg)
+    return arch.attention_matrix_params(cfg) + arch.mlp_matrix_params(cfg, active)
 
 
 def matmul_params(cfg: ModelConfig) -> int:
@@ -67,14 +55,14 @@ def matmul_params(cfg: ModelConfig) -> int:
 
 def num_params(cfg: ModelConfig, include_embedding: bool = True, active: bool = False) -> int:
     """All parameters; with `active`, only those one token uses (differs from all for arch=moe)."""
-    vocab, d = _require_vocab(cfg), cfg.d_model
-    final_norm = 2 * d if cfg.arch == "gpt2" else d
-    non_embedding = cfg.n_layers * (_block_matmul_params(cfg, active) + _block_vector_params(cfg)) + final_norm
+    vocab, d, arch = _require_vocab(cfg), cfg.d_model, arch_of(cfg)
+    block = _block_matmul_params(cfg, active) + arch.block_vector_params(cfg)
+    non_embedding = cfg.n_layers * block + arch.final_norm_params(cfg)
     if not cfg.tie_embeddings:
         non_embedding += vocab * d  # the separate readout matrix
     if not include_embedding:
         return non_embedding
-    embedding = vocab * d + (cfg.max_seq_len * d if cfg.arch == "gpt2" else 0)
+    embedding = vocab * d + arch.position_params(cfg)
     return non_embedding + embedding
 
 

@@ -14,11 +14,13 @@ exports: a sigmoid router, a shared expert or a nonzero aux-free bias is refused
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Callable, Iterator
 
 import torch
 import transformers
 
+from harness.archs import arch_of, import_object
 from harness.config import ModelConfig
 from harness.models.base import DecoderLM
 
@@ -43,62 +45,58 @@ def _llama_family_fields(cfg: ModelConfig) -> dict:
     )
 
 
-def to_hf_config(cfg: ModelConfig, attn_implementation: str = "sdpa") -> transformers.PretrainedConfig:
-    if cfg.vocab_size is None:
-        raise ValueError("model.vocab_size is None; set it before exporting")
-    if cfg.mup.enabled:
-        raise ValueError("model.mup.enabled: muP's forward multipliers (readout, attention scale) have no "
-                         "transformers equivalent; export a run trained with model.mup.enabled=false")
-    if cfg.arch == "llama":
-        hf_cfg = transformers.LlamaConfig(
-            intermediate_size=cfg.ffn_dim,
-            **_llama_family_fields(cfg),
-            attention_bias=False,
-            mlp_bias=False,
-            bos_token_id=None,
-            eos_token_id=None,
-        )
-    elif cfg.arch == "moe":
-        for ok, field_name, why in (
-            (cfg.moe_router_score == "softmax", "model.moe_router_score", "Mixtral's router is a softmax"),
-            (not cfg.moe_shared_expert, "model.moe_shared_expert", "Mixtral has no shared expert"),
-        ):
-            if not ok:
-                raise ValueError(f"{field_name}: cannot export to MixtralForCausalLM ({why})")
-        hf_cfg = transformers.MixtralConfig(
-            intermediate_size=cfg.expert_ffn_dim,
-            **_llama_family_fields(cfg),
-            sliding_window=None,
-            num_local_experts=cfg.n_experts,
-            num_experts_per_tok=cfg.moe_top_k,
-            router_jitter_noise=0.0,
-            router_aux_loss_coef=cfg.moe_aux_loss_coef,
-            bos_token_id=None,
-            eos_token_id=None,
-        )
-    elif cfg.arch == "gpt2":
-        hf_cfg = transformers.GPT2Config(
-            vocab_size=cfg.vocab_size,
-            n_positions=cfg.max_seq_len,
-            n_embd=cfg.d_model,
-            n_layer=cfg.n_layers,
-            n_head=cfg.n_heads,
-            n_inner=cfg.ffn_dim,
-            activation_function="gelu_new",  # the tanh approximation
-            # No dropout: our models have none, and train-mode outputs must match too.
-            resid_pdrop=0.0,
-            embd_pdrop=0.0,
-            attn_pdrop=0.0,
-            layer_norm_epsilon=cfg.norm_eps,
-            initializer_range=cfg.init_std,
-            tie_word_embeddings=cfg.tie_embeddings,
-            bos_token_id=None,
-            eos_token_id=None,
-        )
-    else:
-        raise ValueError(f"model.arch={cfg.arch!r} has no Hugging Face export")
-    hf_cfg._attn_implementation = attn_implementation
-    return hf_cfg
+def _llama_config(cfg: ModelConfig) -> transformers.PretrainedConfig:
+    return transformers.LlamaConfig(
+        intermediate_size=cfg.ffn_dim,
+        **_llama_family_fields(cfg),
+        attention_bias=False,
+        mlp_bias=False,
+        bos_token_id=None,
+        eos_token_id=None,
+    )
+
+
+def _mixtral_config(cfg: ModelConfig) -> transformers.PretrainedConfig:
+    moe = cfg.moe
+    assert moe is not None
+    for ok, field_name, why in (
+        (moe.router_score == "softmax", "model.moe.router_score", "Mixtral's router is a softmax"),
+        (not moe.shared_expert, "model.moe.shared_expert", "Mixtral has no shared expert"),
+    ):
+        if not ok:
+            raise ValueError(f"{field_name}: cannot export to MixtralForCausalLM ({why})")
+    return transformers.MixtralConfig(
+        intermediate_size=cfg.expert_ffn_dim,
+        **_llama_family_fields(cfg),
+        sliding_window=None,
+        num_local_experts=moe.n_experts,
+        num_experts_per_tok=moe.top_k,
+        router_jitter_noise=0.0,
+        router_aux_loss_coef=moe.aux_loss_coef,
+        bos_token_id=None,
+        eos_token_id=None,
+    )
+
+
+def _gpt2_config(cfg: ModelConfig) -> transformers.PretrainedConfig:
+    return transformers.GPT2Config(
+        vocab_size=cfg.vocab_size,
+        n_positions=cfg.max_seq_len,
+        n_embd=cfg.d_model,
+        n_layer=cfg.n_layers,
+        n_head=cfg.n_heads,
+        n_inner=cfg.ffn_dim,
+        activation_function="gelu_new",  # the tanh approximation
+        # No dropout: our models have none, and train-mode outputs must match too.
+        resid_pdrop=0.0,
+        embd_pdrop=0.0,
+        attn_pdrop=0.0,
+        layer_norm_epsilon=cfg.norm_eps,
+        initializer_range=cfg.init_std,
+        tie_word_embeddings=cfg.tie_embeddings,
+        bos_token_id=None,
+        eos_token_id=None,
+    )
 
 
 def _llama_state(model: DecoderLM) -> Iterator[tuple[str, torch.Tensor]]:
@@ -129,7 +127,7 @@ def _moe_state(model: DecoderLM) -> Iterator[tuple[str, torch.Tensor]]:
         p = f"model.layers.{i}."
         moe = layer.mlp
         if moe.expert_bias.any():
-            raise ValueError("model.moe_balance=aux_free: the learned selection bias is nonzero, and "
+            raise ValueError("model.moe.balance=aux_free: the learned selection bias is nonzero, and "
                              "MixtralForCausalLM has none, so its routing would differ; not exported")
         q, k, v = layer.attn.qkv.weight.split([q_rows, kv_rows, kv_rows], dim=0)
         yield p + "input_layernorm.weight", layer.attn_norm.weight
@@ -166,18 +164,42 @@ def _gpt2_state(model: DecoderLM) -> Iterator[tuple[str, torch.Tensor]]:
     yield from norm("transformer.ln_f", model.norm)
 
 
-_STATE_MAPPERS: dict[str, Callable[[DecoderLM], Iterator[tuple[str, torch.Tensor]]]] = {
-    "llama": _llama_state,
-    "gpt2": _gpt2_state,
-    "moe": _moe_state,
-}
-_HF_CLASSES = {"llama": transformers.LlamaForCausalLM, "gpt2": transformers.GPT2LMHeadModel,
-               "moe": transformers.MixtralForCausalLM}
+@dataclass(frozen=True)
+class HFExport:
+    """How one arch maps to transformers: its config, its weights (names and layouts), its class.
+    An arch names its exporter in harness/archs.py (`hf_export = "harness.models.hf_convert:LLAMA"`)."""
+
+    hf_class: type[transformers.PreTrainedModel]
+    config: Callable[[ModelConfig], transformers.PretrainedConfig]
+    state: Callable[[DecoderLM], Iterator[tuple[str, torch.Tensor]]]
+
+
+LLAMA = HFExport(transformers.LlamaForCausalLM, _llama_config, _llama_state)
+GPT2 = HFExport(transformers.GPT2LMHeadModel, _gpt2_config, _gpt2_state)
+MIXTRAL = HFExport(transformers.MixtralForCausalLM, _mixtral_config, _moe_state)
+
+
+def exporter(cfg: ModelConfig) -> HFExport:
+    arch = arch_of(cfg)
+    if arch.hf_export is None:
+        raise ValueError(f"model.arch={cfg.arch!r} has no Hugging Face export")
+    return import_object(arch.hf_export)
+
+
+def to_hf_config(cfg: ModelConfig, attn_implementation: str = "sdpa") -> transformers.PretrainedConfig:
+    if cfg.vocab_size is None:
+        raise ValueError("model.vocab_size is None; set it before exporting")
+    if cfg.mup.enabled:
+        raise ValueError("model.mup.enabled: muP's forward multipliers (readout, attention scale) have no "
+                         "transformers equivalent; export a run trained with model.mup.enabled=false")
+    hf_cfg = exporter(cfg).config(cfg)
+    hf_cfg._attn_implementation = attn_implementation
+    return hf_cfg
 
 
 def to_hf_state_dict(model: DecoderLM) -> StateDict:
     """Our weights under Hugging Face names and layouts (fresh contiguous copies, detached)."""
-    state = {name: t.detach().clone().contiguous() for name, t in _STATE_MAPPERS[model.config.arch](model)}
+    state = {name: t.detach().clone().contiguous() for name, t in exporter(model.config).state(model)}
     if not model.config.tie_embeddings:
         state["lm_head.weight"] = model.lm_head.weight.detach().clone()
     return state
@@ -186,7 +208,7 @@ def to_hf_state_dict(model: DecoderLM) -> StateDict:
 def to_hf_model(model: DecoderLM, attn_implementation: str = "sdpa") -> transformers.PreTrainedModel:
     """A transformers model (fp32, on CPU, train mode like a fresh one) holding a copy of our weights."""
     cfg = model.config
-    hf_model = _HF_CLASSES[cfg.arch](to_hf_config(cfg, attn_implementation))
+    hf_model = exporter(cfg).hf_class(to_hf_config(cfg, attn_implementation))
     missing, unexpected = hf_model.load_state_dict(to_hf_state_dict(model), strict=False)
     # A tied lm_head.weight is the embedding itself, so it is legitimately absent from our state.
     missing = [k for k in missing if not (cfg.tie_embeddings and k == "lm_head.weight")]

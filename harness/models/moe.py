@@ -3,28 +3,28 @@
 Per token x (after the MLP's RMSNorm), in each layer:
 
     logits = x W_router^T                                  [n_experts], computed in fp32
-    scores = softmax(logits)  or  sigmoid(logits)           (model.moe_router_score)
-    chosen = top-k of (scores + expert_bias)                the bias only under moe_balance=aux_free
+    scores = softmax(logits)  or  sigmoid(logits)           (model.moe.router_score)
+    chosen = top-k of (scores + expert_bias)                the bias only under moe.balance=aux_free
     w      = scores[chosen] / sum(scores[chosen])           renormalised top-k weights (as Mixtral)
-    y      = sum_{e in chosen} w_e * SwiGLU_e(x)  (+ SwiGLU_shared(x) if moe_shared_expert)
+    y      = sum_{e in chosen} w_e * SwiGLU_e(x)  (+ SwiGLU_shared(x) if moe.shared_expert)
 
 Dropless: every token reaches all of its k experts (no capacity, no token dropping). Tokens are
 sorted by expert and each expert runs one matmul over its contiguous slice (a loop over experts:
 grouped_mm has no fp32 backward on CPU). Every expert runs on every step, on zero rows if no token
 chose it, so DDP sees every parameter used.
 
-Balancing (model.moe_balance):
+Balancing (model.moe.balance):
 - aux_loss: Switch Transformer's load-balancing loss, per layer and micro-batch,
   `n_experts * sum_e f_e * P_e` with f_e the fraction of the k*N routed slots that went to e and P_e
   the mean router probability of e (sigmoid scores normalised to sum to 1 first). It is 1 for a
   uniform router and up to n_experts for a collapsed one; summed over layers, times
-  moe_aux_loss_coef. (Hugging Face's Mixtral loss is k times this for one layer.)
+  moe.aux_loss_coef. (Hugging Face's Mixtral loss is k times this for one layer.)
 - aux_free: DeepSeek-V3's auxiliary-loss-free balancing. A per-expert bias (a persistent buffer,
   so it is checkpointed) is added to the scores for *selection only*; after each optimizer step it
-  moves by moe_bias_update_rate toward equal load: bias_e += rate * sign(mean load - load_e), the
+  moves by moe.bias_update_rate toward equal load: bias_e += rate * sign(mean load - load_e), the
   load counted over the whole step (all micro-batches, all ranks).
 - none: neither.
-The router z-loss (ST-MoE), mean over tokens of logsumexp(logits)^2, times moe_z_loss_coef, summed
+The router z-loss (ST-MoE), mean over tokens of logsumexp(logits)^2, times moe.z_loss_coef, summed
 over layers, is added whenever that coefficient is positive.
 """
 
@@ -68,15 +68,18 @@ class MoEFeedForward(nn.Module):
 
     def __init__(self, cfg: ModelConfig, *, std: float, out_std: float) -> None:
         super().__init__()
-        self.n_experts, self.top_k = cfg.n_experts, cfg.moe_top_k
-        self.score, self.balance = cfg.moe_router_score, cfg.moe_balance
-        self.aux_loss_coef, self.z_loss_coef = cfg.moe_aux_loss_coef, cfg.moe_z_loss_coef
+        moe = cfg.moe
+        assert moe is not None  # arch=moe requires the block (harness/archs.py)
+        self.n_experts, self.top_k = moe.n_experts, moe.top_k
+        self.score, self.balance = moe.router_score, moe.balance
+        self.aux_loss_coef, self.z_loss_coef = moe.aux_loss_coef, moe.z_loss_coef
+        self.bias_update_rate = moe.bias_update_rate
         d, f = cfg.d_model, cfg.expert_ffn_dim
-        self.router = linear(d, cfg.n_experts, role=ParamRole.HIDDEN, std=std)
-        self.experts = nn.ModuleList(SwiGLU(d, f, std=std, out_std=out_std) for _ in range(cfg.n_experts))
-        self.shared = SwiGLU(d, f, std=std, out_std=out_std) if cfg.moe_shared_expert else None
+        self.router = linear(d, moe.n_experts, role=ParamRole.HIDDEN, std=std)
+        self.experts = nn.ModuleList(SwiGLU(d, f, std=std, out_std=out_std) for _ in range(moe.n_experts))
+        self.shared = SwiGLU(d, f, std=std, out_std=out_std) if moe.shared_expert else None
         # Selection bias of aux-free balancing (always present so checkpoints have one layout).
-        self.register_buffer("expert_bias", torch.zeros(cfg.n_experts))
+        self.register_buffer("expert_bias", torch.zeros(moe.n_experts))
         self.aux: dict[str, torch.Tensor] = {}
         self.load_counts: torch.Tensor | None = None
 
@@ -137,9 +140,9 @@ class MoE(Llama):
 
     def num_active_params(self, include_embedding: bool = True) -> int:
         """All parameters minus the (n_experts - top_k) routed experts a token does not use."""
-        cfg = self.config
-        per_expert = sum(p.numel() for p in self.layers[0].mlp.experts[0].parameters())
-        unused = cfg.n_layers * (cfg.n_experts - cfg.moe_top_k) * per_expert
+        first = self.layers[0].mlp
+        per_expert = sum(p.numel() for p in first.experts[0].parameters())
+        unused = self.config.n_layers * (first.n_experts - first.top_k) * per_expert
         return self.num_params(include_embedding) - unused
 
     def aux_losses(self) -> dict[str, torch.Tensor]:
@@ -164,8 +167,7 @@ class MoE(Llama):
         for mlp, load_E in zip(layers, load_LE):
             mlp.load_counts = None
             if mlp.balance == "aux_free":
-                rate = self.config.moe_bias_update_rate
-                mlp.expert_bias += rate * torch.sign(load_E.mean() - load_E).to(mlp.expert_bias.dtype)
+                mlp.expert_bias += mlp.bias_update_rate * torch.sign(load_E.mean() - load_E).to(mlp.expert_bias.dtype)
 
     def expert_load(self) -> torch.Tensor | None:
         return self._last_load

@@ -22,7 +22,8 @@ weight decay is width-independent in AdamW when lr·wd is, the timescale 1/(lr·
 The model reads `forward_rules(cfg)` when it is constructed (DecoderLM.__init__) and
 `init_rule(cfg)` when it initializes (DecoderLM._init_parameters); the training loop passes
 `lr_multipliers` and `wd_multipliers` to `build_optimizer` (harness.loop.Trainer). A flag read
-after construction would leave muP silently off, so nothing here is consulted later.
+after construction would leave muP silently off, so nothing here is consulted later. The coord
+check is in harness/models/coord_check.py.
 
 Muon: with `optim.muon_adjust_lr=match_rms_adamw` (default) Muon's per-matrix update RMS matches
 AdamW's, so the hidden LR multiplier 1/width_mult applies to it exactly as to AdamW. With
@@ -37,7 +38,8 @@ import math
 from dataclasses import dataclass
 from typing import Callable, Mapping, Optional
 
-from harness.config import ModelConfig, OptimConfig
+from harness.config import ModelConfig
+from harness.optimizers import OptimConfig
 from harness.models.roles import InitKind, ParamRole, ParamSpec
 
 
@@ -90,8 +92,7 @@ def lr_multipliers(model_cfg: ModelConfig, optim_cfg: OptimConfig) -> dict[Param
     if not model_cfg.mup.enabled:
         return {}
     m = width_mult(model_cfg)
-    muon_spectral = optim_cfg.name == "muon" and optim_cfg.muon_adjust_lr == "original"
-    factors = {ParamRole.HIDDEN: 1.0 if muon_spectral else 1.0 / m}
+    factors = {ParamRole.HIDDEN: 1.0 if optim_cfg.width_independent_hidden_update else 1.0 / m}
     if model_cfg.mup.readout == "zero_init":
         factors[ParamRole.READOUT] = 1.0 / m
     return factors
@@ -110,47 +111,3 @@ def optimizer_multipliers(model_cfg: ModelConfig, optim_cfg: OptimConfig) -> dic
     """Keyword arguments for harness.optim.optimizers.build_optimizer."""
     return {"lr_multipliers": lr_multipliers(model_cfg, optim_cfg),
             "wd_multipliers": wd_multipliers(model_cfg, optim_cfg)}
-
-
-# ---- coord check ------------------------------------------------------------------------------
-
-def coord_check(model_cfg: ModelConfig, optim_cfg: OptimConfig, tokens_BT, steps: int) -> dict[str, list[float]]:
-    """Mean |x| of the embedding output, each block's attention and MLP output and the logits, at
-    the forward of steps 1..`steps` (step t sees the weights after t-1 optimizer updates).
-
-    The model is built from `model_cfg` (seed it first), trained on the fixed batch `tokens_BT` with
-    the optimizer `optim_cfg` describes and muP's multipliers, as the training loop builds it. Under
-    muP the numbers stay roughly flat across widths; under SP they grow with width (microsoft/mup's
-    and nanoGPT-mup's coord check).
-    """
-    import torch
-    import torch.nn.functional as F
-
-    from harness.models import build_model
-    from harness.optim.optimizers import build_optimizer
-
-    model = build_model(model_cfg)
-    optimizer = build_optimizer(model, optim_cfg, torch.device("cpu"), **optimizer_multipliers(model_cfg, optim_cfg))
-    record: dict[str, list[float]] = {}
-
-    def hook(name: str):
-        def fn(module, args, output) -> None:
-            record.setdefault(name, []).append(float(output.detach().abs().mean()))
-        return fn
-
-    handles = [model.tok_embeddings.register_forward_hook(hook("embedding"))]
-    for i, layer in enumerate(model.layers):
-        handles.append(layer.attn.register_forward_hook(hook(f"attn.{i}")))
-        handles.append(layer.mlp.register_forward_hook(hook(f"mlp.{i}")))
-    try:
-        for _ in range(steps):
-            logits = model(tokens_BT[:, :-1])
-            record.setdefault("logits", []).append(float(logits.detach().abs().mean()))
-            loss = F.cross_entropy(logits.flatten(0, 1), tokens_BT[:, 1:].flatten())
-            loss.backward()
-            optimizer.step()
-            optimizer.zero_grad(set_to_none=True)
-    finally:
-        for h in handles:
-            h.remove()
-    return record

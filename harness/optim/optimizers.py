@@ -27,48 +27,21 @@ muP hooks: `param_groups(..., lr_multipliers={role: factor}, wd_multipliers={rol
 role's base LR and weight decay (default 1 for every role); harness.models.mup supplies the factors
 (harness.loop.Trainer passes them), nothing else changes.
 
-New optimizers plug in with `@register_optimizer("name")` on a builder
-`(groups, cfg, device) -> torch.optim.Optimizer`; `hidden_matrices_only=True` routes only 2-D HIDDEN
-matrices to it and everything else to AdamW (how Muon is registered).
+The optimizers themselves (fields, validation, torch construction) are registered classes in
+harness/optimizers.py; this module only routes parameters to them and steps them together.
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
 from dataclasses import dataclass
-from typing import Any, Callable, Mapping
+from typing import Any, Mapping
 
 import torch
 from torch import nn
 
-from harness.config import ConfigError, OptimConfig
 from harness.models.roles import ParamRole, spec_of
-from harness.optim.lion import Lion
-
-Builder = Callable[[list[dict], OptimConfig, torch.device], torch.optim.Optimizer]
-
-
-@dataclass(frozen=True)
-class OptimizerSpec:
-    build: Builder
-    # Route only 2-D HIDDEN matrices to this optimizer; every other parameter goes to AdamW.
-    hidden_matrices_only: bool = False
-
-
-OPTIMIZERS: dict[str, OptimizerSpec] = {}
-
-# The optimizer that takes the parameters a `hidden_matrices_only` optimizer does not.
-FALLBACK = "adamw"
-
-
-def register_optimizer(name: str, *, hidden_matrices_only: bool = False) -> Callable[[Builder], Builder]:
-    """Decorator: make `optim.name=<name>` build its parameter groups with the decorated function."""
-
-    def decorate(build: Builder) -> Builder:
-        OPTIMIZERS[name] = OptimizerSpec(build=build, hidden_matrices_only=hidden_matrices_only)
-        return build
-
-    return decorate
+from harness.optimizers import OPTIMIZERS, OptimConfig
 
 
 # ---- the routing rule ------------------------------------------------------------------------
@@ -81,18 +54,14 @@ class Route:
 
 def route(role: ParamRole, param: torch.Tensor, cfg: OptimConfig) -> Route:
     """Which optimizer updates a parameter of this role and shape, and whether it is decayed."""
-    if cfg.name not in OPTIMIZERS:
-        raise ConfigError(f"optim.name: got {cfg.name!r}; choose one of {', '.join(OPTIMIZERS)}")
-    spec = OPTIMIZERS[cfg.name]
     is_matrix = role is ParamRole.HIDDEN and param.ndim == 2
-    optimizer = FALLBACK if spec.hidden_matrices_only and not is_matrix else cfg.name
+    optimizer = cfg.fallback().name if cfg.hidden_matrices_only and not is_matrix else cfg.name
     return Route(optimizer=optimizer, decay=role.value not in cfg.no_decay_roles)
 
 
-def _base_lr(optimizer: str, cfg: OptimConfig) -> float:
-    if optimizer == "muon" and cfg.muon_lr is not None:
-        return cfg.muon_lr
-    return cfg.lr
+def _config_of(optimizer: str, cfg: OptimConfig) -> OptimConfig:
+    """The config of one part: `cfg` itself, or its fallback for the parameters it does not take."""
+    return cfg if optimizer == cfg.name else cfg.fallback()
 
 
 def param_groups(model: nn.Module, cfg: OptimConfig,
@@ -121,60 +90,12 @@ def param_groups(model: nn.Module, cfg: OptimConfig,
         groups.append({
             "params": buckets[(role, optimizer)],
             "weight_decay": cfg.weight_decay * wd_multipliers.get(role, 1.0) if decays[(role, optimizer)] else 0.0,
-            "base_lr": _base_lr(optimizer, cfg) * lr_multipliers.get(role, 1.0),
+            "base_lr": _config_of(optimizer, cfg).base_lr * lr_multipliers.get(role, 1.0),
             "role": role.value,
             "optimizer": optimizer,
             "name": f"{optimizer}.{role.value}",
         })
     return groups
-
-
-# ---- builders --------------------------------------------------------------------------------
-
-def _with_lr(groups: list[dict]) -> list[dict]:
-    return [{**g, "lr": g["base_lr"]} for g in groups]
-
-
-def _fused_kwargs(cfg: OptimConfig, device: torch.device) -> dict[str, bool]:
-    fused = cfg.fused if cfg.fused is not None else device.type == "cuda"
-    # foreach and fused are mutually exclusive; foreach is the fast path on CPU.
-    return {"fused": True} if fused else {"foreach": True}
-
-
-@register_optimizer("adamw")
-def build_adamw(groups: list[dict], cfg: OptimConfig, device: torch.device) -> torch.optim.Optimizer:
-    return torch.optim.AdamW(_with_lr(groups), lr=cfg.lr, betas=tuple(cfg.betas), eps=cfg.eps,
-                             **_fused_kwargs(cfg, device))
-
-
-@register_optimizer("adam")
-def build_adam(groups: list[dict], cfg: OptimConfig, device: torch.device) -> torch.optim.Optimizer:
-    # Adam's weight decay is an L2 term added to the gradient (coupled), as in torch.optim.Adam.
-    return torch.optim.Adam(_with_lr(groups), lr=cfg.lr, betas=tuple(cfg.betas), eps=cfg.eps,
-                            **_fused_kwargs(cfg, device))
-
-
-@register_optimizer("muon", hidden_matrices_only=True)
-def build_muon(groups: list[dict], cfg: OptimConfig, device: torch.device) -> torch.optim.Optimizer:
-    from torch.distributed.tensor import DTensor
-
-    if any(isinstance(p, DTensor) for g in groups for p in g["params"]):
-        raise ConfigError("optim.name: muon is not supported with train.parallel=fsdp (Newton-Schulz needs "
-                          "each full matrix); use train.parallel=ddp, or optim.name=adamw under FSDP")
-    return torch.optim.Muon(_with_lr(groups), lr=cfg.lr, weight_decay=cfg.weight_decay, momentum=cfg.momentum,
-                            nesterov=cfg.nesterov, ns_steps=cfg.muon_ns_steps, adjust_lr_fn=cfg.muon_adjust_lr)
-
-
-@register_optimizer("lion")
-def build_lion(groups: list[dict], cfg: OptimConfig, device: torch.device) -> torch.optim.Optimizer:
-    return Lion(_with_lr(groups), lr=cfg.lr, betas=(cfg.betas[0], cfg.betas[1]), weight_decay=cfg.weight_decay)
-
-
-@register_optimizer("sgd")
-def build_sgd(groups: list[dict], cfg: OptimConfig, device: torch.device) -> torch.optim.Optimizer:
-    # SGD's weight decay is an L2 term added to the gradient (coupled), as in torch.optim.SGD.
-    kwargs = {"fused": True} if cfg.fused else {}
-    return torch.optim.SGD(_with_lr(groups), lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.nesterov, **kwargs)
 
 
 class MultiOptimizer(torch.optim.Optimizer):
@@ -222,6 +143,7 @@ def build_optimizer(model: nn.Module, cfg: OptimConfig, device: torch.device,
 
     One optimizer when every group goes to the same one; a `MultiOptimizer` (e.g. Muon + AdamW) else.
     """
+    OPTIMIZERS.get(cfg.name)  # an unknown name fails here, naming the choices
     cfg.validate()
     groups = param_groups(model, cfg, lr_multipliers, wd_multipliers)
     by_optimizer: dict[str, list[dict]] = {}
@@ -229,7 +151,7 @@ def build_optimizer(model: nn.Module, cfg: OptimConfig, device: torch.device,
         by_optimizer.setdefault(group["optimizer"], []).append(group)
     # Stable order: the configured optimizer first, then the fallback.
     names = sorted(by_optimizer, key=lambda n: (n != cfg.name, n))
-    parts = [OPTIMIZERS[name].build(by_optimizer[name], cfg, device) for name in names]
+    parts = [_config_of(name, cfg).build(by_optimizer[name], device) for name in names]
     return parts[0] if len(parts) == 1 else MultiOptimizer(parts)
 
 

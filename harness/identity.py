@@ -1,10 +1,14 @@
-"""Run identity: a short hash of the config fields that change a run's numbers.
+"""Run identity: which config fields make two launches the same run.
 
-A `run_dir` containing the token `{hash}` (e.g. `runs/sweep/{hash}`) is resolved with this hash,
-so relaunching the same sweep maps every config to the same directory, where the run is skipped
-(completed) or resumed (checkpoint). Fields that do not change the numbers (logging, where caches
-live, thread count, compilation, checkpoint/eval cadence, launcher settings) are left out, so they
-may differ between launches of the same run.
+`config_hash` is a short hash of the fields that change a run's numbers. A `run_dir` containing the
+token `{hash}` (e.g. `runs/sweep/{hash}`) is resolved with it, so relaunching the same sweep maps
+every config to the same directory, where the run is skipped (completed) or resumed (checkpoint).
+`check_same_run` refuses to resume or skip a run directory that holds a different run.
+
+Fields that do not change the numbers (logging, where caches live, thread count, compilation,
+checkpoint/eval cadence, launcher settings) are left out, so they may differ between launches of
+the same run. The device and precision are in: `auto` is first resolved to what it means on this
+machine (harness/device.py), so a CPU/fp32 run never continues as a CUDA/bf16 one.
 """
 
 from __future__ import annotations
@@ -14,9 +18,12 @@ import hashlib
 import json
 from typing import Any
 
+from harness.config import ConfigError
+from harness.device import resolve_device, resolve_precision
+
 # Prefixes of flattened config keys that may differ between launches of one run.
 NON_IDENTITY_FIELDS = ("logging.", "data.cache_dir", "train.num_threads", "train.compile", "train.eval_every",
-                       "train.checkpoint_every", "train.keep_checkpoints", "train.device", "train.preempt_signals",
+                       "train.checkpoint_every", "train.keep_checkpoints", "train.preempt_signals",
                        "train.requeue", "run_dir", "name")
 HASH_TOKEN = "{hash}"
 
@@ -31,12 +38,21 @@ def flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     return out
 
 
+def _identity(flat: dict[str, Any]) -> dict[str, Any]:
+    """The identity fields of a flattened config, with `auto` device/precision resolved."""
+    fields = {k: v for k, v in flat.items() if not k.startswith(NON_IDENTITY_FIELDS)}
+    if "train.device" in fields:
+        fields["train.device"] = resolve_device(fields["train.device"])
+        fields["train.precision"] = resolve_precision(fields.get("train.precision", "auto"), fields["train.device"])
+    return dict(sorted(fields.items()))
+
+
 def identity_fields(cfg: Any) -> dict[str, Any]:
-    fields = flatten(dataclasses.asdict(cfg))
+    fields = _identity(flatten(dataclasses.asdict(cfg)))
     # The vocab size is filled in from the tokenizer after the directory is chosen; it is a
     # function of the data config, which is hashed.
     fields.pop("model.vocab_size", None)
-    return {k: v for k, v in sorted(fields.items()) if not k.startswith(NON_IDENTITY_FIELDS)}
+    return fields
 
 
 def config_hash(cfg: Any, length: int = 12) -> str:
@@ -45,4 +61,24 @@ def config_hash(cfg: Any, length: int = 12) -> str:
 
 
 def resolve_run_dir(cfg: Any) -> str:
+    """`cfg.run_dir` with `{hash}` replaced; idempotent (a resolved directory is returned as is)."""
     return cfg.run_dir.replace(HASH_TOKEN, config_hash(cfg)) if HASH_TOKEN in cfg.run_dir else cfg.run_dir
+
+
+def changed_fields(saved: dict[str, Any], cfg: Any) -> dict[str, tuple[Any, Any]]:
+    """Identity fields whose value differs between a saved (nested) config and `cfg`: {key: (saved, now)}."""
+    before, now = _identity(flatten(saved)), _identity(flatten(dataclasses.asdict(cfg)))
+    if now.get("model.vocab_size") is None:  # not filled in yet: taken from the tokenizer
+        now["model.vocab_size"] = before.get("model.vocab_size")
+    return {k: (before.get(k), now.get(k)) for k in sorted(set(before) | set(now)) if before.get(k) != now.get(k)}
+
+
+def check_same_run(saved_yaml: str, cfg: Any) -> None:
+    """Raise ConfigError unless `saved_yaml` (a run directory's config.yaml) describes the run `cfg` does."""
+    from omegaconf import OmegaConf
+
+    changed = changed_fields(OmegaConf.to_container(OmegaConf.create(saved_yaml)), cfg)  # type: ignore[arg-type]
+    if changed:
+        details = ", ".join(f"{k}: {before!r} -> {now!r}" for k, (before, now) in changed.items())
+        raise ConfigError(f"run_dir: {cfg.run_dir} holds a run with a different config ({details}); "
+                          "relaunch with the same config to resume, or choose a new run_dir")

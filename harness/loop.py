@@ -1,25 +1,27 @@
-"""The training loop. Reads top to bottom: set up, maybe resume, then one optimizer step at a time.
+"""The training loop: one optimizer step at a time, with hooks for everything else.
 
 Per step t (counted from 1): set the LR from the schedule, take the batch that is a pure function
-of (seed, t), run forward/backward over micro-batches, stop on a non-finite loss, clip, step,
-append the curve row (with val loss at eval steps), checkpoint when due.
+of (seed, t), run forward/backward over micro-batches, stop on a non-finite loss, clip, step, and
+evaluate at eval steps; then every hook sees the step's curve row. Writing the curve, checkpoints,
+status.json, the progress bar, the wandb mirror, the plot and preemption are hooks (harness/hooks.py,
+harness/tracking/): the loop knows none of them, nor the parallel mode (harness/parallel.py).
 """
 
 from __future__ import annotations
 
-import contextlib
 import math
 import random
 import time
 from dataclasses import dataclass
-from typing import Any, Callable
+from pathlib import Path
+from typing import Any, Sequence
 
 import torch
 import torch.distributed as dist
 import torch.nn.functional as F
 from torch import nn
 
-from harness.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
+from harness.checkpoint import load_checkpoint
 from harness.config import ConfigError, RunConfig
 from harness.data.batches import train_batch, val_batches
 from harness.data.tokens import TokenData
@@ -27,30 +29,50 @@ from harness.models import mup
 from harness.models.flops import flops_per_token
 from harness.optim.optimizers import build_optimizer, set_lr
 from harness.optim.schedules import Schedule, build_schedule
-from harness.preemption import Preempted, PreemptionWatcher
-from harness.parallel import load_model_and_optimizer, model_state_dict, optimizer_state_dict
-from harness.run import RunDir
+from harness.outcome import NonFiniteLossError
+from harness.parallel import ParallelModel, wrap
 from harness.runtime import Runtime
-from harness.tracking.curve import CurveWriter
-from harness.tracking.progress import ProgressBar
+
+__all__ = ["Hook", "Trainer", "ComputeBudget", "NonFiniteLossError", "evaluate", "eval_steps"]
 
 
-class NonFiniteLossError(RuntimeError):
-    def __init__(self, step: int, loss: float, grad_norm: float, checkpoint: str | None):
-        self.step, self.loss, self.grad_norm, self.checkpoint = step, loss, grad_norm, checkpoint
-        kept = f"the last good checkpoint ({checkpoint}) is kept" if checkpoint else "no checkpoint was written"
-        super().__init__(
-            f"non-finite training loss at step {step} (loss={loss}, grad_norm={grad_norm}); {kept}. "
-            "Lower optim.lr, add warmup (schedule.warmup_steps) or clipping (train.grad_clip)."
-        )
+class Hook:
+    """Something `Trainer.fit` calls at fixed points. Override what you need; hooks run in list
+    order, on every rank (train.py adds the ones that only write files on rank 0 alone)."""
+
+    def on_start(self, trainer: Trainer) -> None:
+        """Before the first step of this launch (after any resume: `trainer.step` is where it starts)."""
+
+    def on_step(self, trainer: Trainer, row: dict[str, Any]) -> None:
+        """After each optimizer step; `row` is the step's curve row, `trainer.step` the step."""
+
+    def on_end(self, trainer: Trainer) -> None:
+        """After the last step: the run is complete."""
+
+    def on_error(self, trainer: Trainer, err: BaseException) -> None:
+        """The loop or a hook raised `err` (it is re-raised after every hook has seen it)."""
+
+    def close(self) -> None:
+        """Always, last (also when on_start never ran)."""
 
 
-@dataclass
-class LoopResult:
-    final_step: int
-    final_loss: float
-    final_val_loss: float | None
-    resumed_from: int | None
+@dataclass(frozen=True)
+class ComputeBudget:
+    """Tokens and training FLOPs after a number of steps: the one place they are computed (curve rows
+    and status.json). FLOPs per token follow harness/models/flops.py."""
+
+    tokens_per_step: int
+    flops_per_token: float
+
+    @classmethod
+    def of(cls, cfg: RunConfig) -> ComputeBudget:
+        return cls(cfg.train.batch_size * cfg.train.seq_len, float(flops_per_token(cfg.model, cfg.train.seq_len)))
+
+    def tokens(self, step: int) -> int:
+        return step * self.tokens_per_step
+
+    def flops(self, step: int) -> float:
+        return self.tokens(step) * self.flops_per_token
 
 
 def eval_steps(total_steps: int, eval_every: int, boundaries: list[int]) -> set[int]:
@@ -71,24 +93,27 @@ def eval_steps(total_steps: int, eval_every: int, boundaries: list[int]) -> set[
     return {s for s in steps if 1 <= s <= total_steps}
 
 
-def cross_entropy(logits_BTV: torch.Tensor, targets_BT: torch.Tensor) -> torch.Tensor:
+def cross_entropy(logits_BTV: torch.Tensor, targets_BT: torch.Tensor, reduction: str = "mean") -> torch.Tensor:
     # Upcast: bf16 logits lose too much precision in the log-softmax.
-    return F.cross_entropy(logits_BTV.float().flatten(0, 1), targets_BT.flatten())
+    return F.cross_entropy(logits_BTV.float().flatten(0, 1), targets_BT.flatten(), reduction=reduction)
 
 
 @torch.no_grad()
-def evaluate(model: nn.Module, batches: list[torch.Tensor], rt: Runtime) -> float:
-    """Mean val cross-entropy over the fixed val batches (each rank takes a share)."""
-    model.eval()
-    total = torch.zeros(2, device=rt.device, dtype=torch.float64)
+def evaluate(model: Any, batches: Sequence[torch.Tensor], rt: Runtime) -> float:
+    """Mean val cross-entropy per target token over all the fixed val windows (each rank takes a
+    share of the batches). Summed per token, not averaged per batch, so it does not depend on how
+    the windows are split into batches (a smaller last batch weighs no more than its tokens)."""
+    model.train(False)
+    total = torch.zeros(2, device=rt.device, dtype=torch.float64)  # [sum of losses, tokens]
     for i in range(rt.rank, len(batches), rt.world_size):
         batch = batches[i].to(rt.device, non_blocking=True)
         with rt.autocast():
-            loss = cross_entropy(model(batch[:, :-1]), batch[:, 1:])
-        total += torch.stack([loss.double(), torch.ones((), device=rt.device, dtype=torch.float64)])
+            losses = cross_entropy(model(batch[:, :-1]), batch[:, 1:], reduction="none")
+        total += torch.stack([losses.double().sum(), torch.tensor(losses.numel(), device=rt.device,
+                                                                   dtype=torch.float64)])
     if rt.distributed:
         dist.all_reduce(total)
-    model.train()
+    model.train(True)
     return float(total[0] / total[1])
 
 
@@ -120,21 +145,30 @@ def set_rng_state(state: dict[str, Any]) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
+def param_counts(model: nn.Module) -> dict[str, int]:
+    """Parameter counts of a model as built (before FSDP swaps its parameters for sharded ones)."""
+    return {"params": model.num_params(), "params_non_embedding": model.num_params(include_embedding=False),
+            "params_active": model.num_active_params()}  # per token: < params for a MoE
+
+
 class Trainer:
-    def __init__(self, cfg: RunConfig, run: RunDir, rt: Runtime, data: TokenData,
-                 raw_model: nn.Module, model: nn.Module,
-                 on_row: Callable[[dict[str, Any]], None] | None = None):
-        self.cfg, self.run, self.rt, self.data = cfg, run, rt, data
-        self.raw_model, self.model = raw_model, model
-        self.on_row = on_row
+    """Trains `model` (as built, on rt.device) as `cfg` says. State: the step, model + optimizer
+    (owned by a ParallelModel), RNG, and the last train / val loss (so a run resumed at its last
+    step still reports them)."""
+
+    def __init__(self, cfg: RunConfig, rt: Runtime, data: TokenData, model: nn.Module):
         tc = cfg.train
-        self.tokens_per_step = tc.batch_size * tc.seq_len
-        self.flops_per_token = float(flops_per_token(cfg.model, tc.seq_len))
+        self.cfg, self.rt, self.data = cfg, rt, data
+        self.total_steps = tc.steps
+        self.compute = ComputeBudget.of(cfg)
+        self.counts = {**param_counts(model), "flops_per_token": self.compute.flops_per_token}
         # muP's per-role LR and weight-decay factors (empty, i.e. all 1, unless model.mup.enabled).
-        self.optimizer = build_optimizer(model, cfg.optim, rt.device,
-                                         **mup.optimizer_multipliers(cfg.model, cfg.optim))
+        multipliers = mup.optimizer_multipliers(cfg.model, cfg.optim)
+        self.model: ParallelModel = wrap(model, tc, rt, lambda runner: build_optimizer(
+            runner, cfg.optim, rt.device, **multipliers))
         self.schedule: Schedule = build_schedule(cfg.schedule, total_steps=tc.steps, peak_lr=cfg.optim.lr,
-                                                 batch_size=tc.batch_size, tokens_per_step=self.tokens_per_step)
+                                                 batch_size=tc.batch_size,
+                                                 tokens_per_step=self.compute.tokens_per_step)
         self.rank_batch = tc.batch_size // rt.world_size
         self.micro_batch = tc.micro_batch_size or self.rank_batch
         if self.rank_batch % self.micro_batch:
@@ -145,47 +179,44 @@ class Trainer:
         self.val = list(val_windows.split(self.micro_batch))
         self.eval_at = eval_steps(tc.steps, tc.eval_every, self.schedule.phase_boundaries())
         self.step = 0
-        self.last_checkpoint: str | None = None
-        self.last_aux: dict[str, float] = {}
+        self.last_loss: float = float("nan")
+        self.last_val_loss: float | None = None
+        self.last_checkpoint: str | None = None  # file name of the checkpoint last saved or loaded
 
     # ---- state -------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
-        return {
-            "step": self.step,
-            "model": model_state_dict(self.model, self.raw_model, self.cfg.train.parallel),
-            "optimizer": optimizer_state_dict(self.model, self.optimizer, self.cfg.train.parallel),
-            "rng": rng_state(),
-        }
+        """Everything a resume needs (collective under FSDP: every rank calls it)."""
+        return {"step": self.step, **self.model.state_dict(), "rng": rng_state(),
+                "last_loss": self.last_loss, "last_val_loss": self.last_val_loss}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        load_model_and_optimizer(self.model, self.raw_model, self.optimizer, state["model"], state["optimizer"],
-                                 self.cfg.train.parallel)
+        self.model.load_state_dict(state)
         set_rng_state(state["rng"])
         self.step = int(state["step"])
+        # Checkpoints written before these were kept lack them: the losses are then unknown.
+        self.last_loss = state.get("last_loss", float("nan"))
+        self.last_val_loss = state.get("last_val_loss")
 
-    def maybe_resume(self, curve: CurveWriter) -> int | None:
-        path = latest_checkpoint(self.run.checkpoint_dir)
-        if path is None:
-            if self.rt.is_main:
-                curve.truncate_after(0)  # a fresh start: drop rows of a run that died before its first checkpoint
+    def resume(self, checkpoint: Path | None) -> int | None:
+        """Continue from `checkpoint` (None: a fresh start); returns the step resumed from."""
+        if checkpoint is None:
             return None
-        self.load_state_dict(load_checkpoint(path))
-        self.last_checkpoint = path.name
-        if self.rt.is_main:
-            curve.truncate_after(self.step)
+        self.load_state_dict(load_checkpoint(checkpoint))
+        self.last_checkpoint = checkpoint.name
         return self.step
 
-    def save(self, curve: CurveWriter) -> None:
-        state = self.state_dict()  # collective under FSDP: every rank takes part
-        if self.rt.is_main:
-            curve.sync()
-            path = save_checkpoint(self.run.checkpoint_dir, self.step, state, self.cfg.train.keep_checkpoints)
-            self.last_checkpoint = path.name
-        self.rt.barrier()
+    def summary(self) -> dict[str, Any]:
+        """Where the run stands: step, tokens, FLOPs and the last train / val loss."""
+        return {"step": self.step, "tokens": self.compute.tokens(self.step), "flops": self.compute.flops(self.step),
+                "final_loss": self.last_loss, "final_val_loss": self.last_val_loss}
 
     # ---- one step ----------------------------------------------------------------------
-    def train_step(self, step: int) -> tuple[float, float]:
+    def train_step(self, step: int) -> dict[str, Any]:
+        """One optimizer step; returns its curve row (without the val loss)."""
         tc, rt = self.cfg.train, self.rt
+        multiplier = self.schedule.multiplier(step)
+        set_lr(self.model.optimizer, multiplier)
+        start = time.perf_counter()
         batch = train_batch(self.data, seed=tc.seed, step=step, batch_size=tc.batch_size, seq_len=tc.seq_len)
         rows = batch[rt.rank * self.rank_batch:(rt.rank + 1) * self.rank_batch].to(rt.device, non_blocking=True)
         n_micro = self.rank_batch // self.micro_batch
@@ -193,92 +224,54 @@ class Trainer:
         aux_sums: dict[str, torch.Tensor] = {}
         for i in range(n_micro):
             micro = rows[i * self.micro_batch:(i + 1) * self.micro_batch]
-            sync = i == n_micro - 1
-            with self._no_sync(sync), rt.autocast():
+            with self.model.accumulating(last_micro_batch=i == n_micro - 1), rt.autocast():
                 loss = cross_entropy(self.model(micro[:, :-1]), micro[:, 1:]) / n_micro
                 # MoE aux terms (weighted) of this forward: backpropagated with the CE, logged apart.
-                aux = {k: v / n_micro for k, v in self.raw_model.aux_losses().items()}
+                aux = {k: v / n_micro for k, v in self.model.aux_losses().items()}
             (loss + sum(aux.values()) if aux else loss).backward()
             loss_sum += loss.detach()
             for k, v in aux.items():
                 aux_sums[k] = aux_sums.get(k, 0) + v.detach().float()
         loss_value = float(rt.mean_across_ranks(loss_sum))
-        self.last_aux = {k: float(rt.mean_across_ranks(v)) for k, v in aux_sums.items()}
-        max_norm = tc.grad_clip if tc.grad_clip > 0 else math.inf
-        grad_norm = float(torch.nn.utils.clip_grad_norm_(self.model.parameters(), max_norm))
+        aux_values = {k: float(rt.mean_across_ranks(v)) for k, v in aux_sums.items()}
+        grad_norm = self.model.clip_grad_norm(tc.grad_clip if tc.grad_clip > 0 else math.inf)
         if not (math.isfinite(loss_value) and math.isfinite(grad_norm)):
             raise NonFiniteLossError(step, loss_value, grad_norm, self.last_checkpoint)
-        self.optimizer.step()
-        self.optimizer.zero_grad(set_to_none=True)
-        self.raw_model.after_optimizer_step()  # MoE: expert load of this step, aux-free bias update
-        return loss_value, grad_norm
-
-    def _no_sync(self, sync: bool) -> contextlib.AbstractContextManager:
-        if sync or not hasattr(self.model, "no_sync"):
-            return contextlib.nullcontext()
-        return self.model.no_sync()
-
-    def _preemption_agreed(self, requested: str | None) -> str | None:
-        """Stop on every rank if any rank got the signal (ranks may receive it at different steps)."""
-        if not self.rt.distributed:
-            return requested
-        flag = torch.tensor([1.0 if requested else 0.0], device=self.rt.device)
-        dist.all_reduce(flag)
-        return (requested or "SIGTERM") if flag.item() > 0 else None
+        self.model.optimizer_step()
+        elapsed = time.perf_counter() - start
+        return {
+            "step": step,
+            "tokens": self.compute.tokens(step),
+            "flops": self.compute.flops(step),
+            "lr": self.cfg.optim.lr * multiplier,
+            "loss": loss_value,
+            "grad_norm": grad_norm,
+            "tokens_per_s": self.compute.tokens_per_step / max(elapsed, 1e-9),
+            **aux_values,  # e.g. aux_loss, z_loss: never part of `loss`
+        }
 
     # ---- the loop ----------------------------------------------------------------------
-    def fit(self) -> LoopResult:
-        tc, rt = self.cfg.train, self.rt
-        curve = CurveWriter(self.run.curve_file)
-        resumed_from = self.maybe_resume(curve)
-        if rt.is_main:
-            curve.open()
-        progress = ProgressBar(tc.steps, self.step, enabled=self.cfg.logging.progress and rt.is_main)
-        loss = float("nan")
-        last_val: float | None = None
-        rate_ema: float | None = None
+    def fit(self, hooks: Sequence[Hook]) -> None:
+        """Train from `self.step` to the last step. Any error reaches every hook's on_error, then propagates."""
         self.model.train()
-        watcher = PreemptionWatcher(tc.preempt_signals)
         try:
-            watcher.__enter__()
-            while self.step < tc.steps:
+            for hook in hooks:
+                hook.on_start(self)
+            while self.step < self.total_steps:
                 step = self.step + 1
-                multiplier = self.schedule.multiplier(step)
-                set_lr(self.optimizer, multiplier)
-                start = time.perf_counter()
-                loss, grad_norm = self.train_step(step)
-                elapsed = time.perf_counter() - start
-                self.step = step
-                tokens_per_s = self.tokens_per_step / max(elapsed, 1e-9)
-                rate_ema = tokens_per_s if rate_ema is None else 0.9 * rate_ema + 0.1 * tokens_per_s
-                row: dict[str, Any] = {
-                    "step": step,
-                    "tokens": step * self.tokens_per_step,
-                    "flops": step * self.tokens_per_step * self.flops_per_token,
-                    "lr": self.cfg.optim.lr * multiplier,
-                    "loss": loss,
-                    "grad_norm": grad_norm,
-                    "tokens_per_s": tokens_per_s,
-                }
-                row.update(self.last_aux)  # e.g. aux_loss, z_loss: never part of `loss`
+                row = self.train_step(step)
                 if step in self.eval_at:
-                    row["val_loss"] = last_val = evaluate(self.model, self.val, rt)
-                    row.update(expert_load_columns(self.raw_model.expert_load()))
-                if rt.is_main:
-                    curve.append(row)
-                    if self.on_row is not None:
-                        self.on_row(row)
-                progress.update(step, loss, rate_ema, row.get("val_loss"))
-                saved = step % tc.checkpoint_every == 0 or step == tc.steps
-                if saved:
-                    self.save(curve)
-                signal_name = self._preemption_agreed(watcher.requested)
-                if signal_name is not None and step < tc.steps:
-                    if not saved:
-                        self.save(curve)
-                    raise Preempted(step, signal_name)
+                    row["val_loss"] = self.last_val_loss = evaluate(self.model, self.val, self.rt)
+                    row.update(expert_load_columns(self.model.expert_load()))
+                self.step, self.last_loss = step, row["loss"]
+                for hook in hooks:
+                    hook.on_step(self, row)
+            for hook in hooks:
+                hook.on_end(self)
+        except BaseException as err:
+            for hook in hooks:
+                hook.on_error(self, err)
+            raise
         finally:
-            watcher.__exit__()
-            progress.close()
-            curve.close()
-        return LoopResult(final_step=self.step, final_loss=loss, final_val_loss=last_val, resumed_from=resumed_from)
+            for hook in hooks:
+                hook.close()

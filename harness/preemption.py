@@ -2,8 +2,9 @@
 
 Slurm sends SIGTERM (or, with `--signal=USR1@120`, SIGUSR1) before it kills or requeues a job. The
 handler only sets a flag; the loop finishes the step it is in, writes a checkpoint, and raises
-`Preempted`. The entry point then marks the run `preempted` and, when asked to, requeues the Slurm
-job (`scontrol requeue`), whose next start resumes from that checkpoint: no row is lost or doubled.
+`Preempted` (harness.hooks.PreemptionHook). The entry point then marks the run `preempted` and, when
+asked to, requeues the Slurm job (`scontrol requeue`), whose next start resumes from that
+checkpoint: no row is lost or doubled.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ class Preempted(Exception):
 
 
 class PreemptionWatcher:
-    """Installs handlers for `signal_names` while active; `requested` names the signal received."""
+    """While installed, the signals in `signal_names` only set `requested` (the signal's name)."""
 
     def __init__(self, signal_names: list[str]):
         self.signals = [signal.Signals[name] for name in signal_names]
@@ -31,14 +32,22 @@ class PreemptionWatcher:
     def _handle(self, signum: int, frame: FrameType | None) -> None:
         self.requested = signal.Signals(signum).name
 
-    def __enter__(self) -> "PreemptionWatcher":
+    def install(self) -> None:
         for sig in self.signals:
             self._previous[sig] = signal.signal(sig, self._handle)
+
+    def restore(self) -> None:
+        """Put the previous handlers back (safe to call when not installed)."""
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)  # type: ignore[arg-type]
+        self._previous.clear()
+
+    def __enter__(self) -> "PreemptionWatcher":
+        self.install()
         return self
 
     def __exit__(self, *exc: object) -> None:
-        for sig, handler in self._previous.items():
-            signal.signal(sig, handler)  # type: ignore[arg-type]
+        self.restore()
 
 
 def requeue_slurm_job() -> bool:

@@ -10,6 +10,7 @@ import torch
 import torch.distributed as dist
 
 from harness.config import ConfigError, TrainConfig
+from harness.device import resolve_device, resolve_precision
 
 
 @dataclass(frozen=True)
@@ -46,7 +47,7 @@ class Runtime:
 
 
 def _pick_device(cfg: TrainConfig, local_rank: int) -> torch.device:
-    if cfg.device == "cuda" or (cfg.device == "auto" and torch.cuda.is_available()):
+    if resolve_device(cfg.device) == "cuda":
         if not torch.cuda.is_available():
             raise ConfigError("train.device: 'cuda' requested but no GPU is visible; use auto or cpu")
         torch.cuda.set_device(local_rank)
@@ -54,13 +55,8 @@ def _pick_device(cfg: TrainConfig, local_rank: int) -> torch.device:
     return torch.device("cpu")
 
 
-def _pick_autocast(cfg: TrainConfig, device: torch.device) -> torch.dtype | None:
-    if cfg.precision == "fp32":
-        return None
-    if cfg.precision == "bf16":
-        return torch.bfloat16
-    # auto: bf16 where the hardware has it (CUDA); fp32 on CPU, where bf16 is emulated and slower.
-    return torch.bfloat16 if device.type == "cuda" else None
+def _autocast_dtype(cfg: TrainConfig, device: torch.device) -> torch.dtype | None:
+    return torch.bfloat16 if resolve_precision(cfg.precision, device.type) == "bf16" else None
 
 
 def set_determinism(enabled: bool) -> None:
@@ -95,7 +91,7 @@ def setup_runtime(cfg: TrainConfig) -> Runtime:
         dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
     if cfg.batch_size % world_size:
         raise ConfigError(f"train.batch_size: {cfg.batch_size} is not divisible by the world size {world_size}")
-    return Runtime(device=device, autocast_dtype=_pick_autocast(cfg, device), rank=rank,
+    return Runtime(device=device, autocast_dtype=_autocast_dtype(cfg, device), rank=rank,
                    world_size=world_size, local_rank=local_rank)
 
 

@@ -1,7 +1,8 @@
-"""Mirror curve rows to Weights & Biases.
+"""Mirror curve rows to Weights & Biases: a training-loop hook (rank 0).
 
-The curve file is the record; wandb is an optional mirror of the same rows. The wandb run id is
-kept in the run directory so a resumed run continues the same wandb run.
+The curve file is the record; wandb is an optional mirror of the same rows, and at the end of the
+final status. The wandb run id is kept in the run directory so a resumed run continues the same
+wandb run.
 """
 
 from __future__ import annotations
@@ -12,12 +13,16 @@ from pathlib import Path
 from typing import Any
 
 from harness.config import LoggingConfig
+from harness.files import read_json
+from harness.loop import Hook, Trainer
+from harness.outcome import outcome_of
 
 
-class WandbMirror:
+class WandbMirror(Hook):
     def __init__(self, cfg: LoggingConfig, run_dir: Path, run_name: str, config: dict[str, Any]):
         import wandb
 
+        self.run_dir = run_dir
         id_file = run_dir / "wandb_id.txt"
         if id_file.exists():
             run_id = id_file.read_text().strip()
@@ -47,5 +52,15 @@ class WandbMirror:
         self.run.log(row, step=step)
         self._last_step = step
 
-    def finish(self, exit_code: int = 0) -> None:
-        self.run.finish(exit_code=exit_code)
+    def on_step(self, trainer: Trainer, row: dict[str, Any]) -> None:
+        self.log(row)
+
+    def on_end(self, trainer: Trainer) -> None:
+        # Runs after the status hook: mirror what status.json records about the finished run.
+        status = read_json(self.run_dir / "status.json")
+        self.run.summary.update({f"final/{k}": v for k, v in status.items()
+                                 if v is not None and k not in ("state", "updated")})
+        self.run.finish()
+
+    def on_error(self, trainer: Trainer, err: BaseException) -> None:
+        self.run.finish(exit_code=outcome_of(err).exit_code)

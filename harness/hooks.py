@@ -1,0 +1,139 @@
+"""The hooks that turn the bare loop (harness/loop.py) into a run: curve file, checkpoints,
+preemption, status.json and the plot. The progress bar and the wandb mirror are hooks too
+(harness/tracking/). train.py lists them in the order they run at each step:
+
+    curve -> progress -> checkpoint (syncs the curve first) -> preemption (may checkpoint, then stop)
+    -> status -> plot -> wandb (mirrors status.json at the end)
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.distributed as dist
+
+from harness.checkpoint import checkpoint_path, save_checkpoint
+from harness.config import RunConfig
+from harness.loop import Hook, Trainer
+from harness.outcome import outcome_of
+from harness.preemption import Preempted, PreemptionWatcher
+from harness.run import COMPLETED, RunDir
+from harness.runtime import Runtime
+from harness.tracking.curve import CurveWriter
+from harness.tracking.plot import plot_curve
+
+
+class CurveHook(Hook):
+    """Appends each step's row to curve.jsonl (rank 0). On start the file is cut back to the step the
+    run resumes from, so replayed steps are written once; a fresh start drops rows of a launch that
+    died before its first checkpoint."""
+
+    def __init__(self, path: Path):
+        self.writer = CurveWriter(path)
+
+    def on_start(self, trainer: Trainer) -> None:
+        self.writer.truncate_after(trainer.step)
+        self.writer.open()
+
+    def on_step(self, trainer: Trainer, row: dict[str, Any]) -> None:
+        self.writer.append(row)
+
+    def sync(self) -> None:
+        self.writer.sync()
+
+    def close(self) -> None:
+        self.writer.close()
+
+
+class CheckpointHook(Hook):
+    """Saves the trainer's state every `every` steps and at the last step (all ranks gather, rank 0
+    writes), keeping the newest `keep`. The curve is fsynced first, so a checkpoint never gets ahead
+    of the rows it covers."""
+
+    def __init__(self, directory: Path, every: int, keep: int, rt: Runtime, curve: CurveHook | None):
+        self.directory, self.every, self.keep, self.rt, self.curve = directory, every, keep, rt, curve
+        self.saved_step: int | None = None
+
+    def on_step(self, trainer: Trainer, row: dict[str, Any]) -> None:
+        if trainer.step % self.every == 0 or trainer.step == trainer.total_steps:
+            self.save(trainer)
+
+    def save(self, trainer: Trainer) -> None:
+        """Checkpoint the current step, unless it already is."""
+        if self.saved_step == trainer.step:
+            return
+        state = trainer.state_dict()  # collective under FSDP: every rank takes part
+        if self.rt.is_main:
+            if self.curve is not None:
+                self.curve.sync()
+            save_checkpoint(self.directory, trainer.step, state, self.keep)
+        self.rt.barrier()
+        self.saved_step = trainer.step
+        trainer.last_checkpoint = checkpoint_path(self.directory, trainer.step).name
+
+
+class PreemptionHook(Hook):
+    """While the loop runs, the preemption signals only set a flag; after the step in which one
+    arrived (on any rank), checkpoint and raise Preempted (exit 75, relaunch to resume)."""
+
+    def __init__(self, signal_names: list[str], checkpoints: CheckpointHook, rt: Runtime):
+        self.watcher, self.checkpoints, self.rt = PreemptionWatcher(signal_names), checkpoints, rt
+
+    def on_start(self, trainer: Trainer) -> None:
+        self.watcher.install()
+
+    def on_step(self, trainer: Trainer, row: dict[str, Any]) -> None:
+        signal_name = self._agreed(self.watcher.requested)
+        if signal_name is not None and trainer.step < trainer.total_steps:
+            self.checkpoints.save(trainer)
+            raise Preempted(trainer.step, signal_name)
+
+    def _agreed(self, requested: str | None) -> str | None:
+        """Stop on every rank if any rank got the signal (ranks may receive it at different steps)."""
+        if not self.rt.distributed:
+            return requested
+        flag = torch.tensor([1.0 if requested else 0.0], device=self.rt.device)
+        dist.all_reduce(flag)
+        return (requested or "SIGTERM") if flag.item() > 0 else None
+
+    def close(self) -> None:
+        self.watcher.restore()
+
+
+class StatusHook(Hook):
+    """Writes status.json when the run ends: completed (with final losses, tokens, FLOPs, parameter
+    counts), or failed / preempted with the reason, the step and the last checkpoint (rank 0)."""
+
+    def __init__(self, run: RunDir):
+        self.run = run
+        self.started = time.time()
+        self.resumed_from: int | None = None
+
+    def on_start(self, trainer: Trainer) -> None:
+        self.started = time.time()
+        self.resumed_from = trainer.step or None
+
+    def on_end(self, trainer: Trainer) -> None:
+        self.run.write_status(COMPLETED, **trainer.summary(), resumed_from=self.resumed_from,
+                              wall_s_this_launch=time.time() - self.started, **trainer.counts)
+
+    def on_error(self, trainer: Trainer, err: BaseException) -> None:
+        outcome = outcome_of(err)
+        # A non-finite loss names the step that produced it (not completed); others stop after trainer.step.
+        self.run.write_status(outcome.state, reason=outcome.reason, step=getattr(err, "step", trainer.step),
+                              last_checkpoint=trainer.last_checkpoint, **trainer.counts)
+
+
+class PlotHook(Hook):
+    """Renders curve.png from the curve file when the run completes (rank 0)."""
+
+    def __init__(self, run: RunDir, cfg: RunConfig):
+        self.run, self.cfg = run, cfg
+
+    def on_end(self, trainer: Trainer) -> None:
+        params = trainer.counts["params"] / 1e6
+        title = f"{self.cfg.name}: {self.cfg.model.arch} {params:.2f}M params, {self.cfg.schedule.name}"
+        plot_curve(self.run.curve_file, self.run.plot_file, title=title)

@@ -1,4 +1,5 @@
-"""Unit tests of the run's building blocks: eval steps, curve file, checkpoints, config checks."""
+"""Unit tests of the run's building blocks: eval steps, val loss, curve file, checkpoints, config
+checks and the run identity (device and precision included)."""
 
 from __future__ import annotations
 
@@ -9,10 +10,12 @@ import torch
 
 from harness.checkpoint import list_checkpoints, load_checkpoint, save_checkpoint
 from harness.config import ConfigError, RunConfig, to_run_config
-from harness.loop import eval_steps
+from harness.identity import check_same_run, config_hash, resolve_run_dir
+from harness.loop import evaluate, eval_steps
 from harness.optim.optimizers import param_groups
 from harness.tracking.curve import CurveWriter, read_curve
-from harness.train import check_resume_compatible, config_yaml
+from harness.runtime import Runtime
+from harness.train import config_yaml
 
 
 def test_eval_steps_log_spaced_periodic_boundaries_and_last():
@@ -73,10 +76,10 @@ def test_resume_compatibility_allows_cadence_changes_only():
     saved = config_yaml(cfg)
     cfg.train.eval_every = 7
     cfg.logging.wandb = True
-    check_resume_compatible(saved, cfg)  # fine: no numbers change
+    check_same_run(saved, cfg)  # fine: no numbers change
     cfg.optim.lr = 1.0
     with pytest.raises(ConfigError, match="optim.lr"):
-        check_resume_compatible(saved, cfg)
+        check_same_run(saved, cfg)
 
 
 def test_weight_decay_on_matrices_not_vectors():
@@ -93,15 +96,116 @@ def test_weight_decay_on_matrices_not_vectors():
             assert ndims == {2} and group["weight_decay"] == 0.1
 
 
+def hashed(overrides: dict) -> RunConfig:
+    cfg = to_run_config({"run_dir": "runs/sweep/{hash}", **overrides})
+    cfg.run_dir = resolve_run_dir(cfg)  # what harness.train does after to_run_config
+    return cfg
+
+
 def test_run_identity_hash_ignores_cadence_and_logging_only():
-    from harness.identity import config_hash, resolve_run_dir
+    base = hashed({})
+    assert base.run_dir.startswith("runs/sweep/") and len(base.run_dir.split("/")[-1]) == 12
+    assert resolve_run_dir(base) == base.run_dir  # idempotent
+    same = hashed({"name": "other", "logging": {"wandb": True}, "train": {"eval_every": 7, "num_threads": 1}})
+    assert same.run_dir == base.run_dir
+    different = hashed({"optim": {"lr": 1e-2}})
+    assert different.run_dir != base.run_dir
+    assert config_hash(base) == base.run_dir.split("/")[-1]
 
-    def run_dir(cfg: dict) -> str:
-        return resolve_run_dir(to_run_config({"run_dir": "runs/sweep/{hash}", **cfg}))
 
-    base = run_dir({})
-    assert base.startswith("runs/sweep/") and len(base.split("/")[-1]) == 12
-    same = run_dir({"name": "other", "logging": {"wandb": True}, "train": {"eval_every": 7, "num_threads": 1}})
-    assert same == base
-    assert run_dir({"optim": {"lr": 1e-2}}) != base
-    assert config_hash(to_run_config({})) == base.split("/")[-1]
+def test_device_and_precision_are_part_of_the_identity():
+    here = "cuda" if torch.cuda.is_available() else "cpu"
+    other = "cpu" if here == "cuda" else "cuda"
+    implied = {"cuda": "bf16", "cpu": "fp32"}
+    auto = hashed({})
+    # `auto` is what it resolves to on this machine: the explicit equivalent is the same run.
+    assert hashed({"train": {"device": here}}).run_dir == auto.run_dir
+    assert hashed({"train": {"device": here, "precision": implied[here]}}).run_dir == auto.run_dir
+    # Other hardware, or another precision, is another run.
+    assert hashed({"train": {"device": other}}).run_dir != auto.run_dir
+    assert hashed({"train": {"precision": implied[other]}}).run_dir != auto.run_dir
+
+
+def test_resume_check_refuses_other_device_or_precision():
+    cfg = to_run_config({"run_dir": "runs/x", "train": {"device": "cpu", "precision": "fp32"}})
+    saved = config_yaml(cfg)
+    check_same_run(saved, to_run_config({"run_dir": "runs/x", "train": {"device": "cpu"}}))  # auto precision = fp32
+    with pytest.raises(ConfigError, match="train.device"):
+        check_same_run(saved, to_run_config({"run_dir": "runs/x", "train": {"device": "cuda"}}))
+    with pytest.raises(ConfigError, match="train.precision"):
+        check_same_run(saved, to_run_config({"run_dir": "runs/x", "train": {"device": "cpu", "precision": "bf16"}}))
+
+
+def test_val_loss_is_token_weighted_over_all_windows_whatever_the_micro_batch():
+    """10 windows in micro-batches of 4 (4+4+2) or 3 (3+3+3+1): the smaller last chunk must not
+    weigh more than its tokens. Both equal one full-batch cross-entropy."""
+    torch.manual_seed(0)
+    vocab, seq = 50, 12
+    model = torch.nn.Sequential(torch.nn.Embedding(vocab, 16), torch.nn.Linear(16, vocab)).double()
+    windows = torch.randint(0, vocab, (10, seq + 1))
+    rt = Runtime(device=torch.device("cpu"), autocast_dtype=None)
+    with torch.no_grad():
+        direct = torch.nn.functional.cross_entropy(model(windows[:, :-1]).flatten(0, 1), windows[:, 1:].flatten())
+    by_4 = evaluate(model, list(windows.split(4)), rt)
+    by_3 = evaluate(model, list(windows.split(3)), rt)
+    assert by_4 == pytest.approx(float(direct), abs=1e-6)
+    assert by_3 == pytest.approx(float(direct), abs=1e-6)
+    assert model.training  # left in training mode
+
+
+def test_hooks_see_each_step_then_one_error_path(harness_cache):
+    """The loop calls hooks in order at start, every step, and end; an error raised by a hook reaches
+    every hook's on_error once, closes them all, and propagates."""
+    from harness.loop import Hook, Trainer
+    from harness.models import build_model
+    from harness.train import tokens_rank0_first
+
+    cfg = to_run_config({
+        "model": {"d_model": 16, "n_layers": 1, "n_heads": 2, "max_seq_len": 16},
+        "data": {"max_chars": 300000, "vocab_size": 300, "val_tokens": 4096, "cache_dir": str(harness_cache)},
+        "train": {"steps": 4, "seq_len": 16, "batch_size": 2, "eval_sequences": 2, "eval_every": 4},
+        "schedule": {"warmup_steps": 0}, "run_dir": "unused",
+    })
+    rt = Runtime(device=torch.device("cpu"), autocast_dtype=None)
+    data = tokens_rank0_first(cfg, rt)
+
+    class Record(Hook):
+        def __init__(self, name, events, stop_at=None):
+            self.name, self.events, self.stop_at = name, events, stop_at
+
+        def on_start(self, trainer):
+            self.events.append((self.name, "start", trainer.step))
+
+        def on_step(self, trainer, row):
+            self.events.append((self.name, "step", row["step"], "val_loss" in row))
+            if row["step"] == self.stop_at:
+                raise KeyboardInterrupt
+
+        def on_end(self, trainer):
+            self.events.append((self.name, "end", trainer.step))
+
+        def on_error(self, trainer, err):
+            self.events.append((self.name, "error", type(err).__name__))
+
+        def close(self):
+            self.events.append((self.name, "close"))
+
+    events: list = []
+    trainer = Trainer(cfg, rt, data, build_model(cfg.model))
+    trainer.fit([Record("a", events), Record("b", events)])
+    assert events[:2] == [("a", "start", 0), ("b", "start", 0)]
+    assert [e[2:] for e in events if e[0] == "a" and e[1] == "step"] == [(s, s in trainer.eval_at) for s in (1, 2, 3, 4)]
+    assert {1, 2, 4} <= trainer.eval_at
+    assert events[-4:] == [("a", "end", 4), ("b", "end", 4), ("a", "close"), ("b", "close")]
+    summary = trainer.summary()
+    assert summary["step"] == 4 and summary["tokens"] == 4 * 2 * 16
+    assert summary["flops"] == summary["tokens"] * trainer.compute.flops_per_token
+
+    events.clear()
+    trainer = Trainer(cfg, rt, data, build_model(cfg.model))
+    with pytest.raises(KeyboardInterrupt):
+        trainer.fit([Record("a", events, stop_at=2), Record("b", events)])
+    assert ("b", "step", 2, 2 in trainer.eval_at) not in events  # the raising hook stops the step's remaining hooks
+    assert events[-4:] == [("a", "error", "KeyboardInterrupt"), ("b", "error", "KeyboardInterrupt"),
+                           ("a", "close"), ("b", "close")]
+    assert trainer.step == 2

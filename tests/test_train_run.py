@@ -129,6 +129,35 @@ def test_completed_run_is_skipped(train_env, tmp_path):
     proc = run_train(train_env, f"run_dir={run_dir}", "optim.lr=1e-2")
     assert proc.returncode == 2 and "optim.lr" in proc.stderr
     assert (run_dir / "curve.jsonl").read_bytes() == before
+    # The device is part of the run: `auto` was saved resolved, and the explicit equivalent is the
+    # same run, while the other device (and the precision it implies) is not.
+    saved = yaml.safe_load((run_dir / "config.yaml").read_text())["train"]
+    here = {"cpu": ("cpu", "fp32"), "cuda": ("cuda", "bf16")}[saved["device"]]
+    assert (saved["device"], saved["precision"]) == here
+    other = "cuda" if here[0] == "cpu" else "cpu"
+    proc = run_train(train_env, f"run_dir={run_dir}", f"train.device={here[0]}", f"train.precision={here[1]}")
+    assert proc.returncode == 0 and "already completed" in proc.stdout
+    proc = run_train(train_env, f"run_dir={run_dir}", f"train.device={other}")
+    assert proc.returncode == 2 and "train.device" in proc.stderr
+    assert (run_dir / "curve.jsonl").read_bytes() == before
+
+
+def test_run_killed_after_last_checkpoint_completes_with_its_real_final_losses(train_env, tmp_path):
+    """Killed between its final checkpoint and `completed` in status.json: the relaunch resumes at the
+    last step, trains nothing, and must still report the final losses the curve holds."""
+    run_dir = tmp_path / "run"
+    assert run_train(train_env, f"run_dir={run_dir}").returncode == 0
+    rows = read_rows(run_dir)
+    status_file = run_dir / "status.json"
+    status_file.write_text(json.dumps({"state": "running", "step": 0}))  # what a kill there leaves
+    proc = run_train(train_env, f"run_dir={run_dir}")
+    assert proc.returncode == 0, proc.stderr
+    status = json.loads(status_file.read_text())
+    assert status["state"] == "completed" and status["step"] == 20 and status["resumed_from"] == 20
+    assert status["final_loss"] == rows[-1]["loss"]
+    assert status["final_val_loss"] == [r["val_loss"] for r in rows if "val_loss" in r][-1]
+    assert status["tokens"] == rows[-1]["tokens"] and status["flops"] == rows[-1]["flops"]
+    assert read_rows(run_dir) == rows  # nothing replayed or lost
 
 
 def test_resume_refuses_changed_config(train_env, tmp_path):

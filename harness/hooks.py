@@ -1,9 +1,9 @@
 """The hooks that turn the bare loop (harness/loop.py) into a run: curve file, checkpoints,
 preemption, status.json and the plot. The progress bar and the wandb mirror are hooks too
-(harness/tracking/). train.py lists them in the order they run at each step:
+(harness/tracking/). train.py lists them in the order they run at each point:
 
-    curve -> progress -> checkpoint (syncs the curve first) -> preemption (may checkpoint, then stop)
-    -> status -> plot -> wandb (mirrors status.json at the end)
+    curve -> progress -> checkpoint (fsyncs the curve first) -> status -> plot -> wandb (mirrors
+    status.json at the end) -> preemption (last: may checkpoint, then stops the run)
 """
 
 from __future__ import annotations

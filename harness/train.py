@@ -31,6 +31,8 @@ from harness.outcome import NonFiniteLossError, outcome_of
 from harness.preemption import Preempted, requeue_slurm_job
 from harness.run import COMPLETED, RUNNING, RunDir, RunLockedError
 from harness.runtime import Runtime, setup_runtime, teardown_runtime
+from harness.tracking.progress import ProgressBar
+from harness.tracking.wandb_mirror import WandbMirror
 
 
 def run_training(cfg: RunConfig) -> dict[str, Any]:
@@ -60,23 +62,23 @@ def run_training(cfg: RunConfig) -> dict[str, Any]:
 
 
 def hooks(cfg: RunConfig, run: RunDir, rt: Runtime) -> list[Hook]:
-    """What happens around each step, in order (harness/hooks.py). Files are written by rank 0 only;
-    checkpoints and preemption take every rank (they agree and gather across ranks)."""
-    curve = CurveHook(run.curve_file) if rt.is_main else None
-    checkpoints = CheckpointHook(run.checkpoint_dir, cfg.train.checkpoint_every, cfg.train.keep_checkpoints, rt, curve)
-    main_only: list[Hook] = [StatusHook(run)]
-    if cfg.logging.progress:
-        from harness.tracking.progress import ProgressBar
-
-        main_only.insert(0, ProgressBar())
-    if cfg.logging.plot:
-        main_only.append(PlotHook(run, cfg))
-    if cfg.logging.wandb:
-        from harness.tracking.wandb_mirror import WandbMirror
-
-        main_only.append(WandbMirror(cfg.logging, run.path, cfg.name, dataclasses.asdict(cfg)))
-    every_rank: list[Hook] = [checkpoints, PreemptionHook(cfg.train.preempt_signals, checkpoints, rt)]
-    return [curve, *every_rank, *main_only] if rt.is_main else every_rank  # type: ignore[list-item]
+    """What happens around each step (harness/hooks.py), in order: record the step, checkpoint it,
+    report at the end (wandb after status: it mirrors status.json), and last, stop if preempted (so
+    every other hook has seen the step it stops after). Rank 0 writes the files; checkpoints and
+    preemption take every rank (they gather and agree across ranks)."""
+    rank0, tc = rt.is_main, cfg.train
+    curve = CurveHook(run.curve_file) if rank0 else None
+    checkpoints = CheckpointHook(run.checkpoint_dir, tc.checkpoint_every, tc.keep_checkpoints, rt, curve)
+    hooks = [
+        curve,
+        ProgressBar() if rank0 and cfg.logging.progress else None,
+        checkpoints,
+        StatusHook(run) if rank0 else None,
+        PlotHook(run, cfg) if rank0 and cfg.logging.plot else None,
+        WandbMirror(cfg.logging, run.path, cfg.name, dataclasses.asdict(cfg)) if rank0 and cfg.logging.wandb else None,
+        PreemptionHook(tc.preempt_signals, checkpoints, rt),
+    ]
+    return [hook for hook in hooks if hook is not None]
 
 
 def tokens_rank0_first(cfg: RunConfig, rt: Runtime) -> TokenData:

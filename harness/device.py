@@ -4,6 +4,8 @@ and resume alike, and a run never silently continues on other hardware)."""
 
 from __future__ import annotations
 
+from harness.config import TrainConfig
+
 
 def resolve_device(requested: str) -> str:
     """auto -> cuda when a GPU is visible, else cpu; an explicit device is kept as given."""
@@ -21,7 +23,7 @@ def resolve_precision(requested: str, device: str) -> str:
     return "bf16" if resolve_device(device) == "cuda" else "fp32"
 
 
-def resolve_hardware(train_cfg) -> None:
+def resolve_hardware(train_cfg: TrainConfig) -> None:
     """Replace `auto` in train.device / train.precision by what it means here (in place)."""
     train_cfg.device = resolve_device(train_cfg.device)
     train_cfg.precision = resolve_precision(train_cfg.precision, train_cfg.device)

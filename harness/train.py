@@ -69,7 +69,7 @@ def hooks(cfg: RunConfig, run: RunDir, rt: Runtime) -> list[Hook]:
     rank0, tc = rt.is_main, cfg.train
     curve = CurveHook(run.curve_file) if rank0 else None
     checkpoints = CheckpointHook(run.checkpoint_dir, tc.checkpoint_every, tc.keep_checkpoints, rt, curve)
-    hooks = [
+    ordered = [
         curve,
         ProgressBar() if rank0 and cfg.logging.progress else None,
         checkpoints,
@@ -78,7 +78,7 @@ def hooks(cfg: RunConfig, run: RunDir, rt: Runtime) -> list[Hook]:
         WandbMirror(cfg.logging, run.path, cfg.name, dataclasses.asdict(cfg)) if rank0 and cfg.logging.wandb else None,
         PreemptionHook(tc.preempt_signals, checkpoints, rt),
     ]
-    return [hook for hook in hooks if hook is not None]
+    return [hook for hook in ordered if hook is not None]
 
 
 def tokens_rank0_first(cfg: RunConfig, rt: Runtime) -> TokenData:

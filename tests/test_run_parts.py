@@ -153,21 +153,50 @@ def test_val_loss_is_token_weighted_over_all_windows_whatever_the_micro_batch():
     assert model.training  # left in training mode
 
 
+CPU = Runtime(device=torch.device("cpu"), autocast_dtype=None)
+
+
+def tiny_run(cache, **train):
+    """A validated config for a one-layer model on the embedded text, and its tokens (in-process)."""
+    from harness.train import tokens_rank0_first
+
+    cfg = to_run_config({
+        "model": {"d_model": 16, "n_layers": 1, "n_heads": 2, "max_seq_len": 16},
+        "data": {"max_chars": 300000, "vocab_size": 300, "val_tokens": 4096, "cache_dir": str(cache)},
+        "train": {"seq_len": 16, **train}, "schedule": {"warmup_steps": 0}, "run_dir": "unused",
+    })
+    return cfg, tokens_rank0_first(cfg, CPU)
+
+
+def test_trainer_val_loss_does_not_depend_on_the_micro_batch(harness_cache):
+    """The run's fixed val set (10 windows) evaluated in micro-batches of 4 (4+4+2) and of 3
+    (3+3+3+1) by the same model: one value, the full-batch cross-entropy."""
+    from harness.loop import Trainer, evaluate
+    from harness.models import build_model
+
+    values = []
+    for micro in (4, 3):
+        cfg, data = tiny_run(harness_cache, steps=2, batch_size=12, micro_batch_size=micro, eval_sequences=10)
+        torch.manual_seed(0)
+        trainer = Trainer(cfg, CPU, data, build_model(cfg.model))
+        assert [len(b) for b in trainer.val][-1] == {4: 2, 3: 1}[micro]  # an uneven last chunk
+        values.append(evaluate(trainer.model, trainer.val, CPU))
+    windows = torch.cat(trainer.val)
+    with torch.no_grad():
+        direct = torch.nn.functional.cross_entropy(trainer.model(windows[:, :-1]).flatten(0, 1).double(),
+                                                   windows[:, 1:].flatten())
+    assert values[0] == pytest.approx(values[1], abs=1e-6)
+    assert values[0] == pytest.approx(float(direct), abs=1e-6)
+
+
 def test_hooks_see_each_step_then_one_error_path(harness_cache):
     """The loop calls hooks in order at start, every step, and end; an error raised by a hook reaches
     every hook's on_error once, closes them all, and propagates."""
     from harness.loop import Hook, Trainer
     from harness.models import build_model
-    from harness.train import tokens_rank0_first
 
-    cfg = to_run_config({
-        "model": {"d_model": 16, "n_layers": 1, "n_heads": 2, "max_seq_len": 16},
-        "data": {"max_chars": 300000, "vocab_size": 300, "val_tokens": 4096, "cache_dir": str(harness_cache)},
-        "train": {"steps": 4, "seq_len": 16, "batch_size": 2, "eval_sequences": 2, "eval_every": 4},
-        "schedule": {"warmup_steps": 0}, "run_dir": "unused",
-    })
-    rt = Runtime(device=torch.device("cpu"), autocast_dtype=None)
-    data = tokens_rank0_first(cfg, rt)
+    cfg, data = tiny_run(harness_cache, steps=4, batch_size=2, eval_sequences=2, eval_every=4)
+    rt = CPU
 
     class Record(Hook):
         def __init__(self, name, events, stop_at=None):

@@ -104,16 +104,22 @@ def wait_rows(curve: Path, n: int, timeout: float = 120, proc: subprocess.Popen 
 
 
 def release_when_requeued(job: str, env: dict[str, str], done, timeout: float = 120) -> list[str]:
-    """After a requeue, Slurm holds the job (Reason=BeginTime) for a while; start it now instead.
+    """After a requeue, Slurm holds the job (Reason=BeginTime) for a while; start it sooner instead.
+
+    Not in the same second as the requeue: slurmd revokes the old launch credential with a
+    one-second resolution, so a relaunch within that second is killed ("Job credential revoked").
     Returns the squeue states seen."""
     seen: list[str] = []
+    pending_since: float | None = None
     deadline = time.time() + timeout
     while time.time() < deadline and not done():
         state = slurm("squeue", "-h", "-j", job, "-o", "%T", env=env, check=False)
         if state and (not seen or seen[-1] != state):
             seen.append(state)
         if state == "PENDING":
-            slurm("scontrol", "update", f"JobId={job}", "StartTime=now", env=env, check=False)
+            pending_since = pending_since or time.time()
+            if time.time() - pending_since >= 2.0:
+                slurm("scontrol", "update", f"JobId={job}", "StartTime=now", env=env, check=False)
         time.sleep(0.5)
     return seen
 

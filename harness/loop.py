@@ -27,8 +27,8 @@ from harness.data.batches import train_batch, val_batches
 from harness.data.tokens import TokenData
 from harness.models import mup
 from harness.models.flops import flops_per_token
-from harness.optim.optimizers import build_optimizer, set_lr
-from harness.optim.schedules import Schedule, build_schedule
+from harness.optim.routing import build_optimizer, set_lr
+from harness.schedules import Schedule, build_schedule
 from harness.outcome import NonFiniteLossError
 from harness.parallel import ParallelModel, wrap
 from harness.runtime import Runtime

@@ -1,6 +1,6 @@
 """Optimizers: one registered config class per optimizer, owning its fields, their validation and
 how it builds the torch optimizer. Pure Python at import time (torch is imported inside `build`),
-so harness.config can import it; the role routing and grouping live in harness/optim/optimizers.py.
+so harness.config can import it; the role routing and grouping live in harness/optim/routing.py.
 
 | optim.name | class          | updates                                                   |
 |------------|----------------|-----------------------------------------------------------|

@@ -114,7 +114,7 @@ def _fully_shard(module: nn.Module, rt: Runtime) -> None:
     # when the run is fp32 (CPU), so FSDP matches single-process numerics there.
     policy = MixedPrecisionPolicy(param_dtype=rt.autocast_dtype, reduce_dtype=torch.float32)
     # fully_shard swaps every parameter for a new (DTensor) one: carry the role tags across,
-    # since the optimizer routes parameters by role (harness.optim.optimizers).
+    # since the optimizer routes parameters by role (harness.optim.routing).
     tags = {name: spec_of(p) for name, p in module.named_parameters()}
     for block in _blocks(module):
         fully_shard(block, mp_policy=policy)

@@ -26,8 +26,8 @@ from harness.config import DataConfig, ModelConfig, MupConfig, optim_config, sch
 from harness.data.batches import train_batch, val_batches
 from harness.data.tokens import prepare_tokens
 from harness.models import build_model, mup
-from harness.optim.optimizers import build_optimizer, set_lr
-from harness.optim.schedules import build_schedule
+from harness.optim.routing import build_optimizer, set_lr
+from harness.schedules import build_schedule
 
 
 def train_once(data, width: int, log2_lr: float, use_mup: bool, args, val) -> float:

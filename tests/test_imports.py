@@ -135,7 +135,7 @@ def test_the_graph_sees_function_level_and_package_imports():
     # models.roles (which runs the package harness.models first).
     assert "harness.schedules" in graph["harness.config"]
     assert "harness.models" in graph["harness.export"]
-    assert {"harness.models", "harness.models.roles"} <= graph["harness.optim.optimizers"]
+    assert {"harness.models", "harness.models.roles"} <= graph["harness.optim.routing"]
     assert "harness.config" not in graph["harness.archs"]  # only under TYPE_CHECKING
 
 

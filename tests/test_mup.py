@@ -23,8 +23,8 @@ from harness.models import ParamRole, build_model, param_roles
 from harness.models.coord_check import coord_check
 from harness.models.mup import optimizer_multipliers
 from harness.models.roles import InitKind, spec_of
-from harness.optim.optimizers import build_optimizer, set_lr
-from harness.optim.schedules import build_schedule
+from harness.optim.routing import build_optimizer, set_lr
+from harness.schedules import build_schedule
 
 ROLES_FILE = Path(__file__).resolve().parent / "data" / "mup_roles_tiny.json"
 CPU = torch.device("cpu")

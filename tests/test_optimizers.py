@@ -16,7 +16,7 @@ from harness.config import ConfigError, ModelConfig, OptimConfig, optim_config, 
 from harness.models import ParamRole, build_model, param_roles
 from harness.models.roles import InitKind, ParamSpec, tag
 from harness.optim.lion import Lion
-from harness.optim.optimizers import MultiOptimizer, build_optimizer, param_groups, set_lr
+from harness.optim.routing import MultiOptimizer, build_optimizer, param_groups, set_lr
 
 CPU = torch.device("cpu")
 E, H, R, V = ParamRole.EMBEDDING, ParamRole.HIDDEN, ParamRole.READOUT, ParamRole.VECTOR

@@ -12,7 +12,7 @@ from harness.checkpoint import list_checkpoints, load_checkpoint, save_checkpoin
 from harness.config import ConfigError, RunConfig, to_run_config
 from harness.identity import check_same_run, config_hash, resolve_run_dir
 from harness.loop import evaluate, eval_steps
-from harness.optim.optimizers import param_groups
+from harness.optim.routing import param_groups
 from harness.tracking.curve import CurveWriter, read_curve
 from harness.runtime import Runtime
 from harness.train import config_yaml

@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 
 from harness.config import ConfigError, schedule_config, to_run_config
-from harness.optim.schedules import build_schedule
+from harness.schedules import build_schedule
 
 
 def sched(name, total=100, peak=1.0, **kw):

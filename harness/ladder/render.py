@@ -68,7 +68,7 @@ def plot_schedules(runs: Sequence[PlannedRun], path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from harness.optim.schedules import build_schedule
+    from harness.schedules import build_schedule
 
     fig, ax = plt.subplots(figsize=(8, 4.5))
     for run in runs:

@@ -12,7 +12,7 @@ import torch.nn.functional as F
 from harness.config import ModelConfig
 from harness.models import build_model
 from harness.models.mup import optimizer_multipliers
-from harness.optim.optimizers import build_optimizer
+from harness.optim.routing import build_optimizer
 from harness.optimizers import OptimConfig
 
 

@@ -108,6 +108,6 @@ def wd_multipliers(model_cfg: ModelConfig, optim_cfg: OptimConfig) -> dict[Param
 
 
 def optimizer_multipliers(model_cfg: ModelConfig, optim_cfg: OptimConfig) -> dict[str, Mapping[ParamRole, float]]:
-    """Keyword arguments for harness.optim.optimizers.build_optimizer."""
+    """Keyword arguments for harness.optim.routing.build_optimizer."""
     return {"lr_multipliers": lr_multipliers(model_cfg, optim_cfg),
             "wd_multipliers": wd_multipliers(model_cfg, optim_cfg)}

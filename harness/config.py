@@ -334,6 +334,26 @@ def optim_config(name: str, **fields: Any) -> OptimConfig:
     return cfg
 
 
+RUN_DIR_RESOLVER = "harness_run_dir"
+
+
+def default_run_dir(single_run_dir: str) -> str:
+    """The run directory when the user gives none: `single_run_dir` (conf/config.yaml: runs/<name>)
+    for a single run, and `<hydra.sweep.dir>/{hash}` for each job of a Hydra multirun, so the jobs of
+    a sweep get one directory each (named by the identity hash, harness/identity.py) and a relaunch
+    into the same sweep dir finds, and skips, the runs that finished. An explicit `run_dir=...`
+    replaces this interpolation and always wins."""
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    if not HydraConfig.initialized():  # composed outside a Hydra app (e.g. the ladder's compose)
+        return single_run_dir
+    hydra_cfg = HydraConfig.get()
+    if hydra_cfg.mode != RunMode.MULTIRUN:
+        return single_run_dir
+    return f"{hydra_cfg.sweep.dir}/{{hash}}"
+
+
 def register_configs() -> None:
     """Give Hydra the run's skeleton as `base_run` (conf/config.yaml lists it first).
 
@@ -345,6 +365,8 @@ def register_configs() -> None:
     from hydra.core.config_store import ConfigStore
     from omegaconf import OmegaConf
 
+    # conf/config.yaml's `run_dir: ${harness_run_dir:runs/${name}}`; replace=True: registering twice is fine.
+    OmegaConf.register_new_resolver(RUN_DIR_RESOLVER, default_run_dir, replace=True)
     skeleton = OmegaConf.create({**{group: {} for group in SECTIONS}, "run_dir": RunConfig.run_dir,
                                  "name": RunConfig.name})
     for group in SECTIONS:

@@ -45,3 +45,35 @@ def test_two_launches_never_write_one_run(train_env, tmp_path):
     assert first.wait(timeout=600) == 0
     rows = [json.loads(line)["step"] for line in (run_dir / "curve.jsonl").read_text().splitlines()]
     assert rows == list(range(1, 401))
+
+
+def _hash_dirs(sweep):
+    return sorted(p for p in sweep.iterdir() if p.is_dir() and (p / "config.yaml").is_file())
+
+
+def test_multirun_without_run_dir_gets_one_hash_dir_per_job_and_relaunch_skips(train_env, tmp_path):
+    """`-m` with no run_dir: each job defaults to <hydra.sweep.dir>/<hash>, not one shared runs/<name>."""
+    sweep = tmp_path / "sweep"
+    cmd = [sys.executable, "-m", "harness.train", "-m", *TINY, f"hydra.sweep.dir={sweep}", "optim.lr=1e-3,2e-3"]
+    proc = subprocess.run(cmd, cwd=tmp_path, env=train_env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    runs = _hash_dirs(sweep)
+    assert len(runs) == 2 and all(len(p.name) == 12 for p in runs), [p.name for p in sweep.iterdir()]
+    assert not (tmp_path / "runs").exists()  # nothing went to the single-run default
+    assert sorted(yaml.safe_load((p / "config.yaml").read_text())["optim"]["lr"] for p in runs) == [1e-3, 2e-3]
+    for p in runs:
+        assert yaml.safe_load((p / "config.yaml").read_text())["run_dir"] == str(p)
+        assert json.loads((p / "status.json").read_text())["state"] == "completed"
+    before = {p: (p / "curve.jsonl").read_bytes() for p in runs}
+    again = subprocess.run(cmd, cwd=tmp_path, env=train_env, capture_output=True, text=True, timeout=600)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert again.stdout.count("already completed; skipping") == 2, again.stdout[-3000:]
+    assert _hash_dirs(sweep) == runs
+    assert all((p / "curve.jsonl").read_bytes() == before[p] for p in runs)
+
+
+def test_single_run_without_run_dir_keeps_runs_name(train_env, tmp_path):
+    proc = subprocess.run([sys.executable, "-m", "harness.train", *TINY, "name=solo"], cwd=tmp_path, env=train_env,
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert json.loads((tmp_path / "runs" / "solo" / "status.json").read_text())["state"] == "completed"

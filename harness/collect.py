@@ -9,6 +9,8 @@ Every run directory below SWEEP_DIR (any depth; a directory holding both `config
 | `model.d_model`, `optim.lr`, ... | the run's resolved config, flattened (lists as JSON text) |
 | `N`, `N_non_embedding`, `N_active` | parameters: all, without the embedding, used per token (MoE) |
 | `D` | tokens trained on (status.json `tokens`; else the curve's last row) |
+| `unique_tokens`, `epochs` | size of the training split in tokens, and D / unique_tokens (> 1: D repeats |
+|  | data; see harness/data/repetition.py); from status.json, else the curve; empty for older runs |
 | `flops`, `C` | training FLOPs (tokens x FLOPs/token of harness/models/flops.py); `C` is the same |
 |  | number under the name the fitting stage reads (it then uses it instead of 6ND) |
 | `flops_per_token` | training FLOPs per token |
@@ -44,7 +46,8 @@ from harness.identity import flatten
 from harness.tracking.curve import CurveFileError, read_curve
 
 # Leading columns, in this order; the flattened config follows.
-SUMMARY_COLUMNS = ("name", "status", "step", "N", "N_non_embedding", "N_active", "D", "flops", "C",
+SUMMARY_COLUMNS = ("name", "status", "step", "N", "N_non_embedding", "N_active", "D", "unique_tokens", "epochs",
+                   "flops", "C",
                    "flops_per_token", "loss", "loss_source", "final_loss", "final_val_loss", "min_val_loss",
                    "curve", "run_dir")
 
@@ -104,6 +107,10 @@ def collect_run(run_dir: Path) -> dict[str, Any]:
     tokens = status.get("tokens")
     if tokens is None and rows:
         tokens = rows[-1].get("tokens")
+    unique_tokens = status.get("unique_tokens")
+    if unique_tokens is None:
+        unique_tokens = next((r["unique_tokens"] for r in reversed(rows) if "unique_tokens" in r), None)
+    epochs = tokens / unique_tokens if tokens is not None and unique_tokens else None
     flops_total = status.get("flops")
     if flops_total is None and tokens is not None and counts["flops_per_token"] is not None:
         flops_total = tokens * counts["flops_per_token"]
@@ -120,7 +127,7 @@ def collect_run(run_dir: Path) -> dict[str, Any]:
 
     row = {
         "name": config.get("name"), "status": state, "step": status.get("step"), **counts,
-        "D": tokens, "flops": flops_total, "C": flops_total, "loss": loss, "loss_source": source,
+        "D": tokens, "unique_tokens": unique_tokens, "epochs": epochs, "flops": flops_total, "C": flops_total, "loss": loss, "loss_source": source,
         "final_loss": final_loss, "final_val_loss": final_val,
         "min_val_loss": min(val_losses) if val_losses else None,
         "curve": str(curve_path) if curve_path.is_file() else None, "run_dir": str(run_dir),
@@ -140,9 +147,9 @@ def collect(root: Path) -> pd.DataFrame:
     lead = [c for c in SUMMARY_COLUMNS if c in frame.columns]
     rest = sorted(c for c in frame.columns if c not in lead)
     frame = frame[lead + rest]
-    for col in ("step", "N", "N_non_embedding", "N_active", "D"):
+    for col in ("step", "N", "N_non_embedding", "N_active", "D", "unique_tokens"):
         frame[col] = pd.to_numeric(frame[col], errors="coerce").astype("Int64")
-    for col in ("flops", "C", "flops_per_token", "loss", "final_loss", "final_val_loss", "min_val_loss"):
+    for col in ("epochs", "flops", "C", "flops_per_token", "loss", "final_loss", "final_val_loss", "min_val_loss"):
         frame[col] = pd.to_numeric(frame[col], errors="coerce").astype("float64")
     # Mixed-type config columns (e.g. null in one run, a number in another) must be one type for parquet.
     for col in rest:

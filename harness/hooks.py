@@ -124,7 +124,8 @@ class StatusHook(Hook):
         outcome = outcome_of(err)
         # A non-finite loss names the step that produced it (not completed); others stop after trainer.step.
         self.run.write_status(outcome.state, reason=outcome.reason, step=getattr(err, "step", trainer.step),
-                              last_checkpoint=trainer.last_checkpoint, **trainer.counts)
+                              last_checkpoint=trainer.last_checkpoint, unique_tokens=trainer.unique_tokens,
+                              **trainer.counts)
 
 
 class PlotHook(Hook):

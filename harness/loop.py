@@ -24,6 +24,7 @@ from torch import nn
 from harness.checkpoint import load_checkpoint
 from harness.config import ConfigError, RunConfig
 from harness.data.batches import train_batch, val_batches
+from harness.data.repetition import epochs
 from harness.data.tokens import TokenData
 from harness.models import mup
 from harness.models.flops import flops_per_token
@@ -161,6 +162,7 @@ class Trainer:
         self.cfg, self.rt, self.data = cfg, rt, data
         self.total_steps = tc.steps
         self.compute = ComputeBudget.of(cfg)
+        self.unique_tokens = data.unique_tokens  # the training split: `epochs` = tokens / this
         self.counts = {**param_counts(model), "flops_per_token": self.compute.flops_per_token}
         # muP's per-role LR and weight-decay factors (empty, i.e. all 1, unless model.mup.enabled).
         multipliers = mup.optimizer_multipliers(cfg.model, cfg.optim)
@@ -206,8 +208,11 @@ class Trainer:
         return self.step
 
     def summary(self) -> dict[str, Any]:
-        """Where the run stands: step, tokens, FLOPs and the last train / val loss."""
-        return {"step": self.step, "tokens": self.compute.tokens(self.step), "flops": self.compute.flops(self.step),
+        """Where the run stands: step, tokens (with the training split's unique tokens and the epochs
+        over it), FLOPs and the last train / val loss."""
+        tokens = self.compute.tokens(self.step)
+        return {"step": self.step, "tokens": tokens, "unique_tokens": self.unique_tokens,
+                "epochs": epochs(tokens, self.unique_tokens), "flops": self.compute.flops(self.step),
                 "final_loss": self.last_loss, "final_val_loss": self.last_val_loss}
 
     # ---- one step ----------------------------------------------------------------------
@@ -242,6 +247,8 @@ class Trainer:
         return {
             "step": step,
             "tokens": self.compute.tokens(step),
+            "unique_tokens": self.unique_tokens,
+            "epochs": epochs(self.compute.tokens(step), self.unique_tokens),
             "flops": self.compute.flops(step),
             "lr": self.cfg.optim.lr * multiplier,
             "loss": loss_value,

@@ -21,6 +21,7 @@ from omegaconf import OmegaConf
 
 from harness.checkpoint import latest_checkpoint
 from harness.config import ConfigError, RunConfig, register_configs, to_run_config
+from harness.data.repetition import repetition_warning
 from harness.data.tokens import TokenData, prepare_tokens
 from harness.device import resolve_hardware
 from harness.hooks import CheckpointHook, CurveHook, PlotHook, PreemptionHook, StatusHook
@@ -50,6 +51,7 @@ def run_training(cfg: RunConfig) -> dict[str, Any]:
     try:
         data = tokens_rank0_first(cfg, rt)
         if rt.is_main:
+            warn_if_repeating(cfg, data)
             start_run_dir(run, cfg, rt, data)
         torch.manual_seed(cfg.train.seed)  # model init is a function of the seed alone
         trainer = Trainer(cfg, rt, data, build_model(cfg.model).to(rt.device))
@@ -96,12 +98,20 @@ def tokens_rank0_first(cfg: RunConfig, rt: Runtime) -> TokenData:
     return data
 
 
+def warn_if_repeating(cfg: RunConfig, data: TokenData) -> None:
+    """Say on stderr, before any step, when the planned tokens exceed the training split's unique tokens."""
+    planned = cfg.train.steps * cfg.train.batch_size * cfg.train.seq_len
+    message = repetition_warning(planned, data.unique_tokens)
+    if message:
+        print(f"[harness] {message}", file=sys.stderr)
+
+
 def start_run_dir(run: RunDir, cfg: RunConfig, rt: Runtime, data: TokenData) -> None:
     """Write the resolved config, the environment, `running` and the tokenizer (export needs it)."""
     run.write_config(config_yaml(cfg))
     run.write_env(seed=cfg.train.seed, device=str(rt.device), world_size=rt.world_size,
                   precision=str(rt.autocast_dtype or torch.float32), data_manifest=data.manifest)
-    run.write_status(RUNNING, step=0)
+    run.write_status(RUNNING, step=0, unique_tokens=data.unique_tokens)
     tokenizer_dir = run.path / "tokenizer"
     if not tokenizer_dir.exists():
         tmp = tokenizer_dir.with_name(f".{tokenizer_dir.name}.tmp")

@@ -58,11 +58,16 @@ def test_collect_table_matches_each_run(sweep: Path, capsys) -> None:
             # counts come from the config through harness/models/flops.py when status.json lacks them
             done = parquet[(parquet["status"] == "completed") & (parquet["model.d_model"] == row["model.d_model"])]
             assert row["N"] == done["N"].iloc[0]
+            # unique tokens from the curve rows when status.json lacks them
+            assert row["unique_tokens"] == done["unique_tokens"].iloc[0]
             continue
         assert row["N"] == status["params"]
         assert row["N_non_embedding"] == status["params_non_embedding"]
         assert row["N_active"] == status["params_active"]
         assert row["D"] == status["tokens"]
+        split = json.loads((Path(row["run_dir"]) / "env.json").read_text())["data_manifest"]["split"]
+        assert row["unique_tokens"] == status["unique_tokens"] == split["n_train"]
+        assert row["epochs"] == pytest.approx(row["D"] / split["n_train"])
         assert row["flops"] == pytest.approx(status["flops"]) and row["C"] == pytest.approx(status["flops"])
         assert row["final_loss"] == pytest.approx(status["final_loss"])
         assert row["final_val_loss"] == pytest.approx(status["final_val_loss"])

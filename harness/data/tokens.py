@@ -61,6 +61,11 @@ class TokenData:
     cache_path: Path
 
     @property
+    def unique_tokens(self) -> int:
+        """Size of the training split in tokens (what `epochs` divides by, harness/data/repetition.py)."""
+        return int(self.train.shape[0])
+
+    @property
     def eos_id(self) -> int:
         return int(self.tokenizer.eos_token_id)
 

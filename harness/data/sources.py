@@ -5,6 +5,8 @@ Three kinds of source:
     The `pydoc_data.topics` help pages (English prose) plus the standard library's own `.py`
     sources. Documents are put in a fixed pseudo-random order (see `embedded_documents`).
   - "hf:<name>": a Hugging Face hub dataset, streamed (`hf_config`, `split`, `text_field`).
+  - "deb:<package>": text from an installed Debian package (harness/data/debian_text.py), e.g.
+    `deb:dict-gcide` (~40 MB of English, `bash scripts/install_debian_text.sh`); offline once installed.
   - a local file, directory or glob of .txt, .jsonl/.json or .parquet files, read through the
     `datasets` builders "text", "json" and "parquet" (streamed: no Arrow copy is written).
     A .txt file is ONE document (its whole content); `text_field` names the column of
@@ -27,6 +29,7 @@ from typing import Any, Optional
 import numpy as np
 
 from harness.config import ConfigError, DataConfig
+from harness.data.debian_text import debian_documents, package_version
 
 # With max_chars unset the embedded source stops here: about 8 MB of its ~14 MB, enough for
 # millions of tokens while the first preparation (BPE training + encoding) stays at seconds.
@@ -53,17 +56,21 @@ def iter_documents(cfg: DataConfig) -> Iterator[str]:
         docs: Iterable[str] = embedded_documents()
     elif kind == "hf":
         docs = hf_documents(cfg)
+    elif kind == "deb":
+        docs = debian_documents(cfg.source[len("deb:"):])
     else:
         docs = local_documents(cfg)
     return _cap_chars(docs, effective_max_chars(cfg))
 
 
 def source_kind(source: str) -> str:
-    """'embedded', 'hf' or 'local'."""
+    """'embedded', 'hf', 'deb' or 'local'."""
     if source == "embedded":
         return "embedded"
     if source.startswith("hf:"):
         return "hf"
+    if source.startswith("deb:"):
+        return "deb"
     return "local"
 
 
@@ -82,6 +89,8 @@ def source_spec(cfg: DataConfig) -> dict[str, Any]:
         spec["python"] = ".".join(map(str, sys.version_info[:3]))
     elif kind == "hf":
         spec.update(hf_config=cfg.hf_config, split=cfg.split, text_field=cfg.text_field)
+    elif kind == "deb":
+        spec["package_version"] = package_version(cfg.source[len("deb:"):])
     else:
         spec["text_field"] = cfg.text_field
     return spec

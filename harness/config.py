@@ -181,6 +181,7 @@ class DataConfig:
       - "embedded": English/technical text that ships with every Python install (pydoc topics and
         the standard library's sources); works offline with no download.
       - "hf:<name>" (optionally with `hf_config`): a dataset from the Hugging Face hub.
+      - "deb:<package>": text from an installed Debian package, e.g. "deb:dict-gcide" (harness/data/debian_text.py).
       - a local path or glob of .txt / .jsonl / .json / .parquet files.
     `tokenizer`: "bpe" trains a byte-level BPE of `vocab_size` on the training text (cached);
       anything else is a pretrained tokenizer name or path for `AutoTokenizer.from_pretrained`.

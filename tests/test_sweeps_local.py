@@ -51,10 +51,14 @@ def _hash_dirs(sweep):
     return sorted(p for p in sweep.iterdir() if p.is_dir() and (p / "config.yaml").is_file())
 
 
-def test_multirun_without_run_dir_gets_one_hash_dir_per_job_and_relaunch_skips(train_env, tmp_path):
+@pytest.mark.parametrize("launcher", ["basic", "submitit_local"])
+def test_multirun_without_run_dir_gets_one_hash_dir_per_job_and_relaunch_skips(train_env, tmp_path, launcher):
     """`-m` with no run_dir: each job defaults to <hydra.sweep.dir>/<hash>, not one shared runs/<name>."""
     sweep = tmp_path / "sweep"
-    cmd = [sys.executable, "-m", "harness.train", "-m", *TINY, f"hydra.sweep.dir={sweep}", "optim.lr=1e-3,2e-3"]
+    cmd = [sys.executable, "-m", "harness.train", "-m", *TINY, f"hydra/launcher={launcher}",
+           f"hydra.sweep.dir={sweep}", "optim.lr=1e-3,2e-3"]
+    if launcher == "submitit_local":
+        cmd += ["hydra.launcher.timeout_min=10", "hydra.launcher.cpus_per_task=1"]
     proc = subprocess.run(cmd, cwd=tmp_path, env=train_env, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     runs = _hash_dirs(sweep)
@@ -67,7 +71,9 @@ def test_multirun_without_run_dir_gets_one_hash_dir_per_job_and_relaunch_skips(t
     before = {p: (p / "curve.jsonl").read_bytes() for p in runs}
     again = subprocess.run(cmd, cwd=tmp_path, env=train_env, capture_output=True, text=True, timeout=600)
     assert again.returncode == 0, again.stderr[-3000:]
-    assert again.stdout.count("already completed; skipping") == 2, again.stdout[-3000:]
+    # submitit_local keeps each job's stdout in its own log file under the sweep dir
+    out = again.stdout if launcher == "basic" else "".join(p.read_text() for p in sweep.rglob("*_log.out"))
+    assert out.count("already completed; skipping") == 2, out[-3000:]
     assert _hash_dirs(sweep) == runs
     assert all((p / "curve.jsonl").read_bytes() == before[p] for p in runs)
 

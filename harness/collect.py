@@ -47,8 +47,7 @@ from harness.tracking.curve import CurveFileError, read_curve
 
 # Leading columns, in this order; the flattened config follows.
 SUMMARY_COLUMNS = ("name", "status", "step", "N", "N_non_embedding", "N_active", "D", "unique_tokens", "epochs",
-                   "flops", "C",
-                   "flops_per_token", "loss", "loss_source", "final_loss", "final_val_loss", "min_val_loss",
+                   "flops", "C", "flops_per_token", "loss", "loss_source", "final_loss", "final_val_loss", "min_val_loss",
                    "curve", "run_dir")
 
 
@@ -127,7 +126,8 @@ def collect_run(run_dir: Path) -> dict[str, Any]:
 
     row = {
         "name": config.get("name"), "status": state, "step": status.get("step"), **counts,
-        "D": tokens, "unique_tokens": unique_tokens, "epochs": epochs, "flops": flops_total, "C": flops_total, "loss": loss, "loss_source": source,
+        "D": tokens, "unique_tokens": unique_tokens, "epochs": epochs, "flops": flops_total, "C": flops_total,
+        "loss": loss, "loss_source": source,
         "final_loss": final_loss, "final_val_loss": final_val,
         "min_val_loss": min(val_losses) if val_losses else None,
         "curve": str(curve_path) if curve_path.is_file() else None, "run_dir": str(run_dir),

@@ -47,8 +47,8 @@ from harness.tracking.curve import CurveFileError, read_curve
 
 # Leading columns, in this order; the flattened config follows.
 SUMMARY_COLUMNS = ("name", "status", "step", "N", "N_non_embedding", "N_active", "D", "unique_tokens", "epochs",
-                   "flops", "C", "flops_per_token", "loss", "loss_source", "final_loss", "final_val_loss", "min_val_loss",
-                   "curve", "run_dir")
+                   "flops", "C", "flops_per_token", "loss", "loss_source", "final_loss", "final_val_loss",
+                   "min_val_loss", "curve", "run_dir")
 
 
 def find_run_dirs(root: Path) -> Iterator[Path]:

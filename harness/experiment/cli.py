@@ -7,11 +7,12 @@ import sys
 from pathlib import Path
 from typing import Sequence
 
+from harness.checks import ConfigError
 from harness.experiment import __doc__ as PACKAGE_DOC
 from harness.experiment.launch import LAUNCHERS, launch
 from harness.experiment.plan import format_plan, plan_experiment, read_plan, write_plan
 from harness.experiment.report import write_report
-from harness.experiment.spec import ExperimentError, load_spec
+from harness.experiment.spec import load_spec
 from harness.experiment.status import format_status, run_states
 
 EXIT_BAD_SPEC, EXIT_ERROR = 2, 1
@@ -82,6 +83,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"wrote {args.dir / 'report.md'}, {args.dir / 'report.json'}"
               + "".join(f", {p}" for p in report.plots) + f" and {args.dir / 'runs.csv'}")
         return 0
-    except ExperimentError as err:
+    except ConfigError as err:  # ExperimentError, or an unknown kind from the registry
         print(f"error: {err}", file=sys.stderr)
         return EXIT_BAD_SPEC

@@ -81,7 +81,8 @@ class GridKind(ExperimentKind):
             keys = list(axes)
             for values in itertools.product(*(axes[k] for k in keys)):
                 requests.append(RunRequest(overrides=tuple(f"{k}={format_value(v)}" for k, v in zip(keys, values)),
-                                           settings=dict(zip(keys, values)), source="grid.axes"))
+                                           settings=dict(zip(keys, values)), source="grid.axes",
+                                           fields=tuple(f"grid.axes.{k}" for k in keys)))
         for i, run in enumerate(params.runs):
             settings = dict(parse_override(item, f"grid.runs[{i}]") for item in run)
             requests.append(RunRequest(overrides=tuple(run), settings=settings, source=f"grid.runs[{i}]"))

@@ -36,6 +36,11 @@ class RunRequest:
     overrides: tuple[str, ...]
     settings: dict[str, Any] = field(default_factory=dict)
     source: str = "spec"  # the spec field it comes from, for error messages (e.g. "grid.runs[2]")
+    # The spec field behind each override (same order), to name the culprit when one fails.
+    fields: tuple[str, ...] = ()
+
+    def field_of(self, i: int) -> str:
+        return self.fields[i] if i < len(self.fields) else self.source
 
 
 @dataclass

@@ -36,6 +36,7 @@ class PlannedRun:
     settings: dict[str, Any]
     N: int
     N_non_embedding: int
+    steps: int
     D: int                # tokens: steps x batch x seq_len
     flops: float          # D x FLOPs per token (harness/models/flops.py)
     est_seconds: Optional[float]
@@ -63,6 +64,12 @@ def compose_run(overrides: Sequence[str], source: str) -> Any:
     return cfg
 
 
+def _blame_one_override(base: Sequence[str], request: RunRequest) -> None:
+    """Raise the error of the first override that fails alone on `base`, naming its spec field."""
+    for i, item in enumerate(request.overrides):
+        compose_run([*base, item], request.field_of(i))
+
+
 def plan_experiment(spec: ExperimentSpec, out_dir: Path, tokens_per_s: Optional[float] = None) -> tuple[list[PlannedRun], list[str]]:
     """The spec's runs, deduplicated by config hash; returns (runs, notes)."""
     from harness.identity import config_hash
@@ -80,7 +87,11 @@ def plan_experiment(spec: ExperimentSpec, out_dir: Path, tokens_per_s: Optional[
     notes: list[str] = []
     seen: dict[str, int] = {}
     for request in requests:
-        cfg = compose_run([*spec.base, *request.overrides], request.source)
+        try:
+            cfg = compose_run([*spec.base, *request.overrides], request.source)
+        except ExperimentError:
+            _blame_one_override(spec.base, request)
+            raise
         run_id = config_hash(cfg)
         if run_id in seen:
             notes.append(f"{' '.join(request.overrides)} is the same run as #{seen[run_id]} ({run_id}); planned once")
@@ -95,7 +106,8 @@ def plan_experiment(spec: ExperimentSpec, out_dir: Path, tokens_per_s: Optional[
         fpt = flops.flops_per_token(model, cfg.train.seq_len)
         runs.append(PlannedRun(index=len(runs), run_id=run_id, overrides=" ".join(request.overrides),
                                settings=dict(request.settings), N=flops.num_params(model),
-                               N_non_embedding=flops.num_params(model, include_embedding=False), D=D,
+                               N_non_embedding=flops.num_params(model, include_embedding=False),
+                               steps=cfg.train.steps, D=D,
                                flops=D * fpt, est_seconds=D / throughput if throughput else None,
                                run_dir=run_dir, train_overrides=train_overrides))
     return runs, notes

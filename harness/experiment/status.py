@@ -41,23 +41,11 @@ def run_states(plan: dict[str, Any]) -> list[RunState]:
                 status = read_json(status_file)
             except (OSError, ValueError):  # being replaced right now: read as running
                 status = {"state": "running"}
-        steps = _planned_steps(run["train_overrides"])
+        steps = run.get("steps")
         out.append(RunState(index=run["index"], run_id=run["run_id"], overrides=run["overrides"],
                             state=status.get("state", NOT_STARTED), step=status.get("step"), steps=steps,
                             reason=status.get("reason"), updated=status.get("updated")))
     return out
-
-
-def _planned_steps(overrides: Sequence[str]) -> Optional[int]:
-    # The last train.steps override wins, as in Hydra; None when the base config's value is used.
-    value = None
-    for item in overrides:
-        if item.startswith("train.steps="):
-            value = item.split("=", 1)[1]
-    try:
-        return int(value) if value is not None else None
-    except ValueError:
-        return None
 
 
 def counts(states: Sequence[RunState]) -> dict[str, int]:

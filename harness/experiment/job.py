@@ -34,6 +34,7 @@ def _job(cfg: Any) -> int:
     from hydra import compose
     from hydra.core.hydra_config import HydraConfig
 
+    from harness.outcome import EXIT_PREEMPTED
     from harness.train import _main
 
     overrides = run_overrides(cfg.experiment_plan, int(cfg.experiment_run), list(cfg.get("experiment_extra") or []))
@@ -43,11 +44,12 @@ def _job(cfg: Any) -> int:
         _main(run_cfg)
     except SystemExit as exit_:
         # harness.train exits with the run's code. In a process of its own (submitit) that is the
-        # job's end, as for `python -m harness.train`; in the basic launcher's shared process it
-        # would end the whole sweep, so the code is returned and the next run starts. `run`
-        # reads every run's status.json afterwards either way.
+        # job's end, as for `python -m harness.train`; in the basic launcher's shared process a
+        # failed run would end the whole sweep, so its code is returned and the next run starts.
+        # A preemption (a signal: Ctrl-C, SIGTERM) does stop the sweep. `run` reads every run's
+        # status.json afterwards either way.
         code = exit_.code if isinstance(exit_.code, int) else 1
-        if not in_process or code == 0:
+        if not in_process or code in (0, EXIT_PREEMPTED):
             raise
         print(f"[experiment] run {cfg.experiment_run} ended with exit code {code}", flush=True)
         return code

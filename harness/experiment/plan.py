@@ -120,7 +120,7 @@ def plan_csv(runs: Sequence[PlannedRun]) -> str:
     for run in runs:
         row = run.row()
         row["flops"] = f"{run.flops:.6g}"
-        row["est_seconds"] = "" if run.est_seconds is None else f"{run.est_seconds:.1f}"
+        row["est_seconds"] = "" if run.est_seconds is None else f"{run.est_seconds:.6g}"
         writer.writerow(row)
     return buffer.getvalue()
 

@@ -259,3 +259,97 @@ def test_preempted_local_run_resumes_on_relaunch(module_env, tmp_path):
     final = json.loads(curve.with_name("status.json").read_text())
     assert final["state"] == "completed" and final["resumed_from"] == stopped
     assert [r["step"] for r in read_rows(curve.parent)] == list(range(1, 401))
+
+
+# ---- the same experiment through a real Slurm (tests/slurm_helpers.py; marked slurm) ----------
+
+@pytest.fixture(scope="module")
+def slurm_grid(slurm_env, tmp_path_factory) -> tuple[Path, subprocess.CompletedProcess]:
+    """grid_tiny launched with --no-wait on the test cluster, then waited for through `status`."""
+    out = tmp_path_factory.mktemp("slurm_grid") / "exp"
+    proc = experiment(slurm_env, "run", TINY_GRID, "--dir", str(out), "--launcher", "slurm_cpu", "--no-wait")
+    deadline = time.time() + 300
+    while proc.returncode == 0 and time.time() < deadline:
+        if "4 run(s): 4 completed" in experiment(slurm_env, "status", str(out)).stdout:
+            break
+        time.sleep(1)
+    return out, proc
+
+
+@pytest.mark.slurm
+def test_slurm_runs_the_experiment_as_one_job_array(slurm_grid, slurm_env):
+    from slurm_helpers import array_job_id, slurm
+
+    out, proc = slurm_grid
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert "submitted job" in proc.stdout and "the launcher waits in the background" in proc.stdout
+    status = experiment(slurm_env, "status", str(out)).stdout
+    assert "4 run(s): 4 completed" in status, status
+    (launch,) = (out / "launches").iterdir()
+    job = array_job_id(launch)
+    expected = [f"{job}_{i}|COMPLETED" for i in range(4)]
+    for _ in range(40):  # accounting lags the job's end by a second or so
+        acct = sorted(slurm("sacct", "-n", "-X", "-P", "-j", job, "-o", "JobID,State", env=slurm_env).splitlines())
+        if acct == expected:
+            break
+        time.sleep(0.5)
+    assert acct == expected
+    import yaml
+
+    for run_dir in (out / "runs").iterdir():
+        cfg = yaml.safe_load((run_dir / "config.yaml").read_text())
+        assert cfg["train"]["requeue"] is True and "SIGUSR2" in cfg["train"]["preempt_signals"]
+        assert [r["step"] for r in read_rows(run_dir)] == list(range(1, 21))
+    report = experiment(slurm_env, "report", str(out))
+    assert report.returncode == 0, report.stderr
+    assert json.loads((out / "report.json").read_text())["counts"] == {"completed": 4}
+
+
+@pytest.mark.slurm
+def test_slurm_relaunch_trains_nothing(slurm_grid, slurm_env):
+    out, _ = slurm_grid
+    curves = sorted((out / "runs").glob("*/curve.jsonl"))
+    assert len(curves) == 4
+    before = {c: (c.read_bytes(), c.stat().st_mtime_ns) for c in curves}
+    launches = sorted((out / "launches").iterdir())
+    proc = experiment(slurm_env, "run", TINY_GRID, "--dir", str(out), "--launcher", "slurm_cpu")
+    assert proc.returncode == 0, proc.stderr
+    assert "all 4 run(s) completed; nothing to launch" in proc.stdout
+    assert sorted((out / "launches").iterdir()) == launches  # no job submitted
+    assert all((c.read_bytes(), c.stat().st_mtime_ns) == before[c] for c in curves)
+
+
+@pytest.mark.slurm
+def test_slurm_requeued_array_task_resumes(slurm_env, tmp_path):
+    """`scontrol requeue` of the experiment's array job: Slurm sends SIGTERM, the run checkpoints
+    and requeues; the requeued task resumes from the checkpoint and `run` (waiting) exits 0."""
+    from slurm_helpers import array_job_id, release_when_requeued, slurm, wait_rows
+
+    out = tmp_path / "exp"
+    args = ("run", TINY_GRID, "grid.axes.optim.lr=[3e-3]", "grid.axes.schedule=[cosine]",
+            "base=[model=llama_tiny,train=tiny,train.steps=300,train.checkpoint_every=50,data.max_chars=300000,"
+            "data.vocab_size=300,data.val_tokens=4096,logging.progress=false,logging.plot=false]",
+            "--dir", str(out), "--launcher", "slurm_cpu")
+    launcher = subprocess.Popen([sys.executable, "-m", "harness.experiment", *args], cwd=ROOT, env=slurm_env,
+                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        deadline = time.time() + 120
+        while not list(out.glob("runs/*/curve.jsonl")):
+            assert time.time() < deadline and launcher.poll() is None, "the array task did not start"
+            time.sleep(0.1)
+        (curve,) = out.glob("runs/*/curve.jsonl")
+        wait_rows(curve, 30, proc=launcher)
+        (launch,) = (out / "launches").iterdir()
+        job = array_job_id(launch)
+        slurm("scontrol", "requeue", job, env=slurm_env)
+        seen = release_when_requeued(job, slurm_env, done=lambda: launcher.poll() is not None)
+        output, _ = launcher.communicate(timeout=180)
+    finally:
+        if launcher.poll() is None:
+            launcher.kill()
+    assert launcher.returncode == 0, output[-3000:]
+    assert "PENDING" in seen
+    status = json.loads(curve.with_name("status.json").read_text())
+    assert status["state"] == "completed" and 30 <= status["resumed_from"] < 300, status
+    assert [r["step"] for r in read_rows(curve.parent)] == list(range(1, 301))  # every step once
+    assert "1 run(s): 1 completed" in output

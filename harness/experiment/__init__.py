@@ -25,3 +25,5 @@ Modules, one job each:
   report.py   collect + the kind's report, written atomically
   cli.py      the command line
 """
+
+from harness.experiment import grid  # noqa: E402,F401  (registers kind `grid`; a new kind's module goes here)

@@ -11,7 +11,7 @@ launching, status, collecting) is shared. A new study is a new module with
         def plan(self, spec) -> list[RunRequest]: ...
         def report(self, out_dir, table, plan) -> Report: ...
 
-imported at the bottom of this module.
+imported by harness/experiment/__init__.py (which every import of harness.experiment.* runs first).
 """
 
 from __future__ import annotations
@@ -65,5 +65,3 @@ class ExperimentKind:
 
 
 KINDS: Registry[ExperimentKind] = Registry("kind")
-
-from harness.experiment import grid  # noqa: E402,F401  (registers its kind)

@@ -261,6 +261,17 @@ def test_preempted_local_run_resumes_on_relaunch(module_env, tmp_path):
     assert [r["step"] for r in read_rows(curve.parent)] == list(range(1, 401))
 
 
+def test_run_with_submitit_local_launcher(module_env, tmp_path):
+    out = tmp_path / "exp"
+    proc = experiment(module_env, "run", TINY_GRID, "grid.axes.schedule=[cosine]", "--dir", str(out),
+                      "--launcher", "submitit_local", "--launcher-arg", "hydra.launcher.timeout_min=10")
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert "Submitit 'local' sweep output dir" in proc.stdout + proc.stderr
+    (launch,) = (out / "launches").iterdir()
+    assert sorted(p.name for p in launch.iterdir() if p.name.isdigit()) == ["0", "1"]  # one job per run
+    assert "2 run(s): 2 completed" in proc.stdout
+
+
 # ---- the same experiment through a real Slurm (tests/slurm_helpers.py; marked slurm) ----------
 
 @pytest.fixture(scope="module")

@@ -77,7 +77,8 @@ def load_spec(name_or_path: str, overrides: Sequence[str] = ()) -> ExperimentSpe
     try:
         raw = OmegaConf.merge(OmegaConf.load(path), OmegaConf.from_dotlist(list(overrides)))
     except OmegaConfBaseException as err:
-        raise ExperimentError(f"{path.name}: {str(err).splitlines()[0]}") from None
+        where = getattr(err, "full_key", None) or path.name
+        raise ExperimentError(f"{where}: {str(err).splitlines()[0]} (check the overrides against {path.name})") from None
     return typed_spec(OmegaConf.to_container(raw, resolve=False), source=path.name)
 
 
@@ -101,6 +102,9 @@ def typed_spec(raw: dict[str, Any], source: str = "spec") -> ExperimentSpec:
             raise ExperimentError(f"{key}: unknown key{owner}; the keys of kind={section} are "
                                   f"{', '.join([*TOP_FIELDS, section])}")
     top = {k: v for k, v in raw.items() if k != section}
+    if not isinstance(raw.get(section) or {}, dict):
+        raise ExperimentError(f"{section}: got {raw[section]!r}; it is a mapping of "
+                              f"{', '.join(f.name for f in dataclasses.fields(kind_cls.Config))}")
     schema = OmegaConf.structured(ExperimentSpec)
     kind_schema = OmegaConf.structured(kind_cls.Config)
     try:

@@ -16,8 +16,6 @@ values span more than 10x) and the val-loss curves of all runs.
 from __future__ import annotations
 
 import itertools
-import json
-import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any

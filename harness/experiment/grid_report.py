@@ -36,6 +36,11 @@ def _finite(x: Any) -> float | None:
     return v if math.isfinite(v) else None
 
 
+def _json_number(x: Any) -> Any:
+    """A table cell as JSON: NaN (pandas' empty cell) and infinities become null."""
+    return _finite(x) if isinstance(x, float) else x
+
+
 def _num(x: Any) -> str:
     v = _finite(x)
     return "-" if v is None else f"{v:.4f}"
@@ -164,9 +169,6 @@ def grid_report(out_dir: Path, table, plan: dict[str, Any]) -> Report:
         md += ["", "## Plots", ""] + [f"![{p.stem}]({p.name})" for p in plots]
     md.append("")
 
-    def clean(v: Any) -> Any:
-        f = _finite(v) if isinstance(v, float) else v
-        return f
     summary = {
         "name": name, "kind": "grid", "counts": states,
         "best": ({"run_id": best["run_id"], "overrides": best["overrides"], "final_val_loss": best["score"]}
@@ -174,8 +176,8 @@ def grid_report(out_dir: Path, table, plan: dict[str, Any]) -> Report:
         "best_per_axis": best_per_axis,
         "runs": [{"index": r["index"], "run_id": r["run_id"], "overrides": r["overrides"], "settings": r["settings"],
                   "status": r["status"], "step": None if _finite(r.get("step")) is None else int(r["step"]),
-                  "final_loss": clean(r.get("final_loss")), "final_val_loss": clean(r.get("final_val_loss")),
-                  "min_val_loss": clean(r.get("min_val_loss")),
+                  "final_loss": _json_number(r.get("final_loss")), "final_val_loss": _json_number(r.get("final_val_loss")),
+                  "min_val_loss": _json_number(r.get("min_val_loss")),
                   "reason": r.get("reason") if isinstance(r.get("reason"), str) else None} for r in rows],
         "plots": [p.name for p in plots],
     }

@@ -16,7 +16,6 @@ Launcher-level run settings (`train.requeue=true` and the preemption signals for
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Any
 

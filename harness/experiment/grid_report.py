@@ -113,6 +113,9 @@ def grid_report(out_dir: Path, table, plan: dict[str, Any]) -> Report:
         xs = [v for v, _ in points]
         if min(xs) > 0 and max(xs) / min(xs) > 10:
             ax.set_xscale("log")
+            ax.minorticks_off()
+        ticks = sorted(set(xs))  # a grid has few values: label each one
+        ax.set_xticks(ticks, [f"{v:g}" for v in ticks])
         ax.set_xlabel(axis)
         ax.set_ylabel("final val loss")
         ax.set_title(f"{name}: final val loss vs {axis}")

@@ -112,3 +112,7 @@ def needs_data(*names: str) -> pytest.MarkDecorator:
         except DataMissing as e:
             missing.append(str(e))
     return pytest.mark.skipif(bool(missing), reason=" ".join(missing))
+
+
+# ---- the session's single-node Slurm cluster (tests/slurm_helpers.py), for every test module ----
+from slurm_helpers import slurm_conf, slurm_env  # noqa: E402,F401  (fixtures, session-scoped)

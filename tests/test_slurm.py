@@ -11,8 +11,6 @@ a curve identical to an uninterrupted run's.
 from __future__ import annotations
 
 import json
-import os
-import shutil
 import subprocess
 import sys
 import time
@@ -21,107 +19,18 @@ from pathlib import Path
 import pytest
 
 from conftest import ROOT, TINY, read_rows, run_train
+from slurm_helpers import array_job_id, release_when_requeued, slurm, wait_rows
 
 pytestmark = pytest.mark.slurm
 
-SLURM_DIR = Path(os.environ.get("HARNESS_SLURM_DIR", "/tmp/slurm-harness"))
 TINY_NO_SCHEDULE = [o for o in TINY if not o.startswith("schedule=")]
 DETERMINISTIC = ["train.steps=300", "train.checkpoint_every=50", "train.deterministic=true", "train.num_threads=1",
                  "train.eval_every=50"]
 
 
-@pytest.fixture(scope="session")
-def slurm_conf() -> str:
-    if shutil.which("apt-get") is None and shutil.which("slurmctld") is None:
-        pytest.skip("no apt-get to install Slurm (and no Slurm installed): slurm tests need Debian/Ubuntu")
-    if os.geteuid() != 0:
-        pytest.skip("slurm/start_slurm.sh runs the daemons as root; run the slurm tests as root (e.g. in CI)")
-    proc = subprocess.run(["bash", str(ROOT / "slurm/start_slurm.sh"), str(SLURM_DIR)], capture_output=True,
-                          text=True, timeout=900)
-    if proc.returncode == 3 and "apt-get not found" in proc.stderr:
-        pytest.skip(proc.stderr.strip())
-    assert proc.returncode == 0, proc.stdout + proc.stderr
-    was_running = "already running" in proc.stderr
-    conf = str(SLURM_DIR / "slurm.conf")
-    assert f"export SLURM_CONF={conf}" in proc.stdout
-    yield conf
-    if not was_running:  # leave a cluster that was up before the session as it was
-        subprocess.run(["bash", str(ROOT / "slurm/stop_slurm.sh"), str(SLURM_DIR)], timeout=120)
-
-
-@pytest.fixture(scope="session")
-def slurm_env(slurm_conf, harness_cache, tmp_path_factory) -> dict[str, str]:
-    env = dict(os.environ)
-    env.update({
-        "SLURM_CONF": slurm_conf,
-        "HARNESS_CACHE": str(harness_cache),
-        "HARNESS_VENV": sys.prefix,
-        "HF_HUB_OFFLINE": "1",
-        "HF_DATASETS_OFFLINE": "1",
-        "HF_HOME": str(tmp_path_factory.mktemp("hf_home")),
-        "TOKENIZERS_PARALLELISM": "false",
-        "WANDB_MODE": "offline",
-        "PYTHONUNBUFFERED": "1",
-    })
-    return env
-
-
-def slurm(*args: str, env: dict[str, str], check: bool = True) -> str:
-    proc = subprocess.run(list(args), env=env, capture_output=True, text=True, timeout=30)
-    if check:
-        assert proc.returncode == 0, f"{args}: {proc.stderr}"
-    return proc.stdout.strip()
-
-
 def sweep_cmd(sweep: Path, submitit_dir: str, *overrides: str) -> list[str]:
     return [sys.executable, "-m", "harness.train", "-m", "+sweep=slurm_cpu", f"hydra.sweep.dir={sweep / submitit_dir}",
             f"run_dir='{sweep}/runs/{{hash}}'", *TINY_NO_SCHEDULE, *overrides]
-
-
-def array_job_id(submitit_parent: Path) -> str:
-    """The one Slurm array job a sweep submitted (its submitit folder is named by the job id)."""
-    deadline = time.time() + 30
-    while time.time() < deadline:
-        folder = submitit_parent / ".submitit"
-        ids = {p.name.split("_")[0] for p in folder.iterdir() if p.is_dir() and p.name[0].isdigit()} \
-                if folder.is_dir() else set()
-        if ids:
-            assert len(ids) == 1, ids
-            return ids.pop()
-        time.sleep(0.1)
-    raise AssertionError(f"no submitit job folder under {submitit_parent}")
-
-
-def wait_rows(curve: Path, n: int, timeout: float = 120, proc: subprocess.Popen | None = None) -> None:
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        if proc is not None and proc.poll() is not None:
-            raise AssertionError(f"ended before the preemption point:\n{proc.stdout.read() if proc.stdout else ''}")
-        if curve.exists() and sum(1 for _ in open(curve)) >= n:
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"{curve} did not reach {n} rows in {timeout} s")
-
-
-def release_when_requeued(job: str, env: dict[str, str], done, timeout: float = 120) -> list[str]:
-    """After a requeue, Slurm holds the job (Reason=BeginTime) for a while; start it sooner instead.
-
-    Not in the same second as the requeue: slurmd revokes the old launch credential with a
-    one-second resolution, so a relaunch within that second is killed ("Job credential revoked").
-    Returns the squeue states seen."""
-    seen: list[str] = []
-    pending_since: float | None = None
-    deadline = time.time() + timeout
-    while time.time() < deadline and not done():
-        state = slurm("squeue", "-h", "-j", job, "-o", "%T", env=env, check=False)
-        if state and (not seen or seen[-1] != state):
-            seen.append(state)
-        if state == "PENDING":
-            pending_since = pending_since or time.time()
-            if time.time() - pending_since >= 2.0:
-                slurm("scontrol", "update", f"JobId={job}", "StartTime=now", env=env, check=False)
-        time.sleep(0.5)
-    return seen
 
 
 def assert_continuous_and_identical(run_dir: Path, reference: Path, stopped_at: int) -> None:

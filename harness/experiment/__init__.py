@@ -1,0 +1,29 @@
+"""Experiments: one question answered end to end: plan -> launch -> status -> report.
+
+    python -m harness.experiment plan   SPEC [overrides] [--dir DIR] [--tokens-per-s X]
+    python -m harness.experiment run    SPEC [overrides] [--dir DIR] [--launcher local|submitit_local|slurm|slurm_cpu]
+                                        [--launcher-arg hydra.launcher.KEY=VALUE ...] [--no-wait]
+    python -m harness.experiment status DIR
+    python -m harness.experiment report DIR
+
+SPEC is conf/experiment/<SPEC>.yaml (or a path); overrides change it (dotlist: `name=x`,
+`grid.axes.optim.lr=[1e-3,3e-3]`). DIR defaults to experiments/<name>. `plan` writes DIR/plan.csv
+(run id = config hash, overrides, N, N_non_embedding, D, FLOPs, estimated time) and DIR/plan.json
+and trains nothing. `run` plans, then launches the runs not yet completed as ONE Hydra multirun
+(one Slurm job array with slurm) into DIR/runs/<run id>; partial runs resume. `status` counts the
+runs by state. `report` collects DIR/runs.csv (+ parquet) and writes DIR/report.md, report.json and
+the kind's plots. Exit codes: 2 bad spec or overrides (nothing written or launched), 1 a run did
+not complete or another failure.
+
+Modules, one job each:
+  spec.py     the typed spec (ExperimentSpec) and load_spec
+  kinds.py    the kind registry (KINDS), ExperimentKind, RunRequest, Report
+  grid.py     kind `grid` (axes product and/or explicit runs); grid_report.py its report
+  plan.py     requests -> composed, validated RunConfigs -> PlannedRun rows, plan.csv / plan.json
+  launch.py   the one Hydra multirun over the plan's indices; job.py the job it runs
+  status.py   each run's state from its status.json
+  report.py   collect + the kind's report, written atomically
+  cli.py      the command line
+"""
+
+from harness.experiment import grid  # noqa: E402,F401  (registers kind `grid`; a new kind's module goes here)

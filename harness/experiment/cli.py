@@ -1,0 +1,88 @@
+"""`python -m harness.experiment plan|run|status|report`: the command line (see the package docstring)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Sequence
+
+from harness.checks import ConfigError
+from harness.experiment import __doc__ as PACKAGE_DOC
+from harness.experiment.launch import LAUNCHERS, launch
+from harness.experiment.plan import format_plan, plan_experiment, read_plan, write_plan
+from harness.experiment.report import write_report
+from harness.experiment.spec import load_spec
+from harness.experiment.status import format_status, run_states
+
+EXIT_BAD_SPEC, EXIT_ERROR = 2, 1
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m harness.experiment", description=PACKAGE_DOC,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True)
+    for name, text in (("plan", "write DIR/plan.csv and plan.json and print the plan; trains nothing"),
+                       ("run", "plan, then launch every run not yet completed as one Hydra multirun")):
+        p = sub.add_parser(name, help=text)
+        p.add_argument("spec", help="conf/experiment/<SPEC>.yaml, or a path to a spec .yaml")
+        p.add_argument("overrides", nargs="*", help="spec overrides, dotlist syntax: name=x grid.axes.optim.lr=[1e-3,3e-3]")
+        p.add_argument("--dir", type=Path, default=None, help="experiment directory (default experiments/<name>)")
+        p.add_argument("--tokens-per-s", type=float, default=None,
+                       help="training throughput for the time estimate (else the spec's tokens_per_s)")
+        if name == "run":
+            p.add_argument("--launcher", choices=tuple(LAUNCHERS), default="local")
+            p.add_argument("--launcher-arg", action="append", default=[], metavar="OVERRIDE",
+                           help="a Hydra launcher override, e.g. hydra.launcher.partition=debug (repeatable)")
+            p.add_argument("--no-wait", action="store_true", help="return once submitted (submitit launchers)")
+    for name, text in (("status", "counts by state and a per-run table"),
+                       ("report", "collect the runs and write report.md, report.json and plots")):
+        p = sub.add_parser(name, help=text)
+        p.add_argument("dir", type=Path, help="the experiment directory")
+    return parser
+
+
+def _plan(args: argparse.Namespace):
+    spec = load_spec(args.spec, args.overrides)
+    out_dir = args.dir if args.dir is not None else Path("experiments") / spec.name
+    runs, notes = plan_experiment(spec, out_dir, args.tokens_per_s)
+    write_plan(spec, runs, out_dir)
+    for note in notes:
+        print(f"note: {note}")
+    print(format_plan(spec, runs))
+    print(f"wrote {out_dir / 'plan.csv'} and {out_dir / 'plan.json'}")
+    return spec, out_dir
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        if args.command == "plan":
+            _plan(args)
+            return 0
+        if args.command == "run":
+            spec, out_dir = _plan(args)
+            plan = read_plan(out_dir)
+            code = launch(out_dir, plan, args.launcher, args.launcher_arg, wait=not args.no_wait)
+            if args.no_wait and args.launcher != "local":
+                return code
+            states = run_states(plan)
+            print(format_status(spec.name, states))
+            unfinished = [s for s in states if s.state != "completed"]
+            if code != 0 or unfinished:
+                print(f"error: {len(unfinished)} run(s) not completed (launcher exit {code}); "
+                      "relaunch the same command to resume them", file=sys.stderr)
+                return EXIT_ERROR
+            return 0
+        plan = read_plan(args.dir)
+        if args.command == "status":
+            print(format_status(plan["spec"]["name"], run_states(plan)))
+            return 0
+        report = write_report(args.dir)
+        print(report.markdown)
+        print(f"wrote {args.dir / 'report.md'}, {args.dir / 'report.json'}"
+              + "".join(f", {p}" for p in report.plots) + f" and {args.dir / 'runs.csv'}")
+        return 0
+    except ConfigError as err:  # ExperimentError, or an unknown kind from the registry
+        print(f"error: {err}", file=sys.stderr)
+        return EXIT_BAD_SPEC

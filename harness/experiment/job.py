@@ -1,0 +1,69 @@
+"""The job every launcher runs: `python -m harness.experiment.job -m +experiment_plan=PLAN.json
++experiment_run=0,3,4 hydra/launcher=...`.
+
+Hydra's sweepers only make Cartesian products, and a plan is a list of unrelated override sets.
+So the sweep has ONE synthetic axis, the run's index in plan.json; Hydra hands the list of indices
+to the launcher as one batch (the basic launcher runs them in turn in this process; submitit_local
+starts one process each; submitit_slurm submits them as ONE Slurm job array), and each job looks
+its index up and composes that run's `python -m harness.train` overrides (stored in plan.json)
+on conf/config.yaml, then trains it through harness.train's own entry (`_main`: validation, the
+`{hash}` run directory, skip when completed, resume from a checkpoint, status and exit codes).
+
+Launcher-level run settings (`train.requeue=true` and the preemption signals for Slurm) come in as
+`+experiment_extra=[...]`: they are not part of a run's identity (harness/identity.py).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from harness.config import register_configs
+
+
+def run_overrides(plan_file: str, index: int, extra: list[str]) -> list[str]:
+    runs = json.loads(Path(plan_file).read_text())["runs"]
+    if not 0 <= index < len(runs):
+        raise SystemExit(f"experiment_run={index}: {plan_file} has runs 0..{len(runs) - 1}")
+    return [*runs[index]["train_overrides"], *extra]
+
+
+def _job(cfg: Any) -> int:
+    from hydra import compose
+    from hydra.core.hydra_config import HydraConfig
+
+    from harness.outcome import EXIT_PREEMPTED
+    from harness.train import _main
+
+    overrides = run_overrides(cfg.experiment_plan, int(cfg.experiment_run), list(cfg.get("experiment_extra") or []))
+    run_cfg = compose(config_name="config", overrides=overrides)
+    in_process = "BasicLauncher" in str(HydraConfig.get().launcher.get("_target_", ""))
+    try:
+        _main(run_cfg)
+    except SystemExit as exit_:
+        # harness.train exits with the run's code. In a process of its own (submitit) that is the
+        # job's end, as for `python -m harness.train`; in the basic launcher's shared process a
+        # failed run would end the whole sweep, so its code is returned and the next run starts.
+        # A preemption (a signal: Ctrl-C, SIGTERM) does stop the sweep. `run` reads every run's
+        # status.json afterwards either way.
+        code = exit_.code if isinstance(exit_.code, int) else 1
+        if not in_process or code in (0, EXIT_PREEMPTED):
+            raise
+        print(f"[experiment] run {cfg.experiment_run} ended with exit code {code}", flush=True)
+        return code
+    return 0
+
+
+register_configs()
+
+
+def main() -> None:
+    import hydra
+
+    conf_dir = str(Path(__file__).resolve().parents[2] / "conf")
+    hydra.main(version_base="1.3", config_path=conf_dir, config_name="config")(_job)()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,67 @@
+"""Experiment kinds: one registered class per kind, owning its spec section, plan() and report().
+
+A kind turns its spec section into run requests (override sets on top of the spec's `base`) and
+turns the collected table into a report. Everything else (composing each run's config, hashes,
+launching, status, collecting) is shared. A new study is a new module with
+
+    @KINDS.register("name")
+    class MyKind(ExperimentKind):
+        @dataclass
+        class Config: ...                 # the spec's `name:` section, typed
+        def plan(self, spec) -> list[RunRequest]: ...
+        def report(self, out_dir, table, plan) -> Report: ...
+
+imported by harness/experiment/__init__.py (which every import of harness.experiment.* runs first).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from harness.registry import Registry
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from harness.experiment.spec import ExperimentSpec
+
+
+@dataclass(frozen=True)
+class RunRequest:
+    """One run a kind asks for: overrides on top of the spec's base, and the settings they encode
+    ({axis key: value}, what the report groups by)."""
+
+    overrides: tuple[str, ...]
+    settings: dict[str, Any] = field(default_factory=dict)
+    source: str = "spec"  # the spec field it comes from, for error messages (e.g. "grid.runs[2]")
+    # The spec field behind each override (same order), to name the culprit when one fails.
+    fields: tuple[str, ...] = ()
+
+    def field_of(self, i: int) -> str:
+        return self.fields[i] if i < len(self.fields) else self.source
+
+
+@dataclass
+class Report:
+    """What a kind's report() returns: markdown, a JSON-able summary and the plots it wrote."""
+
+    markdown: str
+    summary: dict[str, Any]
+    plots: list[Path] = field(default_factory=list)
+
+
+class ExperimentKind:
+    @dataclass
+    class Config:
+        pass
+
+    def plan(self, spec: "ExperimentSpec") -> list[RunRequest]:
+        raise NotImplementedError
+
+    def report(self, out_dir: Path, table: "pd.DataFrame", plan: list[dict[str, Any]]) -> Report:
+        raise NotImplementedError
+
+
+KINDS: Registry[ExperimentKind] = Registry("kind")

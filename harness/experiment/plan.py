@@ -1,0 +1,170 @@
+"""Planning: a spec -> its kind's run requests -> one composed, validated RunConfig per run.
+
+Each run's config is conf/config.yaml composed with `base + request overrides` exactly as
+`python -m harness.train` composes its command line (harness/ladder/overrides.py compose_base); its
+id is the config hash (harness/identity.py) and its directory `DIR/runs/<id>`. The model's vocab
+size is only known from the tokenizer at train time, so N and FLOPs are planned with
+`data.vocab_size` (as the ladder does). The time is an estimate: D / tokens_per_s, one throughput
+for every run.
+
+Written: `DIR/plan.csv` (a table for people) and `DIR/plan.json` (what `run`, `status` and `report`
+read: the spec, and per run its id, settings and the full `python -m harness.train` overrides).
+"""
+
+from __future__ import annotations
+
+import copy
+import csv
+import io
+import json
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Optional, Sequence
+
+from harness.experiment.kinds import KINDS, RunRequest
+from harness.experiment.spec import ExperimentError, ExperimentSpec
+from harness.files import atomic_write_json, atomic_write_text
+
+PLAN_COLUMNS = ("index", "run_id", "overrides", "N", "N_non_embedding", "D", "flops", "est_seconds")
+
+
+@dataclass(frozen=True)
+class PlannedRun:
+    index: int
+    run_id: str           # the config hash: the run's identity and directory name
+    overrides: str        # the kind's overrides for this run (on top of the spec's base), one string
+    settings: dict[str, Any]
+    N: int
+    N_non_embedding: int
+    steps: int
+    D: int                # tokens: steps x batch x seq_len
+    flops: float          # D x FLOPs per token (harness/models/flops.py)
+    est_seconds: Optional[float]
+    run_dir: str
+    train_overrides: list[str]  # `python -m harness.train` arguments that train exactly this run
+
+    def row(self) -> dict[str, Any]:
+        return {c: getattr(self, c) for c in PLAN_COLUMNS}
+
+
+def compose_run(overrides: Sequence[str], source: str) -> Any:
+    """The validated RunConfig of `overrides` on conf/config.yaml; errors name `source`."""
+    from hydra.errors import HydraException
+    from omegaconf.errors import OmegaConfBaseException
+
+    from harness.checks import ConfigError
+    from harness.ladder.overrides import compose_base
+
+    try:
+        cfg = compose_base(tuple(overrides))
+        cfg.validate()
+    except (ConfigError, HydraException, OmegaConfBaseException) as err:
+        message = str(err).splitlines()[0] if str(err) else type(err).__name__
+        raise ExperimentError(f"{source}: {message} (overrides: {' '.join(overrides)})") from None
+    return cfg
+
+
+def _blame_one_override(base: Sequence[str], request: RunRequest) -> None:
+    """Raise the error of the first override that fails alone on `base`, naming its spec field."""
+    for i, item in enumerate(request.overrides):
+        compose_run([*base, item], request.field_of(i))
+
+
+def plan_experiment(spec: ExperimentSpec, out_dir: Path, tokens_per_s: Optional[float] = None) -> tuple[list[PlannedRun], list[str]]:
+    """The spec's runs, deduplicated by config hash; returns (runs, notes)."""
+    from harness.identity import config_hash
+    from harness.ladder.overrides import format_value
+    from harness.models import flops
+
+    kind = KINDS.get(spec.kind)()
+    requests: list[RunRequest] = kind.plan(spec)
+    if not requests:
+        raise ExperimentError(f"{spec.kind}: the spec plans no run; give it at least one")
+    compose_run(spec.base, "base")
+    throughput = tokens_per_s or spec.tokens_per_s
+    root = Path(out_dir).resolve()
+    runs: list[PlannedRun] = []
+    notes: list[str] = []
+    seen: dict[str, int] = {}
+    for request in requests:
+        try:
+            cfg = compose_run([*spec.base, *request.overrides], request.source)
+        except ExperimentError:
+            _blame_one_override(spec.base, request)
+            raise
+        run_id = config_hash(cfg)
+        if run_id in seen:
+            notes.append(f"{' '.join(request.overrides)} is the same run as #{seen[run_id]} ({run_id}); planned once")
+            continue
+        seen[run_id] = len(runs)
+        model = copy.deepcopy(cfg.model)
+        model.vocab_size = model.vocab_size or cfg.data.vocab_size
+        D = cfg.train.steps * cfg.train.batch_size * cfg.train.seq_len
+        run_dir = str(root / "runs" / run_id)
+        train_overrides = [*spec.base, *request.overrides, f"name={format_value(f'{spec.name}-{run_id}')}",
+                           f"run_dir={format_value(run_dir)}"]
+        fpt = flops.flops_per_token(model, cfg.train.seq_len)
+        runs.append(PlannedRun(index=len(runs), run_id=run_id, overrides=" ".join(request.overrides),
+                               settings=dict(request.settings), N=flops.num_params(model),
+                               N_non_embedding=flops.num_params(model, include_embedding=False),
+                               steps=cfg.train.steps, D=D,
+                               flops=D * fpt, est_seconds=D / throughput if throughput else None,
+                               run_dir=run_dir, train_overrides=train_overrides))
+    return runs, notes
+
+
+def plan_csv(runs: Sequence[PlannedRun]) -> str:
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=list(PLAN_COLUMNS))
+    writer.writeheader()
+    for run in runs:
+        row = run.row()
+        row["flops"] = f"{run.flops:.6g}"
+        row["est_seconds"] = "" if run.est_seconds is None else f"{run.est_seconds:.6g}"
+        writer.writerow(row)
+    return buffer.getvalue()
+
+
+def write_plan(spec: ExperimentSpec, runs: Sequence[PlannedRun], out_dir: Path) -> None:
+    out_dir = Path(out_dir)
+    atomic_write_text(out_dir / "plan.csv", plan_csv(runs))
+    spec_dict = {k: v for k, v in asdict(spec).items() if k != "params"}
+    spec_dict[spec.kind] = asdict(spec.params)
+    atomic_write_json(out_dir / "plan.json", {"spec": spec_dict, "runs": [asdict(r) for r in runs]})
+
+
+def read_plan(out_dir: Path) -> dict[str, Any]:
+    path = Path(out_dir) / "plan.json"
+    if not path.is_file():
+        raise ExperimentError(f"DIR: {out_dir} has no plan.json; run `python -m harness.experiment plan SPEC --dir {out_dir}` first")
+    return json.loads(path.read_text())
+
+
+def _fmt(x: float) -> str:
+    return f"{x:.3g}" if abs(x) < 1e4 else f"{x:.2e}"
+
+
+def duration(seconds: float) -> str:
+    if seconds < 120:
+        return f"{seconds:.0f}s"
+    if seconds < 7200:
+        return f"{seconds / 60:.1f}m"
+    return f"{seconds / 3600:.1f}h"
+
+
+def format_plan(spec: ExperimentSpec, runs: Sequence[PlannedRun]) -> str:
+    """The plan as a fixed-width text table, with totals."""
+    header = ["#", "run_id", "N", "N_non_emb", "D", "FLOPs", "est_time", "overrides"]
+    rows = [[str(r.index), r.run_id, _fmt(r.N), _fmt(r.N_non_embedding), _fmt(r.D), _fmt(r.flops),
+             "-" if r.est_seconds is None else duration(r.est_seconds), r.overrides] for r in runs]
+    widths = [max(len(h), *(len(row[i]) for row in rows)) for i, h in enumerate(header)]
+    lines = [f"experiment {spec.name} (kind {spec.kind}): {len(runs)} run(s)",
+             "  ".join(h.ljust(w) for h, w in zip(header, widths)).rstrip()]
+    lines += ["  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip() for row in rows]
+    total_flops = sum(r.flops for r in runs)
+    known = [r.est_seconds for r in runs if r.est_seconds is not None]
+    est = (f"{duration(sum(known))} run one after another (an estimate: D / tokens_per_s, the same "
+           "throughput for every run)") if known and len(known) == len(runs) else \
+        "no time estimate (give --tokens-per-s or the spec's tokens_per_s)"
+    lines.append(f"total: {_fmt(total_flops)} FLOPs; {est}")
+    return "\n".join(lines)

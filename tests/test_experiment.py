@@ -180,6 +180,11 @@ def test_report_tables_best_runs_and_plots(finished_grid, module_env):
             assert e["best_run"] == min(cands, key=cands.get)
     md = (out / "report.md").read_text()
     assert f"Best run: `{best}`" in md and "## Best run per value of `optim.lr`" in md
+    best_lr = next(r["settings"]["optim.lr"] for r in runs if r["run_id"] == best)
+    on_edge = [w for w in summary["warnings"] if w.startswith("the best optim.lr")]
+    assert len(on_edge) == 1  # a 2-value axis: whichever LR wins is on the grid's edge, and the report says so
+    assert f"({best_lr:g})" in on_edge[0] and f"**Warning:** {on_edge[0]}" in md
+    assert f"warning: {on_edge[0]}" in proc.stderr
     for plot in ("loss_vs_optim.lr.png", "val_curves.png"):
         assert (out / plot).read_bytes()[:4] == b"\x89PNG"
     assert summary["plots"] == ["loss_vs_optim.lr.png", "val_curves.png"]  # no plot for the string axis
@@ -364,3 +369,24 @@ def test_slurm_requeued_array_task_resumes(slurm_env, tmp_path):
     assert status["state"] == "completed" and 30 <= status["resumed_from"] < 300, status
     assert [r["step"] for r in read_rows(curve.parent)] == list(range(1, 301))  # every step once
     assert "1 run(s): 1 completed" in output
+
+
+def test_edge_warning_only_when_the_best_value_is_an_end_of_the_axis():
+    from harness.experiment.grid_report import edge_warnings
+
+    def axis(losses: dict[float, float]) -> dict[str, list[dict]]:
+        return {"optim.lr": [{"value": v, "best_loss": s} for v, s in losses.items()]}
+
+    best = {"run_id": "x"}
+    inside = edge_warnings(best, axis({1e-3: 3.2, 3e-3: 3.0, 1e-2: 3.1}))
+    assert inside == []
+    low = edge_warnings(best, axis({1e-3: 2.9, 3e-3: 3.0, 1e-2: 3.1}))
+    assert len(low) == 1 and "smallest" in low[0] and "(0.001)" in low[0]
+    high = edge_warnings(best, axis({1e-3: 3.3, 3e-3: 3.0, 1e-2: 2.8}))
+    assert len(high) == 1 and "largest" in high[0] and "(0.01)" in high[0]
+    # string axes, single values and runs that did not finish are not judged
+    assert edge_warnings(best, {"schedule": [{"value": "cosine", "best_loss": 3.0},
+                                             {"value": "wsd", "best_loss": 2.9}]}) == []
+    assert edge_warnings(best, axis({1e-3: 3.0})) == []
+    assert edge_warnings(best, axis({1e-3: None, 3e-3: 3.0, 1e-2: 3.1})) == []
+    assert edge_warnings(None, axis({1e-3: 2.9, 3e-3: 3.0})) == []

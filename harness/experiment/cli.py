@@ -82,6 +82,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(report.markdown)
         print(f"wrote {args.dir / 'report.md'}, {args.dir / 'report.json'}"
               + "".join(f", {p}" for p in report.plots) + f" and {args.dir / 'runs.csv'}")
+        for warning in report.summary.get("warnings", []):
+            print(f"warning: {warning}", file=sys.stderr)
         return 0
     except ConfigError as err:  # ExperimentError, or an unknown kind from the registry
         print(f"error: {err}", file=sys.stderr)

@@ -63,6 +63,30 @@ def _save(fig, path: Path) -> None:
     atomic_write_bytes(path, buffer.getvalue())
 
 
+def _is_number(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+def edge_warnings(best: dict[str, Any] | None, best_per_axis: dict[str, list[dict[str, Any]]]) -> list[str]:
+    """One line per numeric axis (2+ values) whose best value is its smallest or largest: the optimum
+    may lie outside the grid, so the best run bounds the optimum rather than locating it."""
+    if best is None:
+        return []
+    warnings = []
+    for axis, entries in best_per_axis.items():
+        # The axis' range counts values whose runs failed: a diverged largest LR still brackets the optimum.
+        values = sorted(e["value"] for e in entries if _is_number(e["value"]))
+        finished = [e for e in entries if _is_number(e["value"]) and e["best_loss"] is not None]
+        if len(values) < 2 or not finished:
+            continue
+        winner = min(finished, key=lambda e: e["best_loss"])["value"]
+        if winner in (values[0], values[-1]):
+            side = "smallest" if winner == values[0] else "largest"
+            warnings.append(f"the best {axis} ({winner:g}) is the {side} value of the grid "
+                            f"({values[0]:g} .. {values[-1]:g}): the optimum may lie outside it; extend the axis")
+    return warnings
+
+
 def grid_report(out_dir: Path, table, plan: dict[str, Any]) -> Report:
     import matplotlib
 
@@ -98,6 +122,8 @@ def grid_report(out_dir: Path, table, plan: dict[str, Any]) -> Report:
                             "overrides": top["overrides"] if top else None,
                             "completed": len(cands), "runs": sum(1 for r in rows if r["settings"].get(axis) == v)})
         best_per_axis[axis] = entries
+
+    edges = edge_warnings(best, best_per_axis)
 
     plots: list[Path] = []
     for axis in axes:
@@ -153,6 +179,7 @@ def grid_report(out_dir: Path, table, plan: dict[str, Any]) -> Report:
           f"{len(rows)} run(s): " + ", ".join(f"{n} {s}" for s, n in sorted(states.items())) + ".", ""]
     if best:
         md += [f"Best run: `{best['run_id']}` ({best['overrides']}), final val loss {best['score']:.4f}.", ""]
+    md += [f"**Warning:** {w}" for w in edges] + ([""] if edges else [])
     md += ["| # | run | overrides | status | step | final loss | final val loss | min val loss |",
            "|---|---|---|---|---|---|---|---|"]
     for row in rows:
@@ -177,6 +204,7 @@ def grid_report(out_dir: Path, table, plan: dict[str, Any]) -> Report:
         "best": ({"run_id": best["run_id"], "overrides": best["overrides"], "final_val_loss": best["score"]}
                  if best else None),
         "best_per_axis": best_per_axis,
+        "warnings": edges,
         "runs": [{"index": r["index"], "run_id": r["run_id"], "overrides": r["overrides"], "settings": r["settings"],
                   "status": r["status"], "step": None if _finite(r.get("step")) is None else int(r["step"]),
                   "final_loss": _json_number(r.get("final_loss")), "final_val_loss": _json_number(r.get("final_val_loss")),

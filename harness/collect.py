@@ -42,6 +42,7 @@ from typing import Any, Iterator, Sequence
 import pandas as pd
 
 from harness.files import atomic_write_bytes, atomic_write_text, read_json
+from harness.formatting import finite
 from harness.identity import flatten
 from harness.tracking.curve import CurveFileError, read_curve
 
@@ -56,14 +57,6 @@ def find_run_dirs(root: Path) -> Iterator[Path]:
     for status in sorted(Path(root).rglob("status.json")):
         if (status.parent / "config.yaml").is_file():
             yield status.parent
-
-
-def _finite(value: Any) -> float | None:
-    try:
-        x = float(value)
-    except (TypeError, ValueError):
-        return None
-    return x if math.isfinite(x) else None
 
 
 def _counts_from_config(model_cfg: dict[str, Any], seq_len: int) -> dict[str, float]:
@@ -114,9 +107,9 @@ def collect_run(run_dir: Path) -> dict[str, Any]:
     if flops_total is None and tokens is not None and counts["flops_per_token"] is not None:
         flops_total = tokens * counts["flops_per_token"]
 
-    val_losses = [v for v in (_finite(r.get("val_loss")) for r in rows) if v is not None]
-    final_loss = _finite(status.get("final_loss"))
-    final_val = _finite(status.get("final_val_loss"))
+    val_losses = [v for v in (finite(r.get("val_loss")) for r in rows) if v is not None]
+    final_loss = finite(status.get("final_loss"))
+    final_val = finite(status.get("final_val_loss"))
     state = status.get("state", "unknown")
     loss, source = None, None
     if state == "completed":

@@ -8,12 +8,12 @@ from __future__ import annotations
 
 import io
 import json
-import math
 from pathlib import Path
 from typing import Any
 
 from harness.experiment.kinds import Report
 from harness.files import atomic_write_bytes
+from harness.formatting import finite
 
 
 def scalar(value: Any) -> Any:
@@ -28,21 +28,13 @@ def scalar(value: Any) -> Any:
     return value.strip("'\"")
 
 
-def _finite(x: Any) -> float | None:
-    try:
-        v = float(x)
-    except (TypeError, ValueError):
-        return None
-    return v if math.isfinite(v) else None
-
-
 def _json_number(x: Any) -> Any:
     """A table cell as JSON: NaN (pandas' empty cell) and infinities become null."""
-    return _finite(x) if isinstance(x, float) else x
+    return finite(x) if isinstance(x, float) else x
 
 
 def _num(x: Any) -> str:
-    v = _finite(x)
+    v = finite(x)
     return "-" if v is None else f"{v:.4f}"
 
 
@@ -50,8 +42,8 @@ def _score(row: dict[str, Any]) -> float | None:
     """What `best` means: the final val loss of a completed run (its train loss if it has no val)."""
     if row.get("status") != "completed":
         return None
-    return _finite(row.get("final_val_loss")) if _finite(row.get("final_val_loss")) is not None \
-        else _finite(row.get("final_loss"))
+    return finite(row.get("final_val_loss")) if finite(row.get("final_val_loss")) is not None \
+        else finite(row.get("final_loss"))
 
 
 def _save(fig, path: Path) -> None:
@@ -156,7 +148,7 @@ def grid_report(out_dir: Path, table, plan: dict[str, Any]) -> Report:
         curve = row.get("curve")
         if not isinstance(curve, str) or not Path(curve).is_file():
             continue
-        pts = [(r["step"], _finite(r.get("val_loss"))) for r in read_curve(Path(curve))]
+        pts = [(r["step"], finite(r.get("val_loss"))) for r in read_curve(Path(curve))]
         pts = [(s, v) for s, v in pts if v is not None]
         if pts:
             ax.plot([s for s, _ in pts], [v for _, v in pts], marker=".", label=row["overrides"] or row["run_id"])
@@ -187,7 +179,7 @@ def grid_report(out_dir: Path, table, plan: dict[str, Any]) -> Report:
         if status in ("failed", "preempted") and isinstance(row.get("reason"), str):
             status += f" ({row['reason'].splitlines()[0][:120]})"
         md.append(f"| {row['index']} | `{row['run_id']}` | {row['overrides']} | {status} | "
-                  f"{'-' if _finite(row.get('step')) is None else int(row['step'])} | {_num(row.get('final_loss'))} | "
+                  f"{'-' if finite(row.get('step')) is None else int(row['step'])} | {_num(row.get('final_loss'))} | "
                   f"{_num(row.get('final_val_loss'))} | {_num(row.get('min_val_loss'))} |")
     for axis, entries in best_per_axis.items():
         md += ["", f"## Best run per value of `{axis}`", "", "| value | best run | final val loss | completed / runs |",
@@ -206,7 +198,7 @@ def grid_report(out_dir: Path, table, plan: dict[str, Any]) -> Report:
         "best_per_axis": best_per_axis,
         "warnings": edges,
         "runs": [{"index": r["index"], "run_id": r["run_id"], "overrides": r["overrides"], "settings": r["settings"],
-                  "status": r["status"], "step": None if _finite(r.get("step")) is None else int(r["step"]),
+                  "status": r["status"], "step": None if finite(r.get("step")) is None else int(r["step"]),
                   "final_loss": _json_number(r.get("final_loss")), "final_val_loss": _json_number(r.get("final_val_loss")),
                   "min_val_loss": _json_number(r.get("min_val_loss")),
                   "reason": r.get("reason") if isinstance(r.get("reason"), str) else None} for r in rows],

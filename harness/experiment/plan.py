@@ -24,6 +24,7 @@ from typing import Any, Optional, Sequence
 from harness.experiment.kinds import KINDS, RunRequest
 from harness.experiment.spec import ExperimentError, ExperimentSpec
 from harness.files import atomic_write_json, atomic_write_text
+from harness.formatting import duration, short_number
 
 PLAN_COLUMNS = ("index", "run_id", "overrides", "N", "N_non_embedding", "D", "flops", "est_seconds")
 
@@ -140,22 +141,10 @@ def read_plan(out_dir: Path) -> dict[str, Any]:
     return json.loads(path.read_text())
 
 
-def _fmt(x: float) -> str:
-    return f"{x:.3g}" if abs(x) < 1e4 else f"{x:.2e}"
-
-
-def duration(seconds: float) -> str:
-    if seconds < 120:
-        return f"{seconds:.0f}s"
-    if seconds < 7200:
-        return f"{seconds / 60:.1f}m"
-    return f"{seconds / 3600:.1f}h"
-
-
 def format_plan(spec: ExperimentSpec, runs: Sequence[PlannedRun]) -> str:
     """The plan as a fixed-width text table, with totals."""
     header = ["#", "run_id", "N", "N_non_emb", "D", "FLOPs", "est_time", "overrides"]
-    rows = [[str(r.index), r.run_id, _fmt(r.N), _fmt(r.N_non_embedding), _fmt(r.D), _fmt(r.flops),
+    rows = [[str(r.index), r.run_id, short_number(r.N), short_number(r.N_non_embedding), short_number(r.D), short_number(r.flops),
              "-" if r.est_seconds is None else duration(r.est_seconds), r.overrides] for r in runs]
     widths = [max(len(h), *(len(row[i]) for row in rows)) for i, h in enumerate(header)]
     lines = [f"experiment {spec.name} (kind {spec.kind}): {len(runs)} run(s)",
@@ -166,5 +155,5 @@ def format_plan(spec: ExperimentSpec, runs: Sequence[PlannedRun]) -> str:
     est = (f"{duration(sum(known))} run one after another (an estimate: D / tokens_per_s, the same "
            "throughput for every run)") if known and len(known) == len(runs) else \
         "no time estimate (give --tokens-per-s or the spec's tokens_per_s)"
-    lines.append(f"total: {_fmt(total_flops)} FLOPs; {est}")
+    lines.append(f"total: {short_number(total_flops)} FLOPs; {est}")
     return "\n".join(lines)

@@ -12,19 +12,8 @@ from pathlib import Path
 from typing import Any, Optional, Sequence
 
 from harness.files import atomic_write_bytes, atomic_write_text
+from harness.formatting import duration, short_number
 from harness.ladder.plan import PlannedRun
-
-
-def _fmt(x: float) -> str:
-    return f"{x:.3g}" if abs(x) < 1e4 else f"{x:.2e}"
-
-
-def _duration(seconds: float) -> str:
-    if seconds < 120:
-        return f"{seconds:.0f}s"
-    if seconds < 7200:
-        return f"{seconds / 60:.1f}m"
-    return f"{seconds / 3600:.1f}h"
 
 
 def estimate_seconds(run: PlannedRun, device_tflops: Optional[float], mfu: float,
@@ -55,8 +44,8 @@ def print_plan(rows: list[dict[str, Any]], title: str) -> None:
     for c in cols:
         table.add_column(c, justify="left" if c == "name" else "right")
     for row in rows:
-        est = "-" if row["est_seconds"] is None else _duration(row["est_seconds"])
-        table.add_row(row["name"], _fmt(row["N"]), _fmt(row["N_non_embedding"]), _fmt(row["D"]), _fmt(row["flops"]),
+        est = "-" if row["est_seconds"] is None else duration(row["est_seconds"])
+        table.add_row(row["name"], short_number(row["N"]), short_number(row["N_non_embedding"]), short_number(row["D"]), short_number(row["flops"]),
                       str(row["batch_size"]), f"{row['lr']:.3g}", str(row["warmup_steps"]), str(row["steps"]), est)
     Console(width=160).print(table)
 
@@ -105,7 +94,7 @@ def dry_run(runs: Sequence[PlannedRun], out: Path, *, title: str, device_tflops:
     print_plan(rows, title)
     total = [s for s in seconds if s is not None]
     if total:
-        print(f"estimated total: {_duration(sum(total))} "
+        print(f"estimated total: {duration(sum(total))} "
               + (f"at {cpu_tokens_per_s:g} tokens/s" if cpu_tokens_per_s else f"at {device_tflops:g} TFLOP/s x MFU {mfu:g}"))
     atomic_write_text(out / "plan.csv", pd.DataFrame(rows).to_csv(index=False, float_format="%.6g"))
     atomic_write_text(out / "overrides.txt", "\n".join(lines) + "\n")

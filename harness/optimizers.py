@@ -17,6 +17,7 @@ HIDDEN matrices to it (how Muon is registered).
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar, Optional
 
@@ -32,7 +33,7 @@ OPTIMIZERS: Registry["OptimConfig"] = Registry("optim.name")
 
 
 @dataclass
-class OptimConfig:
+class OptimConfig(ABC):
     """Fields every optimizer has. Every parameter role except those in `no_decay_roles` gets
     `weight_decay`."""
 
@@ -67,10 +68,11 @@ class OptimConfig:
 
     def fallback(self) -> "OptimConfig":
         """The optimizer of the parameters a `hidden_matrices_only` optimizer does not take."""
-        raise NotImplementedError(f"{type(self).__name__} takes every parameter; it has no fallback")
+        raise TypeError(f"{type(self).__name__} takes every parameter; it has no fallback")
 
+    @abstractmethod
     def build(self, groups: list[dict], device: "torch.device") -> "torch.optim.Optimizer":
-        raise NotImplementedError
+        """The torch optimizer over `groups` (each with `base_lr`; harness.optim.routing makes them)."""
 
 
 def with_lr(groups: list[dict]) -> list[dict]:

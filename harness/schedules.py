@@ -31,6 +31,7 @@ Adding a schedule: a class here with `@SCHEDULES.register("name")` that implemen
 from __future__ import annotations
 
 import math
+from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from typing import Optional
 
@@ -57,7 +58,7 @@ SCHEDULES: Registry["ScheduleConfig"] = Registry("schedule.name")
 
 
 @dataclass
-class ScheduleConfig:
+class ScheduleConfig(ABC):
     """Fields every schedule has: its name and the linear warmup. Subclasses are the schedules."""
 
     name: str = ""
@@ -87,9 +88,9 @@ class ScheduleConfig:
         return round(self.warmup_fraction * total_steps)
 
     # ---- what each schedule implements ----
+    @abstractmethod
     def after_warmup(self, step: int, run: "Schedule") -> float:
         """The multiplier at `step` >= the warmup's end, ignoring the warmup ramp."""
-        raise NotImplementedError
 
     def phase_points(self, run: "Schedule") -> set[int]:
         """Steps other than the warmup's end and the last step where the schedule changes regime."""

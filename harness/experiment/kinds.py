@@ -16,6 +16,7 @@ imported by harness/experiment/__init__.py (which every import of harness.experi
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -52,16 +53,18 @@ class Report:
     plots: list[Path] = field(default_factory=list)
 
 
-class ExperimentKind:
+class ExperimentKind(ABC):
     @dataclass
     class Config:
         pass
 
+    @abstractmethod
     def plan(self, spec: "ExperimentSpec") -> list[RunRequest]:
-        raise NotImplementedError
+        """The runs the spec asks for (overrides on top of the spec's base)."""
 
+    @abstractmethod
     def report(self, out_dir: Path, table: "pd.DataFrame", plan: list[dict[str, Any]]) -> Report:
-        raise NotImplementedError
+        """The kind's analysis of the collected table: markdown, a JSON summary and plots."""
 
 
 KINDS: Registry[ExperimentKind] = Registry("kind")

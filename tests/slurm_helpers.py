@@ -104,3 +104,20 @@ def release_when_requeued(job: str, env: dict[str, str], done, timeout: float = 
                 slurm("scontrol", "update", f"JobId={job}", "StartTime=now", env=env, check=False)
         time.sleep(0.5)
     return seen
+
+
+def requeue_midway(launcher: subprocess.Popen, curve: Path, submitit_parent: Path, env: dict[str, str],
+                   timeout: float = 180) -> tuple[str, list[str]]:
+    """Once `curve` has 30 rows, `scontrol requeue` the launcher's Slurm array job, release the
+    requeued task, and wait for the launcher to end (killed if anything here fails).
+    Returns the launcher's output and the squeue states seen after the requeue."""
+    try:
+        wait_rows(curve, 30, proc=launcher)
+        job = array_job_id(submitit_parent)
+        slurm("scontrol", "requeue", job, env=env)
+        seen = release_when_requeued(job, env, done=lambda: launcher.poll() is not None)
+        output, _ = launcher.communicate(timeout=timeout)
+    finally:
+        if launcher.poll() is None:
+            launcher.kill()
+    return output, seen

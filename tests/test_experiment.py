@@ -339,7 +339,7 @@ def test_slurm_relaunch_trains_nothing(slurm_grid, slurm_env):
 def test_slurm_requeued_array_task_resumes(slurm_env, tmp_path):
     """`scontrol requeue` of the experiment's array job: Slurm sends SIGTERM, the run checkpoints
     and requeues; the requeued task resumes from the checkpoint and `run` (waiting) exits 0."""
-    from slurm_helpers import array_job_id, release_when_requeued, slurm, wait_rows
+    from slurm_helpers import requeue_midway
 
     out = tmp_path / "exp"
     args = ("run", TINY_GRID, "grid.axes.optim.lr=[3e-3]", "grid.axes.schedule=[cosine]",
@@ -348,21 +348,15 @@ def test_slurm_requeued_array_task_resumes(slurm_env, tmp_path):
             "--dir", str(out), "--launcher", "slurm_cpu")
     launcher = subprocess.Popen([sys.executable, "-m", "harness.experiment", *args], cwd=ROOT, env=slurm_env,
                                 stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    try:
-        deadline = time.time() + 120
-        while not list(out.glob("runs/*/curve.jsonl")):
-            assert time.time() < deadline and launcher.poll() is None, "the array task did not start"
-            time.sleep(0.1)
-        (curve,) = out.glob("runs/*/curve.jsonl")
-        wait_rows(curve, 30, proc=launcher)
-        (launch,) = (out / "launches").iterdir()
-        job = array_job_id(launch)
-        slurm("scontrol", "requeue", job, env=slurm_env)
-        seen = release_when_requeued(job, slurm_env, done=lambda: launcher.poll() is not None)
-        output, _ = launcher.communicate(timeout=180)
-    finally:
-        if launcher.poll() is None:
+    deadline = time.time() + 120
+    while not list(out.glob("runs/*/curve.jsonl")):
+        if time.time() >= deadline or launcher.poll() is not None:
             launcher.kill()
+            raise AssertionError("the array task did not start")
+        time.sleep(0.1)
+    (curve,) = out.glob("runs/*/curve.jsonl")
+    (launch,) = (out / "launches").iterdir()
+    output, seen = requeue_midway(launcher, curve, launch, slurm_env, timeout=180)
     assert launcher.returncode == 0, output[-3000:]
     assert "PENDING" in seen
     status = json.loads(curve.with_name("status.json").read_text())

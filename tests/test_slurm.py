@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from conftest import ROOT, TINY, read_rows, run_train
-from slurm_helpers import array_job_id, release_when_requeued, slurm, wait_rows
+from slurm_helpers import array_job_id, release_when_requeued, requeue_midway, slurm, wait_rows
 
 pytestmark = pytest.mark.slurm
 
@@ -125,20 +125,15 @@ def test_scontrol_requeue_of_submitit_job_resumes_continuous_curve(slurm_env, re
     sweep = tmp_path / "sweep"
     launcher = subprocess.Popen(sweep_cmd(sweep, "launch", *DETERMINISTIC), cwd=ROOT, env=slurm_env,
                                 stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    try:
-        deadline = time.time() + 60
-        while not (sweep / "runs").is_dir() or not list((sweep / "runs").iterdir()):
-            assert time.time() < deadline and launcher.poll() is None, "the sweep job did not start"
-            time.sleep(0.1)
-        run_dir = next((sweep / "runs").iterdir())
-        wait_rows(run_dir / "curve.jsonl", 30, proc=launcher)
-        job = array_job_id(sweep / "launch")
-        slurm("scontrol", "requeue", job, env=slurm_env)
-        seen = release_when_requeued(job, slurm_env, done=lambda: launcher.poll() is not None)
-        out, _ = launcher.communicate(timeout=120)
-    finally:
-        if launcher.poll() is None:
+    deadline = time.time() + 60
+    while not (sweep / "runs").is_dir() or not list((sweep / "runs").iterdir()):
+        if time.time() >= deadline or launcher.poll() is not None:
             launcher.kill()
+            raise AssertionError("the sweep job did not start")
+        time.sleep(0.1)
+    run_dir = next((sweep / "runs").iterdir())
+    out, seen = requeue_midway(launcher, run_dir / "curve.jsonl", sweep / "launch", slurm_env, timeout=120)
+    job = array_job_id(sweep / "launch")
     assert launcher.returncode == 0, out[-3000:]
     assert "PENDING" in seen
     log = next((sweep / "launch" / ".submitit").glob("*/*_log.err")).read_text()

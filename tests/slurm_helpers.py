@@ -121,3 +121,15 @@ def requeue_midway(launcher: subprocess.Popen, curve: Path, submitit_parent: Pat
         if launcher.poll() is None:
             launcher.kill()
     return output, seen
+
+
+def sacct_array_states(job: str, n_tasks: int, env: dict[str, str]) -> list[str]:
+    """`JobID|State` of the array's tasks once all `n_tasks` are COMPLETED in accounting (which lags
+    a job's end by a second or so), or whatever accounting shows after ~20 s."""
+    expected = [f"{job}_{i}|COMPLETED" for i in range(n_tasks)]
+    for _ in range(40):
+        acct = sorted(slurm("sacct", "-n", "-X", "-P", "-j", job, "-o", "JobID,State", env=env).splitlines())
+        if acct == expected:
+            break
+        time.sleep(0.5)
+    return acct

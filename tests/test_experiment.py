@@ -294,7 +294,7 @@ def slurm_grid(slurm_env, tmp_path_factory) -> tuple[Path, subprocess.CompletedP
 
 @pytest.mark.slurm
 def test_slurm_runs_the_experiment_as_one_job_array(slurm_grid, slurm_env):
-    from slurm_helpers import array_job_id, slurm
+    from slurm_helpers import array_job_id, sacct_array_states
 
     out, proc = slurm_grid
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
@@ -303,13 +303,7 @@ def test_slurm_runs_the_experiment_as_one_job_array(slurm_grid, slurm_env):
     assert "4 run(s): 4 completed" in status, status
     (launch,) = (out / "launches").iterdir()
     job = array_job_id(launch)
-    expected = [f"{job}_{i}|COMPLETED" for i in range(4)]
-    for _ in range(40):  # accounting lags the job's end by a second or so
-        acct = sorted(slurm("sacct", "-n", "-X", "-P", "-j", job, "-o", "JobID,State", env=slurm_env).splitlines())
-        if acct == expected:
-            break
-        time.sleep(0.5)
-    assert acct == expected
+    assert sacct_array_states(job, 4, slurm_env) == [f"{job}_{i}|COMPLETED" for i in range(4)]
     import yaml
 
     for run_dir in (out / "runs").iterdir():

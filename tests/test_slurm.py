@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from conftest import ROOT, TINY, read_rows, run_train
-from slurm_helpers import array_job_id, release_when_requeued, requeue_midway, slurm, wait_rows
+from slurm_helpers import array_job_id, release_when_requeued, requeue_midway, sacct_array_states, slurm, wait_rows
 
 pytestmark = pytest.mark.slurm
 
@@ -71,13 +71,7 @@ def test_sweep_through_submitit_slurm_completes(finished_sweep, slurm_env, tmp_p
     assert configs == {(1e-3, "cosine"), (1e-3, "wsd"), (3e-3, "cosine"), (3e-3, "wsd")}
     # It ran as one Slurm array job of 4 tasks, recorded by accounting.
     job = array_job_id(sweep / "launch1")
-    expected = [f"{job}_{i}|COMPLETED" for i in range(4)]
-    for _ in range(40):  # accounting lags the job's end by a second or so
-        acct = sorted(slurm("sacct", "-n", "-X", "-P", "-j", job, "-o", "JobID,State", env=slurm_env).splitlines())
-        if acct == expected:
-            break
-        time.sleep(0.5)
-    assert acct == expected
+    assert sacct_array_states(job, 4, slurm_env) == [f"{job}_{i}|COMPLETED" for i in range(4)]
     if (ROOT / "harness" / "collect.py").exists():
         out = tmp_path / "table"
         proc = subprocess.run([sys.executable, "-m", "harness.collect", str(sweep / "runs"), "--out", str(out)],

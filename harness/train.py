@@ -124,7 +124,9 @@ def config_yaml(cfg: RunConfig) -> str:
     return OmegaConf.to_yaml(OmegaConf.structured(cfg))
 
 
-def _main(cfg: Any) -> None:
+def train_main(cfg: Any) -> None:
+    """Train the run a composed Hydra config describes, and exit with its code (harness/outcome.py).
+    The Hydra entry point, and what each job of an experiment calls (harness/experiment/job.py)."""
     try:
         run_cfg = to_run_config(cfg)
         run_cfg.run_dir = resolve_run_dir(run_cfg)  # `{hash}` -> the run's identity hash
@@ -158,7 +160,7 @@ def main() -> None:
     import hydra
 
     conf_dir = str(Path(__file__).resolve().parent.parent / "conf")
-    hydra.main(version_base="1.3", config_path=conf_dir, config_name="config")(_main)()
+    hydra.main(version_base="1.3", config_path=conf_dir, config_name="config")(train_main)()
 
 
 if __name__ == "__main__":

@@ -6,7 +6,7 @@ So the sweep has ONE synthetic axis, the run's index in plan.json; Hydra hands t
 to the launcher as one batch (the basic launcher runs them in turn in this process; submitit_local
 starts one process each; submitit_slurm submits them as ONE Slurm job array), and each job looks
 its index up and composes that run's `python -m harness.train` overrides (stored in plan.json)
-on conf/config.yaml, then trains it through harness.train's own entry (`_main`: validation, the
+on conf/config.yaml, then trains it through harness.train's own entry (`train_main`: validation, the
 `{hash}` run directory, skip when completed, resume from a checkpoint, status and exit codes).
 
 Launcher-level run settings (`train.requeue=true` and the preemption signals for Slurm) come in as
@@ -34,13 +34,13 @@ def _job(cfg: Any) -> int:
     from hydra.core.hydra_config import HydraConfig
 
     from harness.outcome import EXIT_PREEMPTED
-    from harness.train import _main
+    from harness.train import train_main
 
     overrides = run_overrides(cfg.experiment_plan, int(cfg.experiment_run), list(cfg.get("experiment_extra") or []))
     run_cfg = compose(config_name="config", overrides=overrides)
     in_process = "BasicLauncher" in str(HydraConfig.get().launcher.get("_target_", ""))
     try:
-        _main(run_cfg)
+        train_main(run_cfg)
     except SystemExit as exit_:
         # harness.train exits with the run's code. In a process of its own (submitit) that is the
         # job's end, as for `python -m harness.train`; in the basic launcher's shared process a

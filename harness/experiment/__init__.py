@@ -3,6 +3,7 @@
     python -m harness.experiment plan   SPEC [overrides] [--dir DIR] [--tokens-per-s X]
     python -m harness.experiment run    SPEC [overrides] [--dir DIR] [--launcher local|submitit_local|slurm|slurm_cpu]
                                         [--launcher-arg hydra.launcher.KEY=VALUE ...] [--no-wait]
+    python -m harness.experiment launch DIR [--launcher ...]    (the existing plan; waits)
     python -m harness.experiment status DIR
     python -m harness.experiment report DIR
 

@@ -30,11 +30,15 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--dir", type=Path, default=None, help="experiment directory (default experiments/<name>)")
         p.add_argument("--tokens-per-s", type=float, default=None,
                        help="training throughput for the time estimate (else the spec's tokens_per_s)")
+        p.add_argument("--no-data-check", action="store_true",
+                       help="do not prepare the data to count its unique tokens (no repetition check)")
         if name == "run":
-            p.add_argument("--launcher", choices=tuple(LAUNCHERS), default="local")
-            p.add_argument("--launcher-arg", action="append", default=[], metavar="OVERRIDE",
-                           help="a Hydra launcher override, e.g. hydra.launcher.partition=debug (repeatable)")
+            _add_launcher_args(p)
             p.add_argument("--no-wait", action="store_true", help="return once submitted (submitit launchers)")
+    p = sub.add_parser("launch", help="launch the runs of DIR's existing plan.json not yet completed, stage "
+                                      "by stage, and wait (what `run --no-wait` drives in the background)")
+    p.add_argument("dir", type=Path, help="the experiment directory")
+    _add_launcher_args(p)
     for name, text in (("status", "counts by state and a per-run table"),
                        ("report", "collect the runs and write report.md, report.json and plots")):
         p = sub.add_parser(name, help=text)
@@ -42,16 +46,34 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _add_launcher_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--launcher", choices=tuple(LAUNCHERS), default="local")
+    p.add_argument("--launcher-arg", action="append", default=[], metavar="OVERRIDE",
+                   help="a Hydra launcher override, e.g. hydra.launcher.partition=debug (repeatable)")
+
+
 def _plan(args: argparse.Namespace):
     spec = load_spec(args.spec, args.overrides)
     out_dir = args.dir if args.dir is not None else Path("experiments") / spec.name
-    runs, notes = plan_experiment(spec, out_dir, args.tokens_per_s)
+    runs, notes = plan_experiment(spec, out_dir, args.tokens_per_s, check_data=not args.no_data_check)
     write_plan(spec, runs, out_dir)
     for note in notes:
         print(f"note: {note}")
     print(format_plan(spec, runs))
     print(f"wrote {out_dir / 'plan.csv'} and {out_dir / 'plan.json'}")
     return spec, out_dir
+
+
+def _finish(name: str, plan: dict, code: int) -> int:
+    """Print where the runs stand after a launch; non-zero when any did not complete."""
+    states = run_states(plan)
+    print(format_status(name, states))
+    unfinished = [s for s in states if s.state != "completed"]
+    if code != 0 or unfinished:
+        print(f"error: {len(unfinished)} run(s) not completed (launcher exit {code}); "
+              "relaunch the same command to resume them", file=sys.stderr)
+        return EXIT_ERROR
+    return 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -66,15 +88,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             code = launch(out_dir, plan, args.launcher, args.launcher_arg, wait=not args.no_wait)
             if args.no_wait and args.launcher != "local":
                 return code
-            states = run_states(plan)
-            print(format_status(spec.name, states))
-            unfinished = [s for s in states if s.state != "completed"]
-            if code != 0 or unfinished:
-                print(f"error: {len(unfinished)} run(s) not completed (launcher exit {code}); "
-                      "relaunch the same command to resume them", file=sys.stderr)
-                return EXIT_ERROR
-            return 0
+            return _finish(spec.name, plan, code)
         plan = read_plan(args.dir)
+        if args.command == "launch":
+            return _finish(plan["spec"]["name"], plan, launch(args.dir, plan, args.launcher, args.launcher_arg))
         if args.command == "status":
             print(format_status(plan["spec"]["name"], run_states(plan)))
             return 0

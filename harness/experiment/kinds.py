@@ -39,6 +39,10 @@ class RunRequest:
     source: str = "spec"  # the spec field it comes from, for error messages (e.g. "grid.runs[2]")
     # The spec field behind each override (same order), to name the culprit when one fails.
     fields: tuple[str, ...] = ()
+    # A run that starts from another run of the same plan (a cooldown branch from its parent's
+    # checkpoint): the parent's position in the list plan() returns. The text PARENT_RUN_DIR in
+    # `overrides` becomes the parent's run directory, and the run launches after the parent completed.
+    parent: int | None = None
 
     def field_of(self, i: int) -> str:
         return self.fields[i] if i < len(self.fields) else self.source
@@ -65,6 +69,9 @@ class ExperimentKind(ABC):
     @abstractmethod
     def report(self, out_dir: Path, table: "pd.DataFrame", plan: list[dict[str, Any]]) -> Report:
         """The kind's analysis of the collected table: markdown, a JSON summary and plots."""
+
+
+PARENT_RUN_DIR = "PARENT_RUN_DIR"
 
 
 KINDS: Registry[ExperimentKind] = Registry("kind")

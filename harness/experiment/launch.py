@@ -7,6 +7,12 @@
 
 Completed runs are not launched at all; the others are, and harness.train resumes a run that has
 a checkpoint. Hydra's output (and submitit's logs, `.submitit/`) go to DIR/launches/<time>/.
+
+A plan with stages (cooldown branches start from their parent's checkpoint) launches one multirun
+per stage, each after the previous one ended; a run whose parent did not complete is held back
+(and shown as not started). With --no-wait such a plan is driven by a background
+`python -m harness.experiment launch DIR` process (its log is DIR/launches/<time>.log); if that
+process dies, `run` again: completed runs are skipped.
 """
 
 from __future__ import annotations
@@ -26,8 +32,23 @@ LAUNCHERS = {"local": "basic", "submitit_local": "submitit_local", "slurm": "slu
 SLURM_RUN_SETTINGS = ["train.requeue=true", "train.preempt_signals=[SIGTERM,SIGUSR1,SIGUSR2]"]
 
 
-def pending_indices(plan: dict[str, Any]) -> list[int]:
-    return [s.index for s in run_states(plan) if s.state != "completed"]
+def pending_indices(plan: dict[str, Any], stage: int | None = None) -> list[int]:
+    """Runs not completed (of `stage`, when given) whose parent, if any, completed."""
+    states = run_states(plan)
+    completed = {plan["runs"][s.index]["run_id"] for s in states if s.state == "completed"}
+    out = []
+    for s in states:
+        run = plan["runs"][s.index]
+        if s.state == "completed" or (stage is not None and run.get("stage", 0) != stage):
+            continue
+        if run.get("parent") and run["parent"] not in completed:
+            continue
+        out.append(s.index)
+    return out
+
+
+def stages(plan: dict[str, Any]) -> list[int]:
+    return sorted({run.get("stage", 0) for run in plan["runs"]})
 
 
 def job_command(out_dir: Path, indices: Sequence[int], launcher: str, launcher_args: Sequence[str],
@@ -44,15 +65,33 @@ def job_command(out_dir: Path, indices: Sequence[int], launcher: str, launcher_a
 
 def launch(out_dir: Path, plan: dict[str, Any], launcher: str, launcher_args: Sequence[str] = (),
            wait: bool = True) -> int:
-    """Launch the pending runs; returns the launcher process's exit code (0 when nothing to launch)."""
-    indices = pending_indices(plan)
-    done = len(plan["runs"]) - len(indices)
-    if not indices:
-        print(f"[experiment] all {done} run(s) completed; nothing to launch")
+    """Launch the pending runs, stage by stage; returns the launcher's exit code (0: nothing to launch)."""
+    if not pending_indices(plan):
+        done = sum(s.state == "completed" for s in run_states(plan))
+        print(f"[experiment] all {done} run(s) completed; nothing to launch" if done == len(plan["runs"]) else
+              "[experiment] nothing to launch: the runs not completed wait on parents that did not complete")
         return 0
+    levels = stages(plan)
+    if len(levels) > 1 and not wait and launcher != "local":
+        return _drive_in_background(out_dir, launcher, launcher_args)
+    code = 0
+    for stage in levels:
+        indices = pending_indices(plan, stage)
+        if not indices:
+            continue
+        stage_code = launch_stage(out_dir, plan, indices, launcher, launcher_args, wait=wait,
+                                  label=f" (stage {stage} of {len(levels)})" if len(levels) > 1 else "")
+        code = code or stage_code
+    return code
+
+
+def launch_stage(out_dir: Path, plan: dict[str, Any], indices: list[int], launcher: str,
+                 launcher_args: Sequence[str], wait: bool, label: str = "") -> int:
+    """One Hydra multirun over `indices` (one Slurm array with slurm)."""
+    done = sum(s.state == "completed" for s in run_states(plan))
     sweep_dir = Path(out_dir).resolve() / "launches" / time.strftime("%Y-%m-%d_%H-%M-%S")
     cmd = job_command(out_dir, indices, launcher, launcher_args, sweep_dir)
-    print(f"[experiment] launching {len(indices)} run(s) with {launcher} ({done} completed, skipped); "
+    print(f"[experiment] launching {len(indices)} run(s){label} with {launcher} ({done} completed, skipped); "
           f"launcher output in {sweep_dir}", flush=True)
     if wait or launcher == "local":
         return subprocess.run(cmd, env=os.environ.copy()).returncode
@@ -72,6 +111,20 @@ def launch(out_dir: Path, plan: dict[str, Any], launcher: str, launcher_args: Se
         if (sweep_dir / ".submitit").is_dir() else []
     print(f"[experiment] submitted{' job ' + ', '.join(jobs) if jobs else ''}; the launcher waits in the background "
           f"(pid {proc.pid}, log {sweep_dir / 'launch.log'}); follow with `python -m harness.experiment status {out_dir}`")
+    return 0
+
+
+def _drive_in_background(out_dir: Path, launcher: str, launcher_args: Sequence[str]) -> int:
+    """A staged plan without waiting: a detached `launch DIR` process runs the stages in turn."""
+    launches = Path(out_dir).resolve() / "launches"
+    launches.mkdir(parents=True, exist_ok=True)
+    log_path = launches / f"{time.strftime('%Y-%m-%d_%H-%M-%S')}-stages.log"
+    cmd = [sys.executable, "-m", "harness.experiment", "launch", str(Path(out_dir).resolve()),
+           "--launcher", launcher, *(f"--launcher-arg={a}" for a in launcher_args)]
+    proc = subprocess.Popen(cmd, stdout=open(log_path, "w"), stderr=subprocess.STDOUT, start_new_session=True)
+    print(f"[experiment] the plan has stages (branches wait for their parents): a background process "
+          f"(pid {proc.pid}) launches them in turn; log {log_path}; follow with "
+          f"`python -m harness.experiment status {out_dir}`")
     return 0
 
 

@@ -61,6 +61,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, default=Path("ladder_plan"))
     p.add_argument("--emit-overrides", action="store_true", help="print one Hydra override line per run")
     p.add_argument("--extra", nargs="*", default=[], help="overrides appended to every run (e.g. data=tinystories)")
+    p.add_argument("--no-data-check", action="store_true",
+                   help="do not prepare the data to count its unique tokens (no repetition warning)")
     return parser
 
 
@@ -122,8 +124,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(recipe.describe())
     try:
         dry_run(runs, args.out, title=title, device_tflops=args.device_tflops, mfu=args.mfu,
-                cpu_tokens_per_s=args.cpu_tokens_per_s, extra=args.extra, emit_overrides=args.emit_overrides)
-    except (ConfigError, HydraException, OmegaConfBaseException) as e:  # --extra that does not compose
+                cpu_tokens_per_s=args.cpu_tokens_per_s, extra=args.extra, emit_overrides=args.emit_overrides,
+                check_data=not args.no_data_check)
+    except (ConfigError, HydraException, OmegaConfBaseException) as e:  # --extra that does not compose, bad data
         print(f"error: {e}. Fix: check the --extra overrides", file=sys.stderr)
         return 2
     return 0

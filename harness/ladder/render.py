@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any, Optional, Sequence
 
 from harness.files import atomic_write_bytes, atomic_write_text
+from harness.data.repetition import UniqueTokens
 from harness.formatting import duration, short_number
 from harness.ladder.plan import PlannedRun
 
@@ -26,13 +27,16 @@ def estimate_seconds(run: PlannedRun, device_tflops: Optional[float], mfu: float
     return None
 
 
-def plan_table(runs: Sequence[PlannedRun], seconds: Sequence[Optional[float]]) -> list[dict[str, Any]]:
+def plan_table(runs: Sequence[PlannedRun], seconds: Sequence[Optional[float]],
+               unique: Sequence[Optional[int]] = ()) -> list[dict[str, Any]]:
+    unique = list(unique) or [None] * len(runs)
     return [{"name": r.name, "d_model": r.model.d_model, "n_layers": r.model.n_layers, "n_heads": r.model.n_heads,
              "N": r.N, "N_non_embedding": r.N_non_embedding, "D": r.D, "tokens_per_param": r.D / r.N_non_embedding,
              "flops": r.flops, "budget": r.budget, "batch_size": r.batch_size, "batch_tokens": r.tokens_per_step,
              "lr": r.lr, "weight_decay": r.weight_decay, "warmup_steps": r.warmup_steps, "steps": r.steps,
-             "schedule": r.schedule, "est_seconds": s}
-            for r, s in zip(runs, seconds)]
+             "schedule": r.schedule, "est_seconds": s, "unique_tokens": u,
+             "epochs": r.D / u if u else None}
+            for r, s, u in zip(runs, seconds, unique)]
 
 
 def print_plan(rows: list[dict[str, Any]], title: str) -> None:
@@ -40,12 +44,14 @@ def print_plan(rows: list[dict[str, Any]], title: str) -> None:
     from rich.table import Table
 
     table = Table(title=title)
-    cols = ["name", "N", "N_non_embedding", "D", "flops", "batch_size", "lr", "warmup_steps", "steps", "est_time"]
+    cols = ["name", "N", "N_non_embedding", "D", "epochs", "flops", "batch_size", "lr", "warmup_steps", "steps", "est_time"]
     for c in cols:
         table.add_column(c, justify="left" if c == "name" else "right")
     for row in rows:
         est = "-" if row["est_seconds"] is None else duration(row["est_seconds"])
-        table.add_row(row["name"], short_number(row["N"]), short_number(row["N_non_embedding"]), short_number(row["D"]), short_number(row["flops"]),
+        epochs = "?" if row["epochs"] is None else f"{row['epochs']:.2f}{'!' if row['epochs'] > 1 else ''}"
+        table.add_row(row["name"], short_number(row["N"]), short_number(row["N_non_embedding"]), short_number(row["D"]),
+                      epochs, short_number(row["flops"]),
                       str(row["batch_size"]), f"{row['lr']:.3g}", str(row["warmup_steps"]), str(row["steps"]), est)
     Console(width=160).print(table)
 
@@ -82,7 +88,7 @@ def plot_schedules(runs: Sequence[PlannedRun], path: Path) -> None:
 
 def dry_run(runs: Sequence[PlannedRun], out: Path, *, title: str, device_tflops: Optional[float] = None,
             mfu: float = 0.4, cpu_tokens_per_s: Optional[float] = None, extra: Sequence[str] = (),
-            emit_overrides: bool = False) -> list[dict[str, Any]]:
+            emit_overrides: bool = False, check_data: bool = True) -> list[dict[str, Any]]:
     """Print the plan, write plan.csv / overrides.txt / lr_schedules.png under `out`; trains nothing."""
     import pandas as pd
 
@@ -90,8 +96,16 @@ def dry_run(runs: Sequence[PlannedRun], out: Path, *, title: str, device_tflops:
     # before anything is written.
     lines = [shlex.join(r.overrides(extra)) for r in runs]
     seconds = [estimate_seconds(r, device_tflops, mfu, cpu_tokens_per_s) for r in runs]
-    rows = plan_table(runs, seconds)
+    counter = UniqueTokens(enabled=check_data)
+    rows = plan_table(runs, seconds, [counter.of(r.run_config(extra).data) for r in runs])
     print_plan(rows, title)
+    for note in counter.notes:
+        print(f"note: {note}")
+    for row in rows:
+        if row["epochs"] is not None and row["epochs"] > 1:
+            print(f"warning: {row['name']} repeats data: D = {short_number(row['D'])} tokens > "
+                  f"{short_number(row['unique_tokens'])} unique training tokens ({row['epochs']:.2f} epochs); "
+                  "use a larger data source (e.g. --extra data=gcide) for fresh tokens")
     total = [s for s in seconds if s is not None]
     if total:
         print(f"estimated total: {duration(sum(total))} "

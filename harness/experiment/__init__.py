@@ -20,6 +20,8 @@ Modules, one job each:
   spec.py     the typed spec (ExperimentSpec) and load_spec
   kinds.py    the kind registry (KINDS), ExperimentKind, RunRequest, Report
   grid.py     kind `grid` (axes product and/or explicit runs); grid_report.py its report
+  cooldown.py kind `cooldown_branches` (one constant-LR parent per size + cooldown branches, vs
+              independent runs); cooldown_report.py its report
   plan.py     requests -> composed, validated RunConfigs -> PlannedRun rows, plan.csv / plan.json
   launch.py   the one Hydra multirun over the plan's indices; job.py the job it runs
   status.py   each run's state from its status.json
@@ -28,3 +30,4 @@ Modules, one job each:
 """
 
 from harness.experiment import grid  # noqa: E402,F401  (registers kind `grid`; a new kind's module goes here)
+from harness.experiment import cooldown  # noqa: E402,F401  (kind `cooldown_branches`)

@@ -17,6 +17,7 @@ that lacks rows up to the branch step, each a ConfigError naming train.init_from
 
 from __future__ import annotations
 
+import math
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,6 +25,7 @@ from typing import Any
 
 from harness.checkpoint import checkpoint_step, load_checkpoint
 from harness.config import ConfigError, RunConfig, TrainConfig
+from harness.schedules import build_schedule
 from harness.tracking.curve import read_curve
 
 RESUME, WEIGHTS = "resume", "weights"
@@ -87,22 +89,42 @@ def parent_rows(checkpoint: Path, step: int) -> list[dict[str, Any]]:
 
 
 def warn_if_unlike_parent(cfg: RunConfig, parent: ParentCheckpoint) -> None:
-    """Say on stderr which identity fields (model, data, optimizer, seed, ...) differ from the parent's
-    config.yaml: a branch normally changes only its schedule and length."""
+    """A branch's curve is one run's curve only if, up to the branch step, its own config would have
+    trained as the parent did. Say on stderr when it would not: identity fields other than the
+    schedule and length (model, data, optimizer, seed, ...) that differ from the parent's config.yaml,
+    or an LR schedule that differs from the parent's rows before the branch (e.g. a warmup given as a
+    fraction of a different train.steps)."""
+    if parent.mode != RESUME:
+        return
+    problems = [*_changed_fields(cfg, parent), *_lr_mismatch(cfg, parent)]
+    if problems:
+        print(f"[harness] warning: this branch would not have trained as its parent {parent.run_dir} did up to "
+              f"step {parent.step} ({'; '.join(problems)}); its curve is then not one run's curve", file=sys.stderr)
+
+
+def _changed_fields(cfg: RunConfig, parent: ParentCheckpoint) -> list[str]:
     from omegaconf import OmegaConf
 
     from harness.identity import changed_fields
 
     config_file = parent.run_dir / "config.yaml"
-    if parent.mode != RESUME or not config_file.is_file():
-        return
+    if not config_file.is_file():
+        return []
     saved = OmegaConf.to_container(OmegaConf.load(config_file))
-    changed = {k: v for k, v in changed_fields(saved, cfg).items()  # type: ignore[arg-type]
-               if not k.startswith(BRANCH_MAY_CHANGE)}
-    if changed:
-        details = ", ".join(f"{k}: {before!r} -> {now!r}" for k, (before, now) in changed.items())
-        print(f"[harness] warning: this branch differs from its parent {parent.run_dir} in more than its "
-              f"schedule and length ({details}); its curve is not one run's curve", file=sys.stderr)
+    changed = changed_fields(saved, cfg)  # type: ignore[arg-type]
+    return [f"{k}: {before!r} -> {now!r}" for k, (before, now) in changed.items() if not k.startswith(BRANCH_MAY_CHANGE)]
+
+
+def _lr_mismatch(cfg: RunConfig, parent: ParentCheckpoint) -> list[str]:
+    """The first step <= the branch step where this run's schedule gives another LR than the parent's row."""
+    tc = cfg.train
+    schedule = build_schedule(cfg.schedule, total_steps=tc.steps, peak_lr=cfg.optim.lr, batch_size=tc.batch_size,
+                              tokens_per_step=tc.batch_size * tc.seq_len)
+    for row in parent.rows:
+        lr = cfg.optim.lr * schedule.multiplier(row["step"])
+        if not math.isclose(lr, float(row["lr"]), rel_tol=1e-9, abs_tol=1e-15):
+            return [f"schedule: lr {lr:.6g} at step {row['step']}, where the parent trained with {float(row['lr']):.6g}"]
+    return []
 
 
 def load_parent_weights(model: Any, parent: ParentCheckpoint) -> None:

@@ -60,6 +60,7 @@ def run_training(cfg: RunConfig) -> dict[str, Any]:
             warn_if_repeating(cfg, data)
             start_run_dir(run, cfg, rt, data)
         trainer = starting_trainer(cfg, rt, data, run, parent)
+        parent = None  # its state is in the trainer now: do not hold a second copy while training
         trainer.fit(hooks(cfg, run, rt))
         return {"state": COMPLETED, **trainer.summary()}
     finally:

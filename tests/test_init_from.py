@@ -57,6 +57,7 @@ def test_branch_equals_an_independent_run_and_starts_with_the_parents_rows(train
     branch, independent = tmp_path / "exp" / "runs" / "branch", tmp_path / "independent"
     proc = train(train_env, f"run_dir={branch}", *COOLDOWN, f"train.init_from={branch_point(parent)}")
     assert proc.returncode == 0, proc.stderr
+    assert "would not have trained as its parent" not in proc.stderr  # harness/branch.py's check agrees
     assert train(train_env, f"run_dir={independent}", *COOLDOWN).returncode == 0
 
     rows, reference, parent_rows = read_rows(branch), read_rows(independent), read_rows(parent)
@@ -209,3 +210,25 @@ def test_identity_of_ordinary_runs_unchanged_and_of_branches_location_free():
     assert config_hash(branch_cfg("/e", step=4)) != config_hash(branch_cfg("/e"))
     assert config_hash(branch_cfg("/e", parent_hash="ba9876543210")) != config_hash(branch_cfg("/e"))
     assert config_hash(branch_cfg("/e", init_mode="weights")) != config_hash(branch_cfg("/e"))
+
+
+def test_branch_unlike_its_parent_before_the_branch_step_is_warned(parent, harness_cache, capsys):
+    """A warmup given as a fraction of the branch's own (shorter) length, and another seed: the
+    branch's rows 1..6 would not be the parent's, and the warning says where."""
+    from harness.branch import open_parent
+
+    def branch(**changes):
+        train_cfg = {"steps": 10, "seq_len": 32, "batch_size": 4, "eval_sequences": 16, "deterministic": True,
+                     "init_from": branch_point(parent), **changes.pop("train", {})}
+        return to_run_config({
+            "model": {"arch": "llama", "d_model": 32, "n_layers": 2, "n_heads": 2, "n_kv_heads": 1, "max_seq_len": 32,
+                      "vocab_size": 300},
+            "data": {"max_chars": 300000, "vocab_size": 300, "val_tokens": 4096, "cache_dir": str(harness_cache)},
+            "schedule": {"name": "wsd", "decay_fraction": 0.4, **changes.pop("schedule", {"warmup_steps": 2})},
+            "train": train_cfg, "run_dir": "x"})
+
+    open_parent(branch())
+    assert "warning" not in capsys.readouterr().err  # the cooldown of the equivalence test: like its parent
+    open_parent(branch(schedule={"warmup_fraction": 0.3}, train={"seed": 1}))
+    err = capsys.readouterr().err
+    assert "train.seed: 0 -> 1" in err and "schedule: lr" in err and "at step 1," in err

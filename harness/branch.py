@@ -66,12 +66,10 @@ def open_parent(cfg: RunConfig) -> ParentCheckpoint:
         raise ConfigError(f"train.init_from: {path} does not exist; train the parent run first")
     state = load_checkpoint(path)
     step = int(state["step"])
+    # TrainConfig.validate() checked the step in the name against train.steps; this is the content.
     if step != checkpoint_step(path):
         raise ConfigError(f"train.init_from: {path} holds step {step}, not the step its name says; "
                           "give the checkpoint file as the parent run wrote it")
-    if tc.init_mode == RESUME and step >= tc.steps:  # validate() checked the name; this is the content
-        raise ConfigError(f"train.init_from: branches at step {step}, which must be smaller than "
-                          f"train.steps={tc.steps}")
     parent = ParentCheckpoint(path, tc.init_mode, step, state, parent_rows(path, step) if tc.init_mode == RESUME else [])
     warn_if_unlike_parent(cfg, parent)
     return parent

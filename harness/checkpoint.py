@@ -1,7 +1,11 @@
-"""Checkpoints: atomic writes, keep-last-k, and safe loading (weights_only=True).
+"""Checkpoints: atomic writes, keep-last-k (plus pinned steps kept forever), and safe loading
+(weights_only=True).
 
 A checkpoint is a plain dict of tensors, numbers and strings, so it loads with
-`torch.load(..., weights_only=True)`: nothing in it is unpickled as code.
+`torch.load(..., weights_only=True)`: nothing in it is unpickled as code. Its file is
+`<run dir>/checkpoints/step_<8-digit step>.pt`; `checkpoint_step` reads the step back from the name.
+
+torch is imported where it is used, so harness.config can use the naming rules without it.
 """
 
 from __future__ import annotations
@@ -9,9 +13,7 @@ from __future__ import annotations
 import os
 import re
 from pathlib import Path
-from typing import Any
-
-import torch
+from typing import Any, Collection
 
 _NAME = re.compile(r"^step_(\d{8})\.pt$")
 
@@ -20,15 +22,21 @@ def checkpoint_path(directory: Path, step: int) -> Path:
     return directory / f"step_{step:08d}.pt"
 
 
+def checkpoint_step(path: str | Path) -> int | None:
+    """The step a checkpoint file's name says (`.../step_00000600.pt` -> 600); None for other names."""
+    match = _NAME.match(Path(path).name)
+    return int(match.group(1)) if match else None
+
+
 def list_checkpoints(directory: Path) -> list[tuple[int, Path]]:
     """(step, path) of every complete checkpoint, oldest first. Temp files are ignored."""
     if not directory.is_dir():
         return []
     found = []
     for path in directory.iterdir():
-        match = _NAME.match(path.name)
-        if match:
-            found.append((int(match.group(1)), path))
+        step = checkpoint_step(path)
+        if step is not None:
+            found.append((step, path))
     return sorted(found)
 
 
@@ -37,8 +45,13 @@ def latest_checkpoint(directory: Path) -> Path | None:
     return found[-1][1] if found else None
 
 
-def save_checkpoint(directory: Path, step: int, state: dict[str, Any], keep_last: int) -> Path:
-    """Write `state` for `step` atomically, then delete all but the newest `keep_last`."""
+def save_checkpoint(directory: Path, step: int, state: dict[str, Any], keep_last: int,
+                    pinned: Collection[int] = ()) -> Path:
+    """Write `state` for `step` atomically, then delete all but the newest `keep_last` of the
+    checkpoints whose step is not `pinned`: pinned steps (train.checkpoint_at, e.g. the branch points
+    of a cooldown study) are never deleted and do not count toward `keep_last`."""
+    import torch
+
     directory.mkdir(parents=True, exist_ok=True)
     final = checkpoint_path(directory, step)
     tmp = final.with_name(f".{final.name}.tmp-{os.getpid()}")
@@ -48,12 +61,15 @@ def save_checkpoint(directory: Path, step: int, state: dict[str, Any], keep_last
         os.fsync(f.fileno())
     os.replace(tmp, final)
     _fsync_dir(directory)
-    for _, old in list_checkpoints(directory)[:-keep_last]:
+    rotating = [path for s, path in list_checkpoints(directory) if s not in pinned]
+    for old in rotating[:-keep_last]:
         old.unlink(missing_ok=True)
     return final
 
 
 def load_checkpoint(path: Path) -> dict[str, Any]:
+    import torch
+
     return torch.load(path, map_location="cpu", weights_only=True)
 
 

@@ -18,6 +18,9 @@ Every run directory below SWEEP_DIR (any depth; a directory holding both `config
 | `loss` | the fitting target: `final_val_loss` when the run has one, else `final_loss`; |
 |  | empty unless the run completed (`loss_source` says which: val_loss / train_loss) |
 | `status`, `step` | state in status.json (completed / running / failed / preempted) and the step reached |
+| `init_from`, `branch_step` | for a run started from another run's checkpoint (train.init_from, |
+|  | harness/branch.py): that checkpoint file and its step (for a cooldown branch, where it left |
+|  | its parent); empty for ordinary runs |
 | `curve`, `run_dir` | paths of the run's curve.jsonl and directory |
 
 Parameter counts come from status.json when the run wrote them, else from the config through
@@ -41,6 +44,7 @@ from typing import Any, Iterator, Sequence
 
 import pandas as pd
 
+from harness.checkpoint import checkpoint_step
 from harness.files import atomic_write_bytes, atomic_write_text, read_json
 from harness.formatting import finite
 from harness.identity import flatten
@@ -49,7 +53,7 @@ from harness.tracking.curve import CurveFileError, read_curve
 # Leading columns, in this order; the flattened config follows.
 SUMMARY_COLUMNS = ("name", "status", "step", "N", "N_non_embedding", "N_active", "D", "unique_tokens", "epochs",
                    "flops", "C", "flops_per_token", "loss", "loss_source", "final_loss", "final_val_loss",
-                   "min_val_loss", "curve", "run_dir")
+                   "min_val_loss", "init_from", "branch_step", "curve", "run_dir")
 
 
 def find_run_dirs(root: Path) -> Iterator[Path]:
@@ -117,12 +121,16 @@ def collect_run(run_dir: Path) -> dict[str, Any]:
         if loss is None:
             source = None
 
+    init_from = status.get("init_from", config.get("train", {}).get("init_from"))
+    branch_step = status.get("branch_step", checkpoint_step(init_from) if init_from else None)
+
     row = {
         "name": config.get("name"), "status": state, "step": status.get("step"), **counts,
         "D": tokens, "unique_tokens": unique_tokens, "epochs": epochs, "flops": flops_total, "C": flops_total,
         "loss": loss, "loss_source": source,
         "final_loss": final_loss, "final_val_loss": final_val,
         "min_val_loss": min(val_losses) if val_losses else None,
+        "init_from": init_from, "branch_step": branch_step,
         "curve": str(curve_path) if curve_path.is_file() else None, "run_dir": str(run_dir),
     }
     for key, value in flatten(config).items():
@@ -140,7 +148,7 @@ def collect(root: Path) -> pd.DataFrame:
     lead = [c for c in SUMMARY_COLUMNS if c in frame.columns]
     rest = sorted(c for c in frame.columns if c not in lead)
     frame = frame[lead + rest]
-    for col in ("step", "N", "N_non_embedding", "N_active", "D", "unique_tokens"):
+    for col in ("step", "N", "N_non_embedding", "N_active", "D", "unique_tokens", "branch_step"):
         frame[col] = pd.to_numeric(frame[col], errors="coerce").astype("Int64")
     for col in ("epochs", "flops", "C", "flops_per_token", "loss", "final_loss", "final_val_loss", "min_val_loss"):
         frame[col] = pd.to_numeric(frame[col], errors="coerce").astype("float64")

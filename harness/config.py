@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any, Optional
 
 from harness.archs import ARCHS, arch_of
+from harness.checkpoint import checkpoint_step
 from harness.checks import ConfigError
 from harness.checks import one_of as _one_of
 from harness.checks import require as _require
@@ -243,6 +244,15 @@ class TrainConfig:
     preempt_signals: list[str] = field(default_factory=lambda: ["SIGTERM", "SIGUSR1"])
     # After such a stop inside a Slurm job, requeue it with `scontrol requeue` (it then resumes).
     requeue: bool = False
+    # Steps at which a checkpoint is saved and kept forever (never rotated out by keep_checkpoints),
+    # e.g. the branch points of a cooldown study. They are also eval steps.
+    checkpoint_at: list[int] = field(default_factory=list)
+    # Start from another run's checkpoint file, `<parent run dir>/checkpoints/step_XXXXXXXX.pt`
+    # (harness/branch.py), when this run has no checkpoint of its own. init_mode "resume": a branch,
+    # continuing the parent's model, optimizer, RNG and step (< train.steps) under this run's schedule,
+    # its curve starting with the parent's rows; "weights": the model weights only, from step 0.
+    init_from: Optional[str] = None
+    init_mode: str = "resume"  # resume | weights
 
     def validate(self) -> None:
         for name in ("steps", "seq_len", "batch_size", "eval_every", "eval_sequences", "checkpoint_every",
@@ -261,6 +271,22 @@ class TrainConfig:
         for name in self.preempt_signals:
             _require(name in signal.Signals.__members__, "train.preempt_signals",
                      f"{name!r} is not a signal name; use names like SIGTERM, SIGUSR1")
+        for step in self.checkpoint_at:
+            _require(1 <= step <= self.steps, "train.checkpoint_at",
+                     f"step {step} is outside the run; give steps in [1, train.steps={self.steps}]")
+        self._validate_init_from()
+
+    def _validate_init_from(self) -> None:
+        _one_of(self.init_mode, "train.init_mode", ("resume", "weights"))
+        if self.init_from is None:
+            return
+        step = checkpoint_step(self.init_from)
+        _require(step is not None, "train.init_from",
+                 f"{self.init_from!r} is not a checkpoint file; give <parent run dir>/checkpoints/step_XXXXXXXX.pt")
+        if self.init_mode == "resume":
+            _require(step < self.steps, "train.init_from",
+                     f"branches at step {step}, which must be smaller than train.steps={self.steps}; "
+                     "raise train.steps or branch from an earlier checkpoint")
 
 
 @dataclass

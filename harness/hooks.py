@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Collection
 
 import torch
 import torch.distributed as dist
@@ -49,16 +49,20 @@ class CurveHook(Hook):
 
 
 class CheckpointHook(Hook):
-    """Saves the trainer's state every `every` steps and at the last step (all ranks gather, rank 0
-    writes), keeping the newest `keep`. The curve is fsynced first, so a checkpoint never gets ahead
-    of the rows it covers."""
+    """Saves the trainer's state every `every` steps, at each `pinned` step and at the last step (all
+    ranks gather, rank 0 writes), keeping the newest `keep` besides the pinned ones, which are kept
+    forever (train.checkpoint_at: e.g. where cooldown branches start). The curve is fsynced first, so
+    a checkpoint never gets ahead of the rows it covers."""
 
-    def __init__(self, directory: Path, every: int, keep: int, rt: Runtime, curve: CurveHook | None):
+    def __init__(self, directory: Path, every: int, keep: int, rt: Runtime, curve: CurveHook | None,
+                 pinned: Collection[int] = ()):
         self.directory, self.every, self.keep, self.rt, self.curve = directory, every, keep, rt, curve
+        self.pinned = frozenset(pinned)
         self.saved_step: int | None = None
 
     def on_step(self, trainer: Trainer, row: dict[str, Any]) -> None:
-        if trainer.step % self.every == 0 or trainer.step == trainer.total_steps:
+        step = trainer.step
+        if step % self.every == 0 or step == trainer.total_steps or step in self.pinned:
             self.save(trainer)
 
     def save(self, trainer: Trainer) -> None:
@@ -69,7 +73,7 @@ class CheckpointHook(Hook):
         if self.rt.is_main:
             if self.curve is not None:
                 self.curve.sync()
-            save_checkpoint(self.directory, trainer.step, state, self.keep)
+            save_checkpoint(self.directory, trainer.step, state, self.keep, pinned=self.pinned)
         self.rt.barrier()
         self.saved_step = trainer.step
         trainer.last_checkpoint = checkpoint_path(self.directory, trainer.step).name
@@ -105,10 +109,12 @@ class PreemptionHook(Hook):
 
 class StatusHook(Hook):
     """Writes status.json when the run ends: completed (with final losses, tokens, FLOPs, parameter
-    counts), or failed / preempted with the reason, the step and the last checkpoint (rank 0)."""
+    counts), or failed / preempted with the reason, the step and the last checkpoint (rank 0). `origin`
+    (harness/branch.py: init_from, init_mode, branch_step; empty for an ordinary run) goes in both."""
 
-    def __init__(self, run: RunDir):
+    def __init__(self, run: RunDir, origin: dict[str, Any] | None = None):
         self.run = run
+        self.origin = origin or {}
         self.started = time.time()
         self.resumed_from: int | None = None
 
@@ -118,14 +124,14 @@ class StatusHook(Hook):
 
     def on_end(self, trainer: Trainer) -> None:
         self.run.write_status(COMPLETED, **trainer.summary(), resumed_from=self.resumed_from,
-                              wall_s_this_launch=time.time() - self.started, **trainer.counts)
+                              wall_s_this_launch=time.time() - self.started, **trainer.counts, **self.origin)
 
     def on_error(self, trainer: Trainer, err: BaseException) -> None:
         outcome = outcome_of(err)
         # A non-finite loss names the step that produced it (not completed); others stop after trainer.step.
         self.run.write_status(outcome.state, reason=outcome.reason, step=getattr(err, "step", trainer.step),
                               last_checkpoint=trainer.last_checkpoint, unique_tokens=trainer.unique_tokens,
-                              **trainer.counts)
+                              **trainer.counts, **self.origin)
 
 
 class PlotHook(Hook):

@@ -9,6 +9,13 @@ Fields that do not change the numbers (logging, where caches live, thread count,
 checkpoint/eval cadence, launcher settings) are left out, so they may differ between launches of
 the same run. The device and precision are in: `auto` is first resolved to what it means on this
 machine (harness/device.py), so a CPU/fp32 run never continues as a CUDA/bf16 one.
+
+A run started from another run's checkpoint (`train.init_from`) is identified by that checkpoint's
+last three path components, `<parent dir>/checkpoints/step_XXXXXXXX.pt` (in an experiment the parent
+dir is named by its hash), and `train.init_mode`: so a branch's hash is parent hash + branch step + its
+own config, whichever directory the experiment lives in. An ordinary run (init_from null) hashes
+without either field, as it did before they existed. `train.checkpoint_at` only adds checkpoints (and
+eval points): not identity.
 """
 
 from __future__ import annotations
@@ -16,6 +23,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+from pathlib import PurePath
 from typing import Any
 
 from harness.config import ConfigError
@@ -24,8 +32,9 @@ from harness.device import resolve_device, resolve_precision
 # Prefixes of flattened config keys that may differ between launches of one run.
 NON_IDENTITY_FIELDS = ("logging.", "data.cache_dir", "train.num_threads", "train.compile", "train.eval_every",
                        "train.checkpoint_every", "train.keep_checkpoints", "train.preempt_signals",
-                       "train.requeue", "run_dir", "name")
+                       "train.requeue", "train.checkpoint_at", "run_dir", "name")
 HASH_TOKEN = "{hash}"
+INIT_FIELDS = ("train.init_from", "train.init_mode")
 
 
 def flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -44,7 +53,17 @@ def _identity(flat: dict[str, Any]) -> dict[str, Any]:
     if "train.device" in fields:
         fields["train.device"] = resolve_device(fields["train.device"])
         fields["train.precision"] = resolve_precision(fields.get("train.precision", "auto"), fields["train.device"])
+    if fields.get("train.init_from") is None:
+        for key in INIT_FIELDS:  # an ordinary run: its hash is what it was before these fields
+            fields.pop(key, None)
+    else:
+        fields["train.init_from"] = location_free(fields["train.init_from"])
     return dict(sorted(fields.items()))
+
+
+def location_free(checkpoint: str) -> str:
+    """`.../<parent dir>/checkpoints/step_XXXXXXXX.pt` -> `<parent dir>/checkpoints/step_XXXXXXXX.pt`."""
+    return "/".join(PurePath(checkpoint).parts[-3:])
 
 
 def identity_fields(cfg: Any) -> dict[str, Any]:

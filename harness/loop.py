@@ -179,7 +179,8 @@ class Trainer:
         # One fixed set of windows, evaluated in micro-batch sized chunks.
         (val_windows,) = val_batches(data, batch_size=tc.eval_sequences, seq_len=tc.seq_len, n_batches=1)
         self.val = list(val_windows.split(self.micro_batch))
-        self.eval_at = eval_steps(tc.steps, tc.eval_every, self.schedule.phase_boundaries())
+        # Pinned checkpoints (train.checkpoint_at, e.g. branch points) also get a val loss.
+        self.eval_at = eval_steps(tc.steps, tc.eval_every, self.schedule.phase_boundaries()) | set(tc.checkpoint_at)
         self.step = 0
         self.last_loss: float = float("nan")
         self.last_val_loss: float | None = None

@@ -1,7 +1,8 @@
 """Entry point: `python -m harness.train [hydra overrides]`.
 
 Resolves and validates the config (a misspelled key or wrong type fails here, before any
-compute), opens the run directory, skips a completed run, resumes from the newest checkpoint,
+compute), opens the run directory, skips a completed run, resumes from the newest checkpoint (or,
+with none yet, starts from `train.init_from`, another run's checkpoint: harness/branch.py),
 trains, and leaves `status.json` saying how it ended. Exit codes (harness/outcome.py): 0 completed
 (or already completed), 2 bad config, 3 non-finite loss, 75 preempted (checkpointed; relaunch to
 resume), 1 any other failure.
@@ -19,6 +20,7 @@ from typing import Any
 import torch
 from omegaconf import OmegaConf
 
+from harness.branch import RESUME, WEIGHTS, ParentCheckpoint, continue_parent, load_parent_weights, open_parent, origin
 from harness.checkpoint import latest_checkpoint
 from harness.config import ConfigError, RunConfig, register_configs, to_run_config
 from harness.data.repetition import repetition_warning
@@ -32,6 +34,7 @@ from harness.outcome import NonFiniteLossError, outcome_of
 from harness.preemption import Preempted, requeue_slurm_job
 from harness.run import COMPLETED, RUNNING, RunDir, RunLockedError
 from harness.runtime import Runtime, setup_runtime, teardown_runtime
+from harness.tracking.curve import CurveWriter
 from harness.tracking.progress import ProgressBar
 from harness.tracking.wandb_mirror import WandbMirror
 
@@ -45,6 +48,9 @@ def run_training(cfg: RunConfig) -> dict[str, Any]:
     if run.is_completed():
         print(f"[harness] {run.path} is already completed; skipping (delete status.json to rerun)")
         return run.read_status() or {}
+    # The parent is checked (and loaded) before anything is written here; only a run with no
+    # checkpoint of its own starts from it.
+    parent = open_parent(cfg) if cfg.train.init_from and latest_checkpoint(run.checkpoint_dir) is None else None
     rt = setup_runtime(cfg.train)
     if rt.is_main:
         run.lock()
@@ -53,14 +59,35 @@ def run_training(cfg: RunConfig) -> dict[str, Any]:
         if rt.is_main:
             warn_if_repeating(cfg, data)
             start_run_dir(run, cfg, rt, data)
-        torch.manual_seed(cfg.train.seed)  # model init is a function of the seed alone
-        trainer = Trainer(cfg, rt, data, build_model(cfg.model).to(rt.device))
-        trainer.resume(latest_checkpoint(run.checkpoint_dir))
+        trainer = starting_trainer(cfg, rt, data, run, parent)
+        parent = None  # its state is in the trainer now: do not hold a second copy while training
         trainer.fit(hooks(cfg, run, rt))
         return {"state": COMPLETED, **trainer.summary()}
     finally:
         teardown_runtime(rt)
         run.unlock()
+
+
+def starting_trainer(cfg: RunConfig, rt: Runtime, data: TokenData, run: RunDir,
+                     parent: ParentCheckpoint | None) -> Trainer:
+    """The trainer at the point this launch starts from: the run's newest checkpoint; else the
+    parent's checkpoint (a branch: its state, and its curve rows copied into this run's curve; or
+    its weights alone); else step 0."""
+    own = latest_checkpoint(run.checkpoint_dir)
+    if own is not None:
+        parent = None
+    torch.manual_seed(cfg.train.seed)  # model init is a function of the seed alone
+    model = build_model(cfg.model).to(rt.device)
+    if parent is not None and parent.mode == WEIGHTS:
+        load_parent_weights(model, parent)  # before the parallel wrapper shards the parameters
+    trainer = Trainer(cfg, rt, data, model)
+    if own is not None:
+        trainer.resume(own)
+    elif parent is not None and parent.mode == RESUME:
+        continue_parent(trainer, parent)
+        if rt.is_main:
+            CurveWriter(run.curve_file).replace(parent.rows)
+    return trainer
 
 
 def hooks(cfg: RunConfig, run: RunDir, rt: Runtime) -> list[Hook]:
@@ -70,12 +97,13 @@ def hooks(cfg: RunConfig, run: RunDir, rt: Runtime) -> list[Hook]:
     preemption take every rank (they gather and agree across ranks)."""
     rank0, tc = rt.is_main, cfg.train
     curve = CurveHook(run.curve_file) if rank0 else None
-    checkpoints = CheckpointHook(run.checkpoint_dir, tc.checkpoint_every, tc.keep_checkpoints, rt, curve)
+    checkpoints = CheckpointHook(run.checkpoint_dir, tc.checkpoint_every, tc.keep_checkpoints, rt, curve,
+                                 pinned=tc.checkpoint_at)
     ordered = [
         curve,
         ProgressBar() if rank0 and cfg.logging.progress else None,
         checkpoints,
-        StatusHook(run) if rank0 else None,
+        StatusHook(run, origin(tc)) if rank0 else None,
         PlotHook(run, cfg) if rank0 and cfg.logging.plot else None,
         WandbMirror(cfg.logging, run.path, cfg.name, dataclasses.asdict(cfg)) if rank0 and cfg.logging.wandb else None,
         PreemptionHook(tc.preempt_signals, checkpoints, rt),
@@ -107,11 +135,12 @@ def warn_if_repeating(cfg: RunConfig, data: TokenData) -> None:
 
 
 def start_run_dir(run: RunDir, cfg: RunConfig, rt: Runtime, data: TokenData) -> None:
-    """Write the resolved config, the environment, `running` and the tokenizer (export needs it)."""
+    """Write the resolved config, the environment, `running` and the tokenizer (export needs it).
+    A run started from another run's checkpoint says so in env.json and status.json (branch.origin)."""
     run.write_config(config_yaml(cfg))
     run.write_env(seed=cfg.train.seed, device=str(rt.device), world_size=rt.world_size,
-                  precision=str(rt.autocast_dtype or torch.float32), data_manifest=data.manifest)
-    run.write_status(RUNNING, step=0, unique_tokens=data.unique_tokens)
+                  precision=str(rt.autocast_dtype or torch.float32), data_manifest=data.manifest, **origin(cfg.train))
+    run.write_status(RUNNING, step=0, unique_tokens=data.unique_tokens, **origin(cfg.train))
     tokenizer_dir = run.path / "tokenizer"
     if not tokenizer_dir.exists():
         tmp = tokenizer_dir.with_name(f".{tokenizer_dir.name}.tmp")

@@ -80,8 +80,12 @@ class CurveWriter:
     def truncate_after(self, step: int) -> int:
         """Keep rows with `step` <= step (atomically); return how many were kept."""
         kept = [row for row in read_curve(self.path) if row["step"] <= step]
-        atomic_write_text(self.path, "".join(json.dumps(r) + "\n" for r in kept))
+        self.replace(kept)
         return len(kept)
+
+    def replace(self, rows: list[dict[str, Any]]) -> None:
+        """Make the file hold exactly `rows` (atomically), e.g. a branch's copy of its parent's rows."""
+        atomic_write_text(self.path, "".join(json.dumps({k: _clean(v) for k, v in r.items()}) + "\n" for r in rows))
 
     def open(self) -> "CurveWriter":
         self.path.parent.mkdir(parents=True, exist_ok=True)

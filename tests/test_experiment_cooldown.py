@@ -24,6 +24,7 @@ TINY = [
     "cooldown_branches.seq_len=32",
     "cooldown_branches.vocab_size=300",
     "cooldown_branches.n_boot=20",
+    "cooldown_branches.cooldown_fraction=0.2",
 ]
 
 

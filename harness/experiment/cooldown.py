@@ -179,8 +179,10 @@ class CooldownBranchesKind(ExperimentKind):
     def _overrides(run: Any, extra: list[str]) -> tuple[str, ...]:
         """The ladder run's override line (its config vs conf/config.yaml) without name/run_dir,
         which the experiment layer sets; the parent's placeholder stays in `extra`."""
-        lines = run.overrides(extra)
-        return tuple(line for line in lines if not line.startswith(("name=", "run_dir=")))
+        lines = run.overrides(extra)[:-len(extra) or None]
+        # `extra` sets fields (the cooldown's) that the ladder's schedule also states: extra's win.
+        keys = {item.split("=", 1)[0] for item in extra} | {"name", "run_dir"}
+        return (*(line for line in lines if line.split("=", 1)[0] not in keys), *extra)
 
     def report(self, out_dir: Path, table, plan: list[dict[str, Any]]) -> Report:
         from harness.experiment.cooldown_report import cooldown_report

@@ -85,7 +85,7 @@ def plan_experiment(spec: ExperimentSpec, out_dir: Path, tokens_per_s: Optional[
     throughput = tokens_per_s or spec.tokens_per_s
     root = Path(out_dir).resolve()
     runs: list[PlannedRun] = []
-    notes: list[str] = []
+    notes: list[str] = kind.plan_notes(spec)
     seen: dict[str, int] = {}
     for request in requests:
         try:

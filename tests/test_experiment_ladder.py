@@ -71,12 +71,12 @@ def test_plan_rows_carry_the_ladder_settings(module_env, tmp_path):
 def test_isoflop_plan_notes_the_skipped_sizes(module_env, tmp_path):
     out = tmp_path / "exp"
     proc = experiment(module_env, "plan", TINY, "ladder.tokens_per_param=[]", "ladder.budgets=[2e9,8e9]",
-                      "ladder.min_steps=60", "--dir", str(out))
+                      "ladder.min_steps=80", "--dir", str(out))
     assert proc.returncode == 0, proc.stderr
     runs = json.loads((out / "plan.json").read_text())["runs"]
     assert runs and all(r["settings"]["budget"] in (2e9, 8e9) for r in runs)
-    assert all(r["steps"] >= 60 for r in runs)
-    assert "note: isoFLOP: skipped" in proc.stdout and "< min_steps 60" in proc.stdout
+    assert all(r["steps"] >= 80 for r in runs)
+    assert "note: isoFLOP: skipped" in proc.stdout and "< min_steps 80" in proc.stdout
     assert len(runs) < 6  # some size was skipped at the small budget
 
 

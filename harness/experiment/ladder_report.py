@@ -104,7 +104,7 @@ def _isoflop(points: list[dict[str, Any]], budgets: list[float], name: str, out_
                                 "the sizes trained at that budget: an extrapolation; extend ladder.sizes")
         md += ["", f"N_opt = {result.N_opt.coefficient:.3g} C^{result.N_opt.exponent:.3f}, "
                f"D_opt = {result.D_opt.coefficient:.3g} C^{result.D_opt.exponent:.3f}."]
-    md += [f"- C={e['C']:.3g}: {e['completed']} completed; lowest loss at "
+    md += [""] + [f"- C={e['C']:.3g}: {e['completed']} completed; lowest loss at "
            f"{e['best_size'] or '-'}" for e in summary["budgets"]]
 
     plots: list[Path] = []

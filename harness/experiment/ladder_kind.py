@@ -83,16 +83,15 @@ class LadderKind(ExperimentKind):
                 recipe = get_recipe(self.recipe)
             except LadderError as err:
                 raise ExperimentError(f"ladder.recipe: {err}") from None
-            changes: dict[str, Any] = {}
-            if self.param_count is not None:
-                changes["param_count"] = self.param_count
-            if tokens_per_param is not None:
-                changes["tokens_per_param"] = tokens_per_param
-            try:
-                recipe = dataclasses.replace(recipe, **changes)
-            except LadderError as err:
-                raise ExperimentError(f"ladder.{'param_count' if 'param_count' in str(err) else 'tokens_per_param'}: "
-                                      f"{err}") from None
+            # One field at a time, so that an error names the spec field that caused it.
+            for name, value in (("param_count", self.param_count), ("tokens_per_param", tokens_per_param)):
+                if value is None:
+                    continue
+                try:
+                    recipe = dataclasses.replace(recipe, **{name: value})
+                except LadderError as err:
+                    message = str(err).removeprefix(f"{name}: ")
+                    raise ExperimentError(f"ladder.{name}: {message}") from None
             try:
                 return LadderConfig(recipe=recipe, arch=self.arch, vocab_size=self.vocab_size, seq_len=self.seq_len,
                                     min_steps=self.min_steps)

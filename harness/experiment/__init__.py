@@ -20,6 +20,8 @@ Modules, one job each:
   spec.py     the typed spec (ExperimentSpec) and load_spec
   kinds.py    the kind registry (KINDS), ExperimentKind, RunRequest, Report
   grid.py     kind `grid` (axes product and/or explicit runs); grid_report.py its report
+  ladder_kind.py  kind `ladder` (sizes x tokens per parameter / FLOP budgets); ladder_report.py its
+              report, on scaling_fit.py (Chinchilla Approach 3 with bootstrap intervals, shared)
   cooldown.py kind `cooldown_branches` (one constant-LR parent per size + cooldown branches, vs
               independent runs); cooldown_report.py its report
   plan.py     requests -> composed, validated RunConfigs -> PlannedRun rows, plan.csv / plan.json
@@ -30,4 +32,5 @@ Modules, one job each:
 """
 
 from harness.experiment import grid  # noqa: E402,F401  (registers kind `grid`; a new kind's module goes here)
+from harness.experiment import ladder_kind  # noqa: E402,F401  (registers kind `ladder`)
 from harness.experiment import cooldown  # noqa: E402,F401  (kind `cooldown_branches`)

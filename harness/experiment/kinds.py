@@ -66,6 +66,10 @@ class ExperimentKind(ABC):
     def plan(self, spec: "ExperimentSpec") -> list[RunRequest]:
         """The runs the spec asks for (overrides on top of the spec's base)."""
 
+    def plan_notes(self, spec: "ExperimentSpec") -> list[str]:
+        """Notes `plan` prints about the spec's runs (e.g. runs left out, and why); none by default."""
+        return []
+
     @abstractmethod
     def report(self, out_dir: Path, table: "pd.DataFrame", plan: list[dict[str, Any]]) -> Report:
         """The kind's analysis of the collected table: markdown, a JSON summary and plots."""

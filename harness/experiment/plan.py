@@ -103,7 +103,7 @@ def plan_experiment(spec: ExperimentSpec, out_dir: Path, tokens_per_s: Optional[
     throughput = tokens_per_s or spec.tokens_per_s
     root = Path(out_dir).resolve()
     runs: list[PlannedRun] = []
-    notes: list[str] = list(getattr(kind, "notes", []))
+    notes: list[str] = kind.plan_notes(spec)
     seen: dict[str, int] = {}
     planned_of: dict[int, int] = {}  # request position -> index in `runs`
     unique = UniqueTokens(enabled=check_data)  # raises ConfigError on data that cannot be prepared

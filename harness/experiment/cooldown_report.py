@@ -206,6 +206,7 @@ def _plots(out_dir: Path, table, sets: dict[str, Any], fits: dict[str, Any]) -> 
     """cooldown.png: the curves of the largest size (parent, branches, independent runs) and the final
     losses of both sets against D with each fit."""
     import matplotlib
+    import matplotlib.ticker
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -230,12 +231,18 @@ def _plots(out_dir: Path, table, sets: dict[str, Any], fits: dict[str, Any]) -> 
     left.set_xscale("log")
     left.set_xlabel("tokens")
     left.set_ylabel("val loss")
-    left.set_title(f"{largest}: constant-LR parent, branches (solid), independent (dashed)")
+    left.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
+    left.set_title(f"{largest}: parent, branches, independent (dashed)")
     if largest:
         left.legend(fontsize=8)
-    merged = {k: np.concatenate([sets["branches"][k], sets["independent"][k]]) for k in ("N", "D", "loss", "size")}
-    if len(merged["loss"]):
-        plot_fit(right, merged, fits, size_column="size", title="final val loss vs D: branches and independent fits")
+    branches, independent = sets["branches"], sets["independent"]
+    if len(branches["loss"]) or len(independent["loss"]):
+        shown = branches if len(branches["loss"]) else independent
+        plot_fit(right, shown, fits, size_column="size",
+                 title="final val loss: branch ends (dots), independent (x)")
+        if len(independent["loss"]) and shown is branches:
+            right.scatter(independent["D"], independent["loss"], marker="x", color="k", s=28, label="independent runs")
+            right.legend(fontsize=7)
     path = Path(out_dir) / "cooldown.png"
     _save(fig, path)
     return [path]

@@ -160,3 +160,25 @@ def test_plan_flags_runs_that_repeat_data(env, tmp_path):
     repeating = [i for i, r in rows.items() if float(r["epochs"]) > 1]
     assert repeating and all(int(rows[i]["D"]) > int(rows[i]["unique_tokens"]) for i in repeating)
     assert f"run #{repeating[0]} ({rows[repeating[0]]['run_id']}) repeats data" in proc.stdout
+
+
+def test_no_wait_drives_the_stages_in_the_background(env, tmp_path):
+    """`run --no-wait` on a staged plan returns at once; a background `launch` trains the parents,
+    then the branches (submitit_local: one process per run)."""
+    import time
+
+    out = tmp_path / "exp"
+    small = [*TINY, "cooldown_branches.sizes=[d32]", "cooldown_branches.independent=none"]
+    started = time.time()
+    proc = experiment(env, "run", "cooldown_cpu", *small, "--dir", str(out), "--launcher", "submitit_local", "--no-wait")
+    assert proc.returncode == 0, proc.stderr
+    assert "background process" in proc.stdout
+    plan = json.loads((out / "plan.json").read_text())
+    status_files = [Path(r["run_dir"]) / "status.json" for r in plan["runs"]]
+    while time.time() - started < 300 and not all(
+            f.is_file() and json.loads(f.read_text())["state"] == "completed" for f in status_files):
+        time.sleep(1)
+    states = [json.loads(f.read_text())["state"] if f.is_file() else "not started" for f in status_files]
+    assert states == ["completed"] * 4, states
+    logs = list((out / "launches").glob("*-stages.log"))
+    assert len(logs) == 1 and "stage 1 of 2" in logs[0].read_text() and "stage 2 of 2" in logs[0].read_text()

@@ -75,12 +75,12 @@ def launch(out_dir: Path, plan: dict[str, Any], launcher: str, launcher_args: Se
     if len(levels) > 1 and not wait and launcher != "local":
         return _drive_in_background(out_dir, launcher, launcher_args)
     code = 0
-    for stage in levels:
+    for number, stage in enumerate(levels, start=1):
         indices = pending_indices(plan, stage)
         if not indices:
             continue
         stage_code = launch_stage(out_dir, plan, indices, launcher, launcher_args, wait=wait,
-                                  label=f" (stage {stage} of {len(levels)})" if len(levels) > 1 else "")
+                                  label=f" (stage {number} of {len(levels)})" if len(levels) > 1 else "")
         code = code or stage_code
     return code
 

@@ -182,3 +182,16 @@ def test_no_wait_drives_the_stages_in_the_background(env, tmp_path):
     assert states == ["completed"] * 4, states
     logs = list((out / "launches").glob("*-stages.log"))
     assert len(logs) == 1 and "stage 1 of 2" in logs[0].read_text() and "stage 2 of 2" in logs[0].read_text()
+
+
+def test_gpu_preset_is_planned(env, tmp_path):
+    """conf/experiment/cooldown_gpu.yaml (30M-300M): valid, planned, nothing downloaded or trained."""
+    out = tmp_path / "exp"
+    proc = experiment(env, "plan", "cooldown_gpu", "--dir", str(out), "--tokens-per-s", "4e5")
+    assert proc.returncode == 0, proc.stderr
+    runs = json.loads((out / "plan.json").read_text())["runs"]
+    assert len(runs) == 4 * (1 + 6 + 6)
+    n_non_embedding = sorted({r["N_non_embedding"] for r in runs})
+    assert 25e6 < n_non_embedding[0] and n_non_embedding[-1] < 300e6
+    assert "unique tokens not counted at plan time" in proc.stdout  # a hub dataset: not downloaded to plan
+    assert not (out / "runs").exists()

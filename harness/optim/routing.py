@@ -11,6 +11,9 @@ updates it and whether it is weight-decayed:
 | muon       | torch.optim.Muon    | AdamW (optim.betas, optim.eps)                      |
 | lion       | Lion                | Lion                                                |
 | sgd        | SGD (+momentum)     | SGD (+momentum)                                     |
+| nadamw     | NAdamW              | NAdamW                                              |
+| ademamix   | AdEMAMix            | AdEMAMix                                            |
+| soap       | SOAP                | SOAP (1-D: Adam inside SOAP, as in the reference)   |
 
 Weight decay applies to every role except those in `optim.no_decay_roles` (default: vector, i.e.
 norm gains and biases). Parameters are grouped by (role, optimizer); each group keeps `role`,
@@ -153,6 +156,16 @@ def build_optimizer(model: nn.Module, cfg: OptimConfig, device: torch.device,
     names = sorted(by_optimizer, key=lambda n: (n != cfg.name, n))
     parts = [_config_of(name, cfg).build(by_optimizer[name], device) for name in names]
     return parts[0] if len(parts) == 1 else MultiOptimizer(parts)
+
+
+def step_flops(model: nn.Module, cfg: OptimConfig) -> float:
+    """FLOPs of one optimizer step over `model`'s trainable parameters: each part of the routing
+    (e.g. Muon's matrices and its AdamW fallback) priced by its own `step_flops`."""
+    shapes: dict[str, list[tuple[int, ...]]] = defaultdict(list)
+    for param in model.parameters():
+        if param.requires_grad:
+            shapes[route(spec_of(param).role, param, cfg).optimizer].append(tuple(param.shape))
+    return sum(_config_of(name, cfg).step_flops(part) for name, part in sorted(shapes.items()))
 
 
 def set_lr(optimizer: torch.optim.Optimizer, multiplier: float) -> None:

@@ -14,6 +14,10 @@ Every run directory below SWEEP_DIR (any depth; a directory holding both `config
 | `flops`, `C` | training FLOPs (tokens x FLOPs/token of harness/models/flops.py); `C` is the same |
 |  | number under the name the fitting stage reads (it then uses it instead of 6ND) |
 | `flops_per_token` | training FLOPs per token |
+| `optimizer_flops`, `total_flops` | the optimizer's own FLOPs over the run (Muon's Newton-Schulz, SOAP's |
+|  | rotations; harness.optim.routing.step_flops) and `flops` + that: the axis for comparing |
+|  | optimizers at matched compute. `flops`/`C` leave it out (they stay the C = 6ND of the laws). |
+|  | From status.json, else the curve's last row; empty for runs recorded before they were counted |
 | `final_loss`, `final_val_loss`, `min_val_loss` | last train loss, last val loss, lowest val loss on the curve |
 | `loss` | the fitting target: `final_val_loss` when the run has one, else `final_loss`; |
 |  | empty unless the run completed (`loss_source` says which: val_loss / train_loss) |
@@ -52,8 +56,8 @@ from harness.tracking.curve import CurveFileError, read_curve
 
 # Leading columns, in this order; the flattened config follows.
 SUMMARY_COLUMNS = ("name", "status", "step", "N", "N_non_embedding", "N_active", "D", "unique_tokens", "epochs",
-                   "flops", "C", "flops_per_token", "loss", "loss_source", "final_loss", "final_val_loss",
-                   "min_val_loss", "init_from", "branch_step", "curve", "run_dir")
+                   "flops", "C", "flops_per_token", "optimizer_flops", "total_flops", "loss", "loss_source",
+                   "final_loss", "final_val_loss", "min_val_loss", "init_from", "branch_step", "curve", "run_dir")
 
 
 def find_run_dirs(root: Path) -> Iterator[Path]:
@@ -111,6 +115,11 @@ def collect_run(run_dir: Path) -> dict[str, Any]:
     if flops_total is None and tokens is not None and counts["flops_per_token"] is not None:
         flops_total = tokens * counts["flops_per_token"]
 
+    # The optimizer's own FLOPs: absent (None) for runs recorded before they were counted.
+    last_row = rows[-1] if rows else {}
+    optimizer_flops = status.get("optimizer_flops", last_row.get("optimizer_flops"))
+    total_flops = status.get("total_flops", last_row.get("total_flops"))
+
     val_losses = [v for v in (finite(r.get("val_loss")) for r in rows) if v is not None]
     final_loss = finite(status.get("final_loss"))
     final_val = finite(status.get("final_val_loss"))
@@ -127,7 +136,7 @@ def collect_run(run_dir: Path) -> dict[str, Any]:
     row = {
         "name": config.get("name"), "status": state, "step": status.get("step"), **counts,
         "D": tokens, "unique_tokens": unique_tokens, "epochs": epochs, "flops": flops_total, "C": flops_total,
-        "loss": loss, "loss_source": source,
+        "optimizer_flops": optimizer_flops, "total_flops": total_flops, "loss": loss, "loss_source": source,
         "final_loss": final_loss, "final_val_loss": final_val,
         "min_val_loss": min(val_losses) if val_losses else None,
         "init_from": init_from, "branch_step": branch_step,
@@ -150,7 +159,8 @@ def collect(root: Path) -> pd.DataFrame:
     frame = frame[lead + rest]
     for col in ("step", "N", "N_non_embedding", "N_active", "D", "unique_tokens", "branch_step"):
         frame[col] = pd.to_numeric(frame[col], errors="coerce").astype("Int64")
-    for col in ("epochs", "flops", "C", "flops_per_token", "loss", "final_loss", "final_val_loss", "min_val_loss"):
+    for col in ("epochs", "flops", "C", "flops_per_token", "optimizer_flops", "total_flops", "loss", "final_loss",
+                "final_val_loss", "min_val_loss"):
         frame[col] = pd.to_numeric(frame[col], errors="coerce").astype("float64")
     # Mixed-type config columns (e.g. null in one run, a number in another) must be one type for parquet.
     for col in rest:

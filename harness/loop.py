@@ -28,7 +28,7 @@ from harness.data.repetition import epochs
 from harness.data.tokens import TokenData
 from harness.models import mup
 from harness.models.flops import flops_per_token
-from harness.optim.routing import build_optimizer, set_lr
+from harness.optim.routing import build_optimizer, set_lr, step_flops
 from harness.schedules import Schedule, build_schedule
 from harness.outcome import NonFiniteLossError
 from harness.parallel import ParallelModel, wrap
@@ -60,20 +60,42 @@ class Hook:
 @dataclass(frozen=True)
 class ComputeBudget:
     """Tokens and training FLOPs after a number of steps: the one place they are computed (curve rows
-    and status.json). FLOPs per token follow harness/models/flops.py."""
+    and status.json). FLOPs per token follow harness/models/flops.py.
+
+    Three FLOP counts, all cumulative:
+    * `flops`: the model's training FLOPs, tokens x FLOPs/token (6N + attention). Left as it is (not
+      including the optimizer) so that it stays the C of the scaling laws (C = 6ND and isoFLOP fits,
+      public curves, runs recorded before optimizer FLOPs were counted).
+    * `optimizer_flops`: steps x the optimizer's FLOPs per step (harness.optim.routing.step_flops:
+      Muon's Newton-Schulz and SOAP's rotations and eigenbasis refreshes; ~14 per parameter for AdamW).
+    * `total_flops`: the sum, the axis on which optimizers are compared at matched compute.
+    """
 
     tokens_per_step: int
     flops_per_token: float
+    optimizer_flops_per_step: float = 0.0
 
     @classmethod
-    def of(cls, cfg: RunConfig) -> ComputeBudget:
-        return cls(cfg.train.batch_size * cfg.train.seq_len, float(flops_per_token(cfg.model, cfg.train.seq_len)))
+    def of(cls, cfg: RunConfig, optimizer_flops_per_step: float = 0.0) -> ComputeBudget:
+        return cls(cfg.train.batch_size * cfg.train.seq_len, float(flops_per_token(cfg.model, cfg.train.seq_len)),
+                   float(optimizer_flops_per_step))
 
     def tokens(self, step: int) -> int:
         return step * self.tokens_per_step
 
     def flops(self, step: int) -> float:
         return self.tokens(step) * self.flops_per_token
+
+    def optimizer_flops(self, step: int) -> float:
+        return step * self.optimizer_flops_per_step
+
+    def total_flops(self, step: int) -> float:
+        return self.flops(step) + self.optimizer_flops(step)
+
+    def columns(self, step: int) -> dict[str, Any]:
+        """The curve row / status.json fields: tokens and the three FLOP counts after `step` steps."""
+        return {"tokens": self.tokens(step), "flops": self.flops(step),
+                "optimizer_flops": self.optimizer_flops(step), "total_flops": self.total_flops(step)}
 
 
 def eval_steps(total_steps: int, eval_every: int, boundaries: list[int]) -> set[int]:
@@ -161,9 +183,10 @@ class Trainer:
         tc = cfg.train
         self.cfg, self.rt, self.data = cfg, rt, data
         self.total_steps = tc.steps
-        self.compute = ComputeBudget.of(cfg)
+        self.compute = ComputeBudget.of(cfg, step_flops(model, cfg.optim))
         self.unique_tokens = data.unique_tokens  # the training split: `epochs` = tokens / this
-        self.counts = {**param_counts(model), "flops_per_token": self.compute.flops_per_token}
+        self.counts = {**param_counts(model), "flops_per_token": self.compute.flops_per_token,
+                       "optimizer_flops_per_step": self.compute.optimizer_flops_per_step}
         # muP's per-role LR and weight-decay factors (empty, i.e. all 1, unless model.mup.enabled).
         multipliers = mup.optimizer_multipliers(cfg.model, cfg.optim)
         self.model: ParallelModel = wrap(model, tc, rt, lambda runner: build_optimizer(
@@ -212,8 +235,8 @@ class Trainer:
         """Where the run stands: step, tokens (with the training split's unique tokens and the epochs
         over it), FLOPs and the last train / val loss."""
         tokens = self.compute.tokens(self.step)
-        return {"step": self.step, "tokens": tokens, "unique_tokens": self.unique_tokens,
-                "epochs": epochs(tokens, self.unique_tokens), "flops": self.compute.flops(self.step),
+        return {"step": self.step, **self.compute.columns(self.step), "unique_tokens": self.unique_tokens,
+                "epochs": epochs(tokens, self.unique_tokens),
                 "final_loss": self.last_loss, "final_val_loss": self.last_val_loss}
 
     # ---- one step ----------------------------------------------------------------------
@@ -247,10 +270,9 @@ class Trainer:
         elapsed = time.perf_counter() - start
         return {
             "step": step,
-            "tokens": self.compute.tokens(step),
+            **self.compute.columns(step),  # tokens, flops, optimizer_flops, total_flops
             "unique_tokens": self.unique_tokens,
             "epochs": epochs(self.compute.tokens(step), self.unique_tokens),
-            "flops": self.compute.flops(step),
             "lr": self.cfg.optim.lr * multiplier,
             "loss": loss_value,
             "grad_norm": grad_norm,

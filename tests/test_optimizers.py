@@ -9,6 +9,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 from omegaconf import OmegaConf
+from pytorch_optimizer import SOAP, AdEMAMix
 from torch import nn
 
 from harness.checkpoint import load_checkpoint, save_checkpoint
@@ -28,9 +29,13 @@ EXPECTED = {
     "muon": {E: ("adamw", True), H: ("muon", True), R: ("adamw", True), V: ("adamw", False)},
     "lion": {E: ("lion", True), H: ("lion", True), R: ("lion", True), V: ("lion", False)},
     "sgd": {E: ("sgd", True), H: ("sgd", True), R: ("sgd", True), V: ("sgd", False)},
+    # Every role, as in each reference implementation (SOAP keeps 1-D parameters in the identity basis).
+    "nadamw": {E: ("nadamw", True), H: ("nadamw", True), R: ("nadamw", True), V: ("nadamw", False)},
+    "ademamix": {E: ("ademamix", True), H: ("ademamix", True), R: ("ademamix", True), V: ("ademamix", False)},
+    "soap": {E: ("soap", True), H: ("soap", True), R: ("soap", True), V: ("soap", False)},
 }
 TORCH_CLASS = {"adamw": torch.optim.AdamW, "adam": torch.optim.Adam, "muon": torch.optim.Muon, "lion": Lion,
-               "sgd": torch.optim.SGD}
+               "sgd": torch.optim.SGD, "nadamw": torch.optim.NAdam, "ademamix": AdEMAMix, "soap": SOAP}
 
 
 def optim_cfg(name: str, **overrides) -> OptimConfig:
@@ -165,7 +170,7 @@ def _train(model: nn.Module, optimizer: torch.optim.Optimizer, steps: range) -> 
     return losses
 
 
-@pytest.mark.parametrize("name", ["muon", "lion", "sgd", "adam"])
+@pytest.mark.parametrize("name", ["muon", "lion", "sgd", "adam", "nadamw", "ademamix", "soap"])
 def test_resume_from_saved_state_is_bit_identical(name: str, tmp_path) -> None:
     torch.use_deterministic_algorithms(True)
     try:
@@ -194,7 +199,7 @@ def test_resume_from_saved_state_is_bit_identical(name: str, tmp_path) -> None:
         torch.use_deterministic_algorithms(False)
 
 
-@pytest.mark.parametrize("name", ["adamw", "adam", "muon", "lion", "sgd"])
+@pytest.mark.parametrize("name", ["adamw", "adam", "muon", "lion", "sgd", "nadamw", "ademamix", "soap"])
 def test_shipped_optim_configs_validate(name: str) -> None:
     assert optim_cfg(name).name == name
 
@@ -202,7 +207,7 @@ def test_shipped_optim_configs_validate(name: str) -> None:
 def test_each_optimizer_owns_its_fields() -> None:
     from harness.optimizers import OPTIMIZERS, MuonConfig
 
-    assert OPTIMIZERS.names() == ("adamw", "adam", "muon", "lion", "sgd")
+    assert OPTIMIZERS.names() == ("adamw", "adam", "muon", "lion", "sgd", "nadamw", "ademamix", "soap")
     with pytest.raises(ConfigError, match=r"optim.muon_lr: .*optim.name=muon"):
         to_run_config({"optim": {"name": "adamw", "muon_lr": 0.02}})
     with pytest.raises(ConfigError, match=r"optim.momentum: .*optim.name=muon/sgd"):

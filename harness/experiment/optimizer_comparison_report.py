@@ -18,7 +18,7 @@ import numpy as np
 from harness.experiment.coordinate_descent import CONVERGED, MAX_ROUNDS
 from harness.experiment.kinds import Report
 from harness.experiment.results import RunResults
-from harness.experiment.speedup import Cell, power_law_in_N, speedup
+from harness.experiment.speedup import Cell, pooled_noise, power_law_in_N, speedup
 from harness.files import atomic_write_bytes
 from harness.formatting import finite
 
@@ -118,6 +118,9 @@ def comparison_report(kind, out_dir: Path, table, plan: dict[str, Any]) -> Repor
     # ---- speedups, per size against the baseline's law
     records = []
     b_notes: set[str] = set()
+    # The seed-to-seed noise of each size, pooled over every cell's seeds (all variants, multiples).
+    pooled = {size: pooled_noise([Cell(D=1.0, losses=c["losses"]) for k, c in cells.items()
+                                  if k.size == size and c["complete"]]) for size in {k.size for k in cells}}
     for cell, c in cells.items():
         base_cells = {}
         for t in params.tokens_per_param:
@@ -131,7 +134,8 @@ def comparison_report(kind, out_dir: Path, table, plan: dict[str, Any]) -> Repor
             sp = speedup(base_cells, Cell(D=float(c["D"]), losses=c["losses"],
                                           tokens_per_s=c["tps"] if len(c["tps"]) == len(c["losses"]) else (),
                                           flops_per_token=c["fpt"]),
-                         b=params.b, b_prior=tuple(params.b_prior), n_boot=params.n_boot, level=params.level)
+                         b=params.b, b_prior=tuple(params.b_prior), n_boot=params.n_boot, level=params.level,
+                         noise=pooled[cell.size] if pooled[cell.size][0] is not None else None)
             b_notes.update(sp.notes)
         walk = c["walk"]
         records.append({
@@ -242,7 +246,8 @@ def comparison_report(kind, out_dir: Path, table, plan: dict[str, Any]) -> Repor
                "records": records, "hparam_transfer": transfer,
                "sensitivity": {f"{v}|{s}|{t:g}|{a}": [[x, (y if math.isfinite(y) else None)] for x, y in p]
                                for (v, s, t, a), p in sensitivity.items()},
-               "seed_noise": state.noise, "law_identified": identified,
+               "seed_noise": state.noise,
+               "pooled_seed_noise": {s: {"std": v[0], "df": v[1]} for s, v in pooled.items()}, "law_identified": identified,
                "matched_flops": "optimizer FLOPs counted (curve optimizer_flops)" if any(c["fpt"] for c in cells.values())
                else "optimizer FLOPs not counted (no optimizer_flops column): FLOPs speedup = data speedup",
                "warnings": warnings, "notes": notes, "plots": [p.name for p in plots]}
@@ -263,8 +268,8 @@ def hparam_transfer(records: list[dict[str, Any]], params) -> list[dict[str, Any
                 values = [r["best_hparams"][axis] for r in rows]
                 Ns = [r["N"] for r in rows]
                 entry = {"variant": variant, "multiple": t, "axis": axis, "N": Ns, "best": values,
-                         "stable": len(set(values)) == 1 and len(values) > 1}
-                law = None if entry["stable"] else power_law_in_N(Ns, values) if all(
+                         "stable": (len(set(values)) == 1) if len(values) > 1 else None}
+                law = None if entry["stable"] is not False else power_law_in_N(Ns, values) if all(
                     isinstance(v, (int, float)) for v in values) else None
                 if law and len(Ns) >= 2:
                     next_N = Ns[-1] * Ns[-1] / Ns[-2]
@@ -340,7 +345,7 @@ def _markdown(name, params, records, transfer, warnings, notes, plots, state) ->
             law_text = "-" if not law else f"{law['k']:.3g} N^{law['exponent']:.3f}"
             next_text = "-" if "predicted" not in e else f"{e['predicted']:.3g} at N={e['next_N']:.3g}"
             md.append(f"| {e['variant']} | {e['multiple']:g} | {e['axis']} | {', '.join(str(v) for v in e['best'])} | "
-                      f"{'yes' if e['stable'] else 'no'} | {law_text} | {next_text} |")
+                      f"{ {True: 'yes', False: 'no', None: 'one size'}[e['stable']]} | {law_text} | {next_text} |")
         md.append("")
     if notes:
         md += ["## Notes", ""] + [f"- {n}" for n in notes] + [""]

@@ -13,8 +13,9 @@ Chinchilla-like 0.2-0.4), a and c are solved through the 2 points; `Law.identifi
 the report says so. One multiple: no law, no speedup.
 
 The interval: `n_boot` resamples, each redrawing the seeds of every baseline cell and of the
-variant's cell (with replacement), refitting the law (and drawing b from its prior when fixed),
-then D_eff / D; the percentile interval at `level`. A speedup is called only when the interval
+variant's cell (with replacement) and, given a pooled seed noise (`pooled_noise`), adding to each
+cell's mean a draw of that noise (parametric: a few seeds alone understate it), refitting the law
+(and drawing b from its prior when fixed), then D_eff / D; the percentile interval at `level`. A speedup is called only when the interval
 excludes 1 (`called`).
 
 Wall-clock: with the tokens/s each run measured (median over its steps, optimizer overhead
@@ -125,20 +126,37 @@ def _tps(cell: Cell, idx: np.ndarray) -> Optional[float]:
     return float(np.mean(tps[idx])) if tps.size == len(cell.losses) and tps.size else None
 
 
+def pooled_noise(cells: Sequence[Cell]) -> tuple[Optional[float], int]:
+    """The seed-to-seed std pooled over cells (each around its own mean) and its degrees of freedom."""
+    groups = [np.asarray(c.losses, dtype=float) for c in cells if len(c.losses) >= 2]
+    df = sum(len(g) - 1 for g in groups)
+    if not df:
+        return None, 0
+    return float(np.sqrt(sum(np.sum((g - g.mean()) ** 2) for g in groups) / df)), df
+
+
 def speedup(baseline: Mapping[float, Cell], variant: Cell, *, b: Optional[float] = None,
             b_prior: tuple[float, float] = DEFAULT_B_PRIOR, n_boot: int = 1000, level: float = 0.95,
-            seed: int = 0) -> Speedup:
-    """The variant's speedup over one size's baseline cells ({D: Cell}) at the variant's D."""
+            seed: int = 0, noise: Optional[tuple[float, int]] = None) -> Speedup:
+    """The variant's speedup over one size's baseline cells ({D: Cell}) at the variant's D.
+
+    `noise` = (sigma, df): a seed-to-seed std pooled over many cells (pooled_noise). With it, each
+    resample also draws every cell's mean from mean + sigma' / sqrt(n) x N(0, 1), sigma' drawn from
+    sigma's own sampling distribution (sigma^2 df / chi2_df): with 2-3 seeds per cell the plain
+    bootstrap of a cell's seeds sees almost none of the noise (2 values resample to 3 means)."""
     Ds = sorted(baseline)
     if len(Ds) < 2:
         raise ValueError("speedup: the baseline needs at least 2 data budgets at this size")
     identified = b is None and len(Ds) >= 3
     rng = np.random.default_rng(seed)
 
-    def one(base_idx: dict[float, np.ndarray], var_idx: np.ndarray, bb: Optional[float]):
-        means = [float(np.mean(np.asarray(baseline[d].losses, dtype=float)[base_idx[d]])) for d in Ds]
+    def one(base_idx: dict[float, np.ndarray], var_idx: np.ndarray, bb: Optional[float],
+            jitter: Optional[np.ndarray] = None):
+        jitter = np.zeros(len(Ds) + 1) if jitter is None else jitter
+        means = [float(np.mean(np.asarray(baseline[d].losses, dtype=float)[base_idx[d]])) + jitter[i]
+                 for i, d in enumerate(Ds)]
         law = fit_law(Ds, means, b=bb, b_prior=b_prior)
-        var_loss = float(np.mean(np.asarray(variant.losses, dtype=float)[var_idx]))
+        var_loss = float(np.mean(np.asarray(variant.losses, dtype=float)[var_idx])) + jitter[-1]
         ratio = law.effective_data(var_loss) / variant.D
         base_tps = _tps(baseline[_nearest(Ds, variant.D)], base_idx[_nearest(Ds, variant.D)])
         var_tps = _tps(variant, var_idx)
@@ -154,7 +172,12 @@ def speedup(baseline: Mapping[float, Cell], variant: Cell, *, b: Optional[float]
         base_idx = {d: rng.integers(0, len(baseline[d].losses), len(baseline[d].losses)) for d in Ds}
         var_idx = rng.integers(0, len(variant.losses), len(variant.losses))
         bb = b if (b is not None or identified) else float(rng.uniform(*b_prior))
-        _, r, w, f = one(base_idx, var_idx, bb)
+        jitter = None
+        if noise is not None and noise[0] is not None and noise[1] > 0:
+            sigma = noise[0] * np.sqrt(noise[1] / rng.chisquare(noise[1]))
+            counts = [len(baseline[d].losses) for d in Ds] + [len(variant.losses)]
+            jitter = rng.normal(0.0, 1.0, len(counts)) * sigma / np.sqrt(counts)
+        _, r, w, f = one(base_idx, var_idx, bb, jitter)
         samples.append(r)
         walls.append(w)
         flopss.append(f)
@@ -168,8 +191,8 @@ def speedup(baseline: Mapping[float, Cell], variant: Cell, *, b: Optional[float]
         out.notes.append(f"b not identified ({len(Ds)} data multiples): fixed at {law.b:g}, drawn from "
                          f"[{b_prior[0]:g}, {b_prior[1]:g}] in the bootstrap" if b is None
                          else f"b fixed at {b:g} by the spec")
-    if min(len(baseline[d].losses) for d in Ds) < 2 or len(variant.losses) < 2:
-        out.notes.append("a cell has a single seed: the interval misses seed noise there")
+    if noise is None and (min(len(baseline[d].losses) for d in Ds) < 2 or len(variant.losses) < 2):
+        out.notes.append("a cell has a single seed and no pooled noise was given: the interval misses seed noise")
     if not np.isfinite(point):
         out.notes.append("the variant's loss is below the baseline law's asymptote c: D_eff is unbounded")
     return out

@@ -56,7 +56,10 @@ def test_descent_moves_to_the_optimum_and_stops():
                    threshold=1e-3, max_rounds=10)
     assert walk.state == CONVERGED
     assert dict(walk.best) == {"lr": 4e-3, "wd": 0.1}
-    assert walk.extended == {} and walk.edges == ["wd"]  # wd=0.1 is the grid's top: can it go higher? see below
+    # The start sat at the LR grid's low end: the grid grew one step below it (tried, worse).
+    assert walk.extended == {"lr": [5e-4]}
+    # wd's best (0.1) is its top, and a grid [0, 0.1] has no geometric step beyond it: reported.
+    assert walk.edges == ["wd"]
     # Round 0 is the start; each round holds only points not tried before.
     assert walk.rounds[0] == [(("lr", 1e-3), ("wd", 0.0))]
     assert len(walk.points) == len(set(walk.points))

@@ -88,9 +88,8 @@ def neighbours(center: Point, grid: dict[str, list[Any]], extended: dict[str, li
     values = dict(center)
     for axis, value in center:
         axis_values = grid[axis]
-        i = axis_values.index(value)
         for side in (-1, 1):
-            j = i + side
+            j = axis_values.index(value) + side  # looked up each side: the low side may have grown the list
             if 0 <= j < len(axis_values):
                 new = axis_values[j]
             else:

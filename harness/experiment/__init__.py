@@ -24,6 +24,10 @@ Modules, one job each:
               report, on scaling_fit.py (Chinchilla Approach 3 with bootstrap intervals, shared)
   cooldown.py kind `cooldown_branches` (one constant-LR parent per size + cooldown branches, vs
               independent runs); cooldown_report.py its report
+  optimizer_comparison.py  kind `optimizer_comparison` (optimizers tuned per cell by coordinate descent,
+              planned in rounds; coordinate_descent.py the walk), optimizer_comparison_report.py its
+              report, on speedup.py (the baseline law L(D), D_eff / D with bootstrap intervals)
+  results.py  the results of the runs done so far by config hash (for kinds that plan in rounds)
   plan.py     requests -> composed, validated RunConfigs -> PlannedRun rows, plan.csv / plan.json
   launch.py   the one Hydra multirun over the plan's indices; job.py the job it runs
   status.py   each run's state from its status.json
@@ -34,3 +38,4 @@ Modules, one job each:
 from harness.experiment import grid  # noqa: E402,F401  (registers kind `grid`; a new kind's module goes here)
 from harness.experiment import ladder_kind  # noqa: E402,F401  (registers kind `ladder`)
 from harness.experiment import cooldown  # noqa: E402,F401  (kind `cooldown_branches`)
+from harness.experiment import optimizer_comparison  # noqa: E402,F401  (kind `optimizer_comparison`)

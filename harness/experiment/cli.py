@@ -9,6 +9,7 @@ from typing import Sequence
 
 from harness.checks import ConfigError
 from harness.experiment import __doc__ as PACKAGE_DOC
+from harness.experiment.kinds import KINDS
 from harness.experiment.launch import LAUNCHERS, launch
 from harness.experiment.plan import format_plan, plan_experiment, read_plan, write_plan
 from harness.experiment.report import write_report
@@ -64,16 +65,55 @@ def _plan(args: argparse.Namespace):
     return spec, out_dir
 
 
-def _finish(name: str, plan: dict, code: int) -> int:
-    """Print where the runs stand after a launch; non-zero when any did not complete."""
+def _finish(name: str, plan: dict, code: int, done: set[str] = frozenset()) -> int:
+    """Print where the runs stand after a launch; non-zero when any did not complete (runs in `done`
+    count as finished: a diverged setting is a result for a kind that plans in rounds)."""
     states = run_states(plan)
     print(format_status(name, states))
-    unfinished = [s for s in states if s.state != "completed"]
+    unfinished = [s for s in states if s.state != "completed" and s.run_id not in done]
+    if done and not unfinished:
+        print(f"[experiment] {len(done)} run(s) diverged (non-finite loss); the kind counts them as the worst "
+              "result of their setting")
+        return 0
     if code != 0 or unfinished:
         print(f"error: {len(unfinished)} run(s) not completed (launcher exit {code}); "
               "relaunch the same command to resume them", file=sys.stderr)
         return EXIT_ERROR
     return 0
+
+
+def _run_rounds(args: argparse.Namespace, spec, out_dir: Path, plan: dict) -> int:
+    """A kind that plans in rounds: launch the pending runs, re-plan with their results, launch the
+    new ones, ... until a re-plan adds no run (the kind's own guard, e.g. max_rounds, ends it)."""
+    if args.no_wait:
+        print("[experiment] this kind plans in rounds (each needs the previous results): --no-wait "
+              "launches only the runs known now; run again once they finished", file=sys.stderr)
+        return launch(out_dir, plan, args.launcher, args.launcher_arg, wait=False)
+    code, number = 0, 1
+    while True:
+        code = launch(out_dir, plan, args.launcher, args.launcher_arg, skip=_done_for_good(plan)) or code
+        known = {r["run_id"] for r in plan["runs"]}
+        runs, notes = plan_experiment(spec, out_dir, args.tokens_per_s, check_data=not args.no_data_check)
+        new = [r for r in runs if r.run_id not in known]
+        if not new:
+            break
+        number += 1
+        write_plan(spec, runs, out_dir)
+        plan = read_plan(out_dir)
+        print(f"[experiment] round {number}: the results so far add {len(new)} run(s) "
+              f"({len(runs)} planned); plan.json rewritten", flush=True)
+    for note in notes:
+        print(f"note: {note}")
+    return _finish(spec.name, plan, code, done=_done_for_good(plan))
+
+
+def _done_for_good(plan: dict) -> set[str]:
+    """Run ids that diverged (failed on a non-finite loss): a result for a kind that plans in rounds."""
+    from harness.experiment.results import DIVERGED_MARKERS
+
+    states = run_states(plan)
+    return {plan["runs"][s.index]["run_id"] for s in states
+            if s.state == "failed" and any(m in (s.reason or "") for m in DIVERGED_MARKERS)}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -85,6 +125,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "run":
             spec, out_dir = _plan(args)
             plan = read_plan(out_dir)
+            if KINDS.get(spec.kind).rounds:
+                return _run_rounds(args, spec, out_dir, plan)
             code = launch(out_dir, plan, args.launcher, args.launcher_arg, wait=not args.no_wait)
             if args.no_wait and args.launcher != "local":
                 return code

@@ -11,7 +11,9 @@ launching, status, collecting) is shared. A new study is a new module with
         def plan(self, spec) -> list[RunRequest]: ...
         def report(self, out_dir, table, plan) -> Report: ...
 
-imported by harness/experiment/__init__.py (which every import of harness.experiment.* runs first).
+A kind that plans in rounds sets `rounds = True` and overrides `replan(spec, results)` (the runs
+known to be needed given the results so far; harness/experiment/results.py); plan(spec) is then
+its round 0. Imported by harness/experiment/__init__.py (which every import of harness.experiment.* runs first).
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from harness.registry import Registry
 if TYPE_CHECKING:
     import pandas as pd
 
+    from harness.experiment.results import RunResults
     from harness.experiment.spec import ExperimentSpec
 
 
@@ -65,6 +68,17 @@ class ExperimentKind(ABC):
     @abstractmethod
     def plan(self, spec: "ExperimentSpec") -> list[RunRequest]:
         """The runs the spec asks for (overrides on top of the spec's base)."""
+
+    # A kind that plans in rounds (its next runs depend on the results of the runs done so far, e.g.
+    # coordinate descent) sets this and overrides replan(); `run` then loops plan -> launch -> replan
+    # until the plan stops growing. A static kind leaves both alone.
+    rounds: bool = False
+
+    def replan(self, spec: "ExperimentSpec", results: "RunResults") -> list[RunRequest]:
+        """Every run known to be needed now, given the results of the runs done so far (`results`
+        looks a request up by its config hash). Runs planned before must stay in the list (their
+        ids never change); a static kind returns plan(spec)."""
+        return self.plan(spec)
 
     def plan_notes(self, spec: "ExperimentSpec") -> list[str]:
         """Notes `plan` prints about the spec's runs (e.g. runs left out, and why); none by default."""

@@ -22,7 +22,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any, Sequence
+from typing import AbstractSet, Any, Sequence
 
 from harness.experiment.status import run_states
 from harness.ladder.overrides import format_value
@@ -32,14 +32,14 @@ LAUNCHERS = {"local": "basic", "submitit_local": "submitit_local", "slurm": "slu
 SLURM_RUN_SETTINGS = ["train.requeue=true", "train.preempt_signals=[SIGTERM,SIGUSR1,SIGUSR2]"]
 
 
-def pending_indices(plan: dict[str, Any], stage: int | None = None) -> list[int]:
-    """Runs not completed (of `stage`, when given) whose parent, if any, completed."""
+def pending_indices(plan: dict[str, Any], stage: int | None = None, skip: AbstractSet[str] = frozenset()) -> list[int]:
+    """Runs not completed and not in `skip` (of `stage`, when given) whose parent, if any, completed."""
     states = run_states(plan)
     completed = {plan["runs"][s.index]["run_id"] for s in states if s.state == "completed"}
     out = []
     for s in states:
         run = plan["runs"][s.index]
-        if s.state == "completed" or (stage is not None and run.get("stage", 0) != stage):
+        if s.state == "completed" or s.run_id in skip or (stage is not None and run.get("stage", 0) != stage):
             continue
         if run.get("parent") and run["parent"] not in completed:
             continue
@@ -64,19 +64,21 @@ def job_command(out_dir: Path, indices: Sequence[int], launcher: str, launcher_a
 
 
 def launch(out_dir: Path, plan: dict[str, Any], launcher: str, launcher_args: Sequence[str] = (),
-           wait: bool = True) -> int:
-    """Launch the pending runs, stage by stage; returns the launcher's exit code (0: nothing to launch)."""
-    if not pending_indices(plan):
+           wait: bool = True, skip: AbstractSet[str] = frozenset()) -> int:
+    """Launch the pending runs, stage by stage; returns the launcher's exit code (0: nothing to launch).
+    Runs in `skip` (ids) are not launched (a kind that plans in rounds: runs that diverged)."""
+    if not pending_indices(plan, skip=skip):
         done = sum(s.state == "completed" for s in run_states(plan))
         print(f"[experiment] all {done} run(s) completed; nothing to launch" if done == len(plan["runs"]) else
-              "[experiment] nothing to launch: the runs not completed wait on parents that did not complete")
+              f"[experiment] nothing to launch: {len(skip)} run(s) diverged" if skip and done + len(skip) == len(plan["runs"])
+              else "[experiment] nothing to launch: the runs not completed wait on parents that did not complete")
         return 0
     levels = stages(plan)
     if len(levels) > 1 and not wait and launcher != "local":
         return _drive_in_background(out_dir, launcher, launcher_args)
     code = 0
     for number, stage in enumerate(levels, start=1):
-        indices = pending_indices(plan, stage)
+        indices = pending_indices(plan, stage, skip)
         if not indices:
             continue
         stage_code = launch_stage(out_dir, plan, indices, launcher, launcher_args, wait=wait,

@@ -16,6 +16,11 @@ Runs that start from another run of the plan (RunRequest.parent, e.g. cooldown b
 parent's run directory in place of PARENT_RUN_DIR, `stage` = parent's stage + 1 and `parent` = the
 parent's run id: `run` launches stage by stage (harness/experiment/launch.py).
 
+Rounds: a kind with `rounds = True` (kinds.py) is planned by `replan(spec, results)` with the
+results of the runs already in DIR/runs (results.py), so `plan` shows round 0 plus what finished
+runs imply; a re-plan of the same spec keeps every earlier run at its index (`keep_order`) and
+appends the new ones, and the files are rewritten atomically each round.
+
 Written: `DIR/plan.csv` (a table for people) and `DIR/plan.json` (what `run`, `status` and `report`
 read: the spec, and per run its id, settings and the full `python -m harness.train` overrides).
 """
@@ -27,7 +32,7 @@ import csv
 import io
 import json
 import re
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any, Optional, Sequence
 
@@ -95,8 +100,14 @@ def plan_experiment(spec: ExperimentSpec, out_dir: Path, tokens_per_s: Optional[
     from harness.ladder.overrides import format_value
     from harness.models import flops
 
+    from harness.experiment.results import RunResults
+
     kind = KINDS.get(spec.kind)()
-    requests: list[RunRequest] = kind.plan(spec)
+    if kind.rounds:
+        compose_run(spec.base, "base")  # before the kind composes its requests to look results up
+        requests: list[RunRequest] = kind.replan(spec, RunResults(spec.base, out_dir))
+    else:
+        requests = kind.plan(spec)
     if not requests:
         raise ExperimentError(f"{spec.kind}: the spec plans no run; give it at least one")
     compose_run(spec.base, "base")
@@ -141,8 +152,30 @@ def plan_experiment(spec: ExperimentSpec, out_dir: Path, tokens_per_s: Optional[
                                stage=parent.stage + 1 if parent else 0, start_step=start,
                                parent=parent.run_id if parent else None,
                                unique_tokens=n_unique, epochs=D / n_unique if n_unique else None))
+    if kind.rounds:
+        runs = keep_order(runs, previous_order(spec, out_dir))
     notes += repetition_notes(runs) + unique.notes
     return runs, notes
+
+
+def previous_order(spec: ExperimentSpec, out_dir: Path) -> list[str]:
+    """The run ids of DIR/plan.json in plan order, if it was written for this same spec (else [])."""
+    path = Path(out_dir) / "plan.json"
+    if not path.is_file():
+        return []
+    try:
+        old = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return []
+    return [r["run_id"] for r in old.get("runs", [])] if old.get("spec") == spec_record(spec) else []
+
+
+def keep_order(runs: Sequence[PlannedRun], order: Sequence[str]) -> list[PlannedRun]:
+    """A plan that grew by rounds keeps every earlier run at its index: the runs of `order` first, in
+    that order, then the new ones in the kind's order; indices are renumbered to match."""
+    rank = {run_id: i for i, run_id in enumerate(order)}
+    ordered = sorted(runs, key=lambda r: (0, rank[r.run_id]) if r.run_id in rank else (1, r.index))
+    return [replace(r, index=i) for i, r in enumerate(ordered)]
 
 
 def branch_step(train_cfg: Any) -> int:
@@ -188,9 +221,14 @@ def plan_csv(runs: Sequence[PlannedRun]) -> str:
 def write_plan(spec: ExperimentSpec, runs: Sequence[PlannedRun], out_dir: Path) -> None:
     out_dir = Path(out_dir)
     atomic_write_text(out_dir / "plan.csv", plan_csv(runs))
+    atomic_write_json(out_dir / "plan.json", {"spec": spec_record(spec), "runs": [asdict(r) for r in runs]})
+
+
+def spec_record(spec: ExperimentSpec) -> dict[str, Any]:
+    """The spec as plan.json stores it (JSON round-tripped, so that it compares equal to a read one)."""
     spec_dict = {k: v for k, v in asdict(spec).items() if k != "params"}
     spec_dict[spec.kind] = asdict(spec.params)
-    atomic_write_json(out_dir / "plan.json", {"spec": spec_dict, "runs": [asdict(r) for r in runs]})
+    return json.loads(json.dumps(spec_dict))
 
 
 def read_plan(out_dir: Path) -> dict[str, Any]:

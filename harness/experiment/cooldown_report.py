@@ -180,6 +180,8 @@ def _markdown(plan: dict[str, Any], summary: dict[str, Any], fits: dict[str, Any
             interval = opt.get("intervals", {}).get("loss")
             lines.append(f"| {name} | {_fmt(opt.get('N_opt'))} | {_fmt(opt.get('D_opt'))} | {_fmt(opt.get('loss'))} | "
                          f"{'-' if not interval else f'[{_fmt(interval[0])}, {_fmt(interval[1])}]'} |")
+        for name, opt in comparison["optimum"].items():
+            lines += [f"\n**{name} fit, not usable: {note}.**" for note in opt.get("warnings", [])]
         same = comparison["at_independent_optimum"]
         if same:
             lines += ["", f"At the independent fit's optimum (N {_fmt(same['N'])}, D {_fmt(same['D'])}): branch fit "

@@ -211,6 +211,9 @@ def ladder_report(out_dir: Path, table, plan: dict[str, Any], params: Any) -> Re
                 lo_hi = iv.get(key)
                 md.append(f"| {key} | {optimum[key]:.4g} | {'-' if lo_hi is None else f'{lo_hi[0]:.4g} .. {lo_hi[1]:.4g}'} |")
             md.append(f"| tokens per parameter | {optimum['tokens_per_param']:.3g} | |")
+            for note in optimum["warnings"]:
+                md.append(f"\n**Not usable: {note}.**")
+                warnings.append(f"compute-optimal prediction: {note}")
         optimum["intervals"] = {k: list(v) for k, v in optimum["intervals"].items()}
         fit_points = {k: [p[k] for p in points] for k in ("N", "D", "loss", "size")}
         plots.append(plot_fit(out_dir / "loss_vs_D.png", fit_points, {"Approach 3": fit},

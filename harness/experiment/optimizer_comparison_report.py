@@ -174,6 +174,7 @@ def comparison_report(kind, out_dir: Path, table, plan: dict[str, Any]) -> Repor
 
     transfer = hparam_transfer(records, params)
     sensitivity = sensitivity_curves(state, results)
+    variant_laws = variant_scaling_laws(records, params)
 
     # ---- plots
     plots: list[Path] = []
@@ -241,9 +242,9 @@ def comparison_report(kind, out_dir: Path, table, plan: dict[str, Any]) -> Repor
         fig.suptitle(f"{name}: {variant} sensitivity around the best config (other axes at their best)")
         plots.append(_save(fig, out_dir / f"sensitivity_{variant}.png"))
 
-    md = _markdown(name, params, records, transfer, warnings, notes, plots, state)
+    md = _markdown(name, params, records, transfer, warnings, notes, plots, state) + _laws_markdown(variant_laws)
     summary = {"name": name, "kind": "optimizer_comparison", "baseline": params.baseline,
-               "records": records, "hparam_transfer": transfer,
+               "records": records, "hparam_transfer": transfer, "variant_laws": variant_laws,
                "sensitivity": {f"{v}|{s}|{t:g}|{a}": [[x, (y if math.isfinite(y) else None)] for x, y in p]
                                for (v, s, t, a), p in sensitivity.items()},
                "seed_noise": state.noise,
@@ -252,6 +253,39 @@ def comparison_report(kind, out_dir: Path, table, plan: dict[str, Any]) -> Repor
                else "optimizer FLOPs not counted (no optimizer_flops column): FLOPs speedup = data speedup",
                "warnings": warnings, "notes": notes, "plots": [p.name for p in plots]}
     return Report(markdown=md, summary=summary, plots=plots)
+
+
+def variant_scaling_laws(records: list[dict[str, Any]], params) -> dict[str, dict[str, Any]]:
+    """Each variant's own L(N, D) = E + A/N^alpha + B/D^beta (Approach 3, harness/experiment/scaling_fit.py)
+    over its cells' best losses, for extrapolating it beyond the sizes tuned; only where the cells
+    can identify it (>= MIN_POINTS cells on >= 2 sizes and >= 2 token counts), else the reason."""
+    from harness.experiment.scaling_fit import MIN_POINTS, fit_approach3
+
+    out: dict[str, dict[str, Any]] = {}
+    for variant in params.variants:
+        pts = [r for r in records if r["variant"] == variant and r["best_loss"] is not None and r["N"] and r["D"]]
+        sizes, ds = {r["N"] for r in pts}, {r["D"] for r in pts}
+        if len(pts) < MIN_POINTS or len(sizes) < 2 or len(ds) < 2:
+            out[variant] = {"fitted": False, "reason": f"{len(pts)} cell(s) on {len(sizes)} size(s) and {len(ds)} "
+                            f"token count(s); Approach 3 needs >= {MIN_POINTS} cells on >= 2 sizes and >= 2 token counts"}
+            continue
+        fit = fit_approach3([r["N"] for r in pts], [r["D"] for r in pts], [r["best_loss"] for r in pts],
+                            n_boot=min(params.n_boot, 200), level=params.level)
+        out[variant] = {"fitted": True, **fit.to_json()}
+    return out
+
+
+def _laws_markdown(laws: dict[str, dict[str, Any]]) -> str:
+    lines = ["", "## Each variant's own L(N, D) (Approach 3, for extrapolation)", ""]
+    for variant, law in laws.items():
+        if not law["fitted"]:
+            lines.append(f"- {variant}: not fitted: {law['reason']}.")
+            continue
+        p, iv = law["params"], law["intervals"]
+        shown = ", ".join(f"{k} {p[k]:.3g}" + (f" [{iv[k][0]:.3g}, {iv[k][1]:.3g}]" if k in iv else "")
+                          for k in ("E", "A", "alpha", "B", "beta"))
+        lines.append(f"- {variant}: {shown}" + ("; " + "; ".join(law["warnings"]) if law["warnings"] else ""))
+    return "\n".join(lines) + "\n"
 
 
 def hparam_transfer(records: list[dict[str, Any]], params) -> list[dict[str, Any]]:

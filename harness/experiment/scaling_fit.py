@@ -47,6 +47,8 @@ _WIDE_RATIO = 10.0
 # ladders (beta at a grid value of 2 with e absorbing the D term); 20 finds the global one and costs
 # well under a second on tens of points.
 N_REFINE = 20
+# An optimum further than this factor outside the fitted N (or D) range is flagged as unusable.
+OUTSIDE_RATIO = 10.0
 MIN_POINTS = len(ChinchillaLaw.params)  # 5 parameters: fewer points cannot determine them
 
 
@@ -84,6 +86,9 @@ class ScalingFit:
     theta: np.ndarray = field(default_factory=lambda: np.zeros(5))            # (5,) the law's parameters
     boot_thetas: np.ndarray = field(default_factory=lambda: np.zeros((0, 5)))  # (n_boot, 5)
     metrics: dict[str, float] = field(default_factory=dict)
+    # The N and D the law was fitted on: an optimum far outside them is flagged (optimum()).
+    n_range: tuple[float, float] = (0.0, float("inf"))
+    d_range: tuple[float, float] = (0.0, float("inf"))
 
     def predict(self, N: Any, D: Any) -> np.ndarray:
         shape = np.broadcast(np.asarray(N), np.asarray(D)).shape
@@ -110,7 +115,8 @@ class ScalingFit:
         best = chinchilla_optimal(C, p["A"], p["B"], p["alpha"], p["beta"])
         out: dict[str, Any] = {"C": float(C), "N_opt": float(best.N_opt), "D_opt": float(best.D_opt),
                                "tokens_per_param": float(best.tokens_per_param),
-                               "loss": float(self.predict(best.N_opt, best.D_opt)), "intervals": {}}
+                               "loss": float(self.predict(best.N_opt, best.D_opt)), "intervals": {},
+                               "warnings": self._allocation_warnings(float(best.N_opt), float(best.D_opt))}
         boot = _reported(self.boot_thetas)
         ok = (boot["alpha"] > 0) & (boot["beta"] > 0)
         if ok.any():
@@ -123,6 +129,20 @@ class ScalingFit:
                 lo, hi = _percentiles(np.asarray(samples, dtype=float), self.level)
                 out["intervals"][name] = (float(lo), float(hi))
         return out
+
+    def _allocation_warnings(self, n_opt: float, d_opt: float) -> list[str]:
+        """Loud notes when the optimum lies > OUTSIDE_RATIO beyond the fitted N or D, or rests on a
+        parameter pinned at its bound: the number is then the law's shape, not the data's."""
+        notes = []
+        for name, value, (lo, hi) in (("N_opt", n_opt, self.n_range), ("D_opt", d_opt, self.d_range)):
+            if value < lo / OUTSIDE_RATIO or value > hi * OUTSIDE_RATIO:
+                side = "below the smallest" if value < lo else "above the largest"
+                bound = lo if value < lo else hi
+                notes.append(f"{name} = {value:.3g} is {max(value / bound, bound / value):.0f}x {side} value fitted "
+                             f"({bound:.3g}): do not use it as a prediction")
+        if any("bound" in w for w in self.warnings):
+            notes.append("a parameter of the fit sits at its bound, so the allocation follows the bound, not the data")
+        return notes
 
     def to_json(self) -> dict[str, Any]:
         return {"law": "L = E + A/N^alpha + B/D^beta (Chinchilla Approach 3)",
@@ -213,6 +233,7 @@ def fit_approach3(N: Sequence[float], D: Sequence[float], loss: Sequence[float],
     fit = ScalingFit(params={k: params[k] for k in PARAM_ORDER}, intervals=intervals, level=level,
                      n_points=int(N.size), n_boot=int(len(boot_thetas)), converged=bool(best.converged),
                      theta=np.asarray(best.theta, dtype=float), boot_thetas=boot_thetas,
+                     n_range=(float(N.min()), float(N.max())), d_range=(float(D.min()), float(D.max())),
                      metrics=dict(best.metrics))
     fit.warnings = design_warnings(N, D) + fit_warnings(fit, law)
     return fit

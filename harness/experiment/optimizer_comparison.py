@@ -236,6 +236,10 @@ class OptimizerComparisonKind(ExperimentKind):
         variant = params.variants[cell.variant]
         fixed = [o for o in variant.overrides if not o.startswith("train.seed=")]
         set_keys = {o.split("=", 1)[0].lstrip("+") for o in fixed} | set(hparams) | {"train.seed"}
+        if "schedule.warmup_fraction" in set_keys:
+            # The ladder states warmup_steps, which would override a searched warmup_fraction.
+            set_keys.add("schedule.warmup_steps")
+            fixed = [*fixed, "schedule.warmup_steps=null"]
         lines = [line for line in lines if line.split("=", 1)[0] not in set_keys]
         overrides = (*lines, f"optim={variant.optimizer}", *fixed,
                      *(f"{k}={format_value(v)}" for k, v in hparams.items()), f"train.seed={seed}")

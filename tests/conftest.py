@@ -116,3 +116,19 @@ def needs_data(*names: str) -> pytest.MarkDecorator:
 
 # ---- the session's single-node Slurm cluster (tests/slurm_helpers.py), for every test module ----
 from slurm_helpers import slurm_conf, slurm_env  # noqa: E402,F401  (fixtures, session-scoped)
+
+
+def run_experiment(env: dict[str, str], *args: str, timeout: float = 900) -> subprocess.CompletedProcess:
+    """`python -m harness.experiment ARGS` from the repository root, output captured."""
+    return subprocess.run([sys.executable, "-m", "harness.experiment", *args], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=timeout)
+
+
+@pytest.fixture(scope="module")
+def module_env(tmp_path_factory) -> dict[str, str]:
+    """An environment for experiment subprocesses: a private token cache and HF home, offline."""
+    env = dict(os.environ)
+    env.update({"HARNESS_CACHE": str(tmp_path_factory.mktemp("cache")), "HF_HUB_OFFLINE": "1",
+                "HF_DATASETS_OFFLINE": "1", "HF_HOME": str(tmp_path_factory.mktemp("hf_home")),
+                "TOKENIZERS_PARALLELISM": "false", "WANDB_MODE": "offline", "PYTHONUNBUFFERED": "1"})
+    return env

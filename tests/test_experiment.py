@@ -14,23 +14,13 @@ from pathlib import Path
 
 import pytest
 
-from conftest import ROOT, read_rows
+from conftest import ROOT, read_rows, run_experiment as experiment
 
 TINY_GRID = "grid_tiny"
 
 
-def experiment(env: dict[str, str], *args: str, timeout: float = 600) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "harness.experiment", *args], cwd=ROOT, env=env,
-                          capture_output=True, text=True, timeout=timeout)
 
 
-@pytest.fixture(scope="module")
-def module_env(tmp_path_factory) -> dict[str, str]:
-    env = dict(os.environ)
-    env.update({"HARNESS_CACHE": str(tmp_path_factory.mktemp("cache")), "HF_HUB_OFFLINE": "1",
-                "HF_DATASETS_OFFLINE": "1", "HF_HOME": str(tmp_path_factory.mktemp("hf_home")),
-                "TOKENIZERS_PARALLELISM": "false", "WANDB_MODE": "offline", "PYTHONUNBUFFERED": "1"})
-    return env
 
 
 def read_plan_csv(path: Path) -> list[dict[str, str]]:

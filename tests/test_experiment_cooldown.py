@@ -6,14 +6,11 @@ from __future__ import annotations
 
 import csv
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-from conftest import ROOT
+from conftest import run_experiment as experiment
 
 TINY = [
     "base=[model=llama_tiny,data.max_chars=300000,data.val_tokens=4096,train.eval_every=10,"
@@ -28,34 +25,24 @@ TINY = [
 ]
 
 
-def experiment(env: dict[str, str], *args: str, timeout: float = 900) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "harness.experiment", *args], cwd=ROOT, env=env,
-                          capture_output=True, text=True, timeout=timeout)
+
+
 
 
 @pytest.fixture(scope="module")
-def env(tmp_path_factory) -> dict[str, str]:
-    env = dict(os.environ)
-    env.update({"HARNESS_CACHE": str(tmp_path_factory.mktemp("cache")), "HF_HUB_OFFLINE": "1",
-                "HF_DATASETS_OFFLINE": "1", "HF_HOME": str(tmp_path_factory.mktemp("hf_home")),
-                "TOKENIZERS_PARALLELISM": "false", "WANDB_MODE": "offline", "PYTHONUNBUFFERED": "1"})
-    return env
-
-
-@pytest.fixture(scope="module")
-def finished(env, tmp_path_factory) -> Path:
+def finished(module_env, tmp_path_factory) -> Path:
     """The tiny study, run once through the local launcher and reported."""
     out = tmp_path_factory.mktemp("cooldown") / "exp"
-    proc = experiment(env, "run", "cooldown_cpu", *TINY, "name=cooldown_tiny", "--dir", str(out))
+    proc = experiment(module_env, "run", "cooldown_cpu", *TINY, "name=cooldown_tiny", "--dir", str(out))
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    report = experiment(env, "report", str(out))
+    report = experiment(module_env, "report", str(out))
     assert report.returncode == 0, report.stderr[-3000:]
     return out
 
 
-def test_plan_has_parents_branches_and_independent_runs(env, tmp_path):
+def test_plan_has_parents_branches_and_independent_runs(module_env, tmp_path):
     out = tmp_path / "exp"
-    proc = experiment(env, "plan", "cooldown_cpu", *TINY, "--dir", str(out))
+    proc = experiment(module_env, "plan", "cooldown_cpu", *TINY, "--dir", str(out))
     assert proc.returncode == 0, proc.stderr
     plan = json.loads((out / "plan.json").read_text())
     runs = plan["runs"]
@@ -79,13 +66,13 @@ def test_plan_has_parents_branches_and_independent_runs(env, tmp_path):
     assert "stages: 2" in proc.stdout
 
 
-def test_branch_schedule_is_the_parent_lr_then_a_cooldown_from_the_branch_step(env, tmp_path):
+def test_branch_schedule_is_the_parent_lr_then_a_cooldown_from_the_branch_step(module_env, tmp_path):
     """The branch's LR equals the constant parent's up to the branch step, then cools down to 0."""
     from harness.experiment.plan import compose_run
     from harness.schedules import build_schedule
 
     out = tmp_path / "exp"
-    assert experiment(env, "plan", "cooldown_cpu", *TINY, "--dir", str(out)).returncode == 0
+    assert experiment(module_env, "plan", "cooldown_cpu", *TINY, "--dir", str(out)).returncode == 0
     runs = json.loads((out / "plan.json").read_text())["runs"]
     parent_cfg = compose_run([o for o in runs[0]["train_overrides"] if not o.startswith("run_dir=")], "parent")
     branch = runs[2]
@@ -129,8 +116,8 @@ def test_run_trains_branches_from_their_parents_and_reports_both_fits(finished):
     assert sorted(int(float(r["branch_step"])) for r in branch_rows) == [8, 8, 17, 17, 33, 33]
 
 
-def test_relaunch_trains_nothing(env, finished):
-    proc = experiment(env, "launch", str(finished))
+def test_relaunch_trains_nothing(module_env, finished):
+    proc = experiment(module_env, "launch", str(finished))
     assert proc.returncode == 0, proc.stderr
     assert "all 14 run(s) completed; nothing to launch" in proc.stdout
 
@@ -142,18 +129,18 @@ def test_relaunch_trains_nothing(env, finished):
     ("cooldown_branches.independent=linear", "cooldown_branches.independent"),
     ("cooldown_branches.tokens=[1280,1300]", "cooldown_branches.tokens"),
 ])
-def test_bad_spec_exits_2_naming_the_field(env, tmp_path, override, field):
+def test_bad_spec_exits_2_naming_the_field(module_env, tmp_path, override, field):
     out = tmp_path / "exp"
-    proc = experiment(env, "plan", "cooldown_cpu", *TINY, override, "--dir", str(out))
+    proc = experiment(module_env, "plan", "cooldown_cpu", *TINY, override, "--dir", str(out))
     assert proc.returncode == 2, proc.stdout + proc.stderr
     assert field in proc.stderr
     assert not out.exists()
 
 
-def test_plan_flags_runs_that_repeat_data(env, tmp_path):
+def test_plan_flags_runs_that_repeat_data(module_env, tmp_path):
     """D beyond the training split's unique tokens: the plan says so per run."""
     out = tmp_path / "exp"
-    proc = experiment(env, "plan", "cooldown_cpu", *TINY, "cooldown_branches.tokens=[1280,600000]",
+    proc = experiment(module_env, "plan", "cooldown_cpu", *TINY, "cooldown_branches.tokens=[1280,600000]",
                       "cooldown_branches.sizes=[d32]", "--dir", str(out))
     assert proc.returncode == 0, proc.stderr
     rows = {int(r["index"]): r for r in csv.DictReader(open(out / "plan.csv"))}
@@ -162,7 +149,7 @@ def test_plan_flags_runs_that_repeat_data(env, tmp_path):
     assert f"run #{repeating[0]} ({rows[repeating[0]]['run_id']}) repeats data" in proc.stdout
 
 
-def test_no_wait_drives_the_stages_in_the_background(env, tmp_path):
+def test_no_wait_drives_the_stages_in_the_background(module_env, tmp_path):
     """`run --no-wait` on a staged plan returns at once; a background `launch` trains the parents,
     then the branches (submitit_local: one process per run)."""
     import time
@@ -170,7 +157,7 @@ def test_no_wait_drives_the_stages_in_the_background(env, tmp_path):
     out = tmp_path / "exp"
     small = [*TINY, "cooldown_branches.sizes=[d32]", "cooldown_branches.independent=none"]
     started = time.time()
-    proc = experiment(env, "run", "cooldown_cpu", *small, "--dir", str(out), "--launcher", "submitit_local", "--no-wait")
+    proc = experiment(module_env, "run", "cooldown_cpu", *small, "--dir", str(out), "--launcher", "submitit_local", "--no-wait")
     assert proc.returncode == 0, proc.stderr
     assert "background process" in proc.stdout
     plan = json.loads((out / "plan.json").read_text())
@@ -184,10 +171,10 @@ def test_no_wait_drives_the_stages_in_the_background(env, tmp_path):
     assert len(logs) == 1 and "stage 1 of 2" in logs[0].read_text() and "stage 2 of 2" in logs[0].read_text()
 
 
-def test_gpu_preset_is_planned(env, tmp_path):
+def test_gpu_preset_is_planned(module_env, tmp_path):
     """conf/experiment/cooldown_gpu.yaml (30M-300M): valid, planned, nothing downloaded or trained."""
     out = tmp_path / "exp"
-    proc = experiment(env, "plan", "cooldown_gpu", "--dir", str(out), "--tokens-per-s", "4e5")
+    proc = experiment(module_env, "plan", "cooldown_gpu", "--dir", str(out), "--tokens-per-s", "4e5")
     assert proc.returncode == 0, proc.stderr
     runs = json.loads((out / "plan.json").read_text())["runs"]
     assert len(runs) == 4 * (1 + 6 + 6)

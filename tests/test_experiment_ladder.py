@@ -6,34 +6,21 @@ data from known parameters."""
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 
-from conftest import ROOT
+from conftest import run_experiment as experiment
 
 TINY = "ladder_tiny"
 TRUE = {"E": 1.7, "A": 400.0, "alpha": 0.34, "B": 1200.0, "beta": 0.28}
 
 
-def experiment(env: dict[str, str], *args: str, timeout: float = 900) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "harness.experiment", *args], cwd=ROOT, env=env,
-                          capture_output=True, text=True, timeout=timeout)
 
 
-@pytest.fixture(scope="module")
-def module_env(tmp_path_factory) -> dict[str, str]:
-    env = dict(os.environ)
-    env.update({"HARNESS_CACHE": str(tmp_path_factory.mktemp("cache")), "HF_HUB_OFFLINE": "1",
-                "HF_DATASETS_OFFLINE": "1", "HF_HOME": str(tmp_path_factory.mktemp("hf_home")),
-                "TOKENIZERS_PARALLELISM": "false", "WANDB_MODE": "offline", "PYTHONUNBUFFERED": "1"})
-    return env
 
 
 @pytest.fixture(scope="module")

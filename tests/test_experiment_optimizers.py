@@ -7,33 +7,20 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from conftest import ROOT
+from conftest import run_experiment as experiment
 from harness.experiment.coordinate_descent import CONVERGED, MAX_ROUNDS, WAITING, descend, extend_value
 from harness.experiment.speedup import Cell, fit_law, pooled_noise, speedup
 
 TINY = "optimizers_tiny"
 
 
-def experiment(env, *args, timeout: float = 900) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "harness.experiment", *args], cwd=ROOT, env=env,
-                          capture_output=True, text=True, timeout=timeout)
 
 
-@pytest.fixture(scope="module")
-def module_env(tmp_path_factory) -> dict[str, str]:
-    env = dict(os.environ)
-    env.update({"HARNESS_CACHE": str(tmp_path_factory.mktemp("cache")), "HF_HUB_OFFLINE": "1",
-                "HF_DATASETS_OFFLINE": "1", "HF_HOME": str(tmp_path_factory.mktemp("hf_home")),
-                "TOKENIZERS_PARALLELISM": "false", "WANDB_MODE": "offline", "PYTHONUNBUFFERED": "1"})
-    return env
 
 
 # ------------------------------------------------------------------ coordinate descent (pure)

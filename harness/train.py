@@ -11,6 +11,7 @@ resume), 1 any other failure.
 from __future__ import annotations
 
 import dataclasses
+import gc
 import os
 import shutil
 import sys
@@ -54,6 +55,7 @@ def run_training(cfg: RunConfig) -> dict[str, Any]:
     rt = setup_runtime(cfg.train)
     if rt.is_main:
         run.lock()
+    trainer = None
     try:
         data = tokens_rank0_first(cfg, rt)
         if rt.is_main:
@@ -64,6 +66,11 @@ def run_training(cfg: RunConfig) -> dict[str, Any]:
         trainer.fit(hooks(cfg, run, rt))
         return {"state": COMPLETED, **trainer.summary()}
     finally:
+        # Free the model before the process group goes: DDP's reducer holds the group, and a gloo
+        # group destroyed with the reducer (at function exit, holding the GIL) can deadlock against
+        # its own worker thread (seen: rank 1 hung after a completed run, torch 2.13 CPU).
+        trainer = None
+        gc.collect()
         teardown_runtime(rt)
         run.unlock()
 

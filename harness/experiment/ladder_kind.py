@@ -126,7 +126,7 @@ class LadderKind(ExperimentKind):
 
     def plan(self, spec) -> list[RunRequest]:
         from harness.checks import ConfigError
-        from harness.experiment.plan import compose_run
+        from harness.experiment.compose import compose_run
 
         compose_run(spec.base, "base")  # a bad base is named as such, not as a ladder run
         requests = []

@@ -37,6 +37,7 @@ from pathlib import Path
 from typing import Any, Optional, Sequence
 
 from harness.data.repetition import UniqueTokens
+from harness.experiment.compose import compose_run
 from harness.experiment.kinds import KINDS, PARENT_RUN_DIR, RunRequest
 from harness.experiment.spec import ExperimentError, ExperimentSpec
 from harness.files import atomic_write_json, atomic_write_text
@@ -68,23 +69,6 @@ class PlannedRun:
 
     def row(self) -> dict[str, Any]:
         return {c: getattr(self, c) for c in PLAN_COLUMNS}
-
-
-def compose_run(overrides: Sequence[str], source: str) -> Any:
-    """The validated RunConfig of `overrides` on conf/config.yaml; errors name `source`."""
-    from hydra.errors import HydraException
-    from omegaconf.errors import OmegaConfBaseException
-
-    from harness.checks import ConfigError
-    from harness.ladder.overrides import compose_base
-
-    try:
-        cfg = compose_base(tuple(overrides))
-        cfg.validate()
-    except (ConfigError, HydraException, OmegaConfBaseException) as err:
-        message = str(err).splitlines()[0] if str(err) else type(err).__name__
-        raise ExperimentError(f"{source}: {message} (overrides: {' '.join(overrides)})") from None
-    return cfg
 
 
 def _blame_one_override(base: Sequence[str], request: RunRequest) -> None:

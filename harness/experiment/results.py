@@ -63,7 +63,7 @@ class RunResults:
         self._ids: dict[tuple[str, ...], str] = {}
 
     def run_id(self, request: RunRequest) -> str:
-        from harness.experiment.plan import compose_run
+        from harness.experiment.compose import compose_run
         from harness.identity import config_hash
 
         key = tuple(request.overrides)

@@ -111,7 +111,7 @@ def _loss(model: nn.Module, batch: torch.Tensor) -> torch.Tensor:
 
 
 @pytest.mark.parametrize("name, lr", [("adamw", 3e-3), ("adam", 3e-3), ("muon", 3e-3), ("lion", 1e-3),
-                                      ("sgd", 0.1)])
+                                      ("sgd", 0.1), ("nadamw", 3e-3), ("ademamix", 3e-3), ("soap", 3e-3)])
 def test_each_optimizer_decreases_the_loss(name: str, lr: float) -> None:
     model = tiny_model()
     batch = torch.randint(0, 64, (8, 17), generator=torch.Generator().manual_seed(1))

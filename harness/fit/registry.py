@@ -42,6 +42,9 @@ CURVE_LAWS: dict[str, LawFactory] = {
     "power": _law("curve", "PowerCurveLaw"),
 }
 
+# The law `python -m harness.fit curve` fits when --law is not given, and the one reports lead with.
+DEFAULT_CURVE_LAW = "mpl"
+
 SCALING_LAWS: dict[str, LawFactory] = {
     # Final loss over (N, D): columns N, D, loss (harness/fit/laws/final_loss.py).
     "chinchilla": _law("final_loss", "ChinchillaLaw"),

@@ -214,15 +214,21 @@ def split_train_val(tokens: np.ndarray, val_tokens: int) -> tuple[np.ndarray, np
 
 
 def library_versions() -> dict[str, str]:
-    import datasets
-    import tokenizers
-    import transformers
+    # Read from package metadata: importing `datasets` only for its version costs seconds, and a run
+    # on the embedded text must not need it installed (a GPU image may lack it).
+    from importlib.metadata import PackageNotFoundError, version
+
+    def installed(name: str) -> str:
+        try:
+            return version(name)
+        except PackageNotFoundError:
+            return "absent"
 
     return {
         "python": platform.python_version(),
         "numpy": np.__version__,
-        "tokenizers": tokenizers.__version__,
-        "transformers": transformers.__version__,
-        "datasets": datasets.__version__,
+        "tokenizers": installed("tokenizers"),
+        "transformers": installed("transformers"),
+        "datasets": installed("datasets"),
         "platform": sys.platform,
     }

@@ -40,7 +40,8 @@ fi
 if want optim; then
   echo "== optim: every optimizer, 60 steps of the 1M LLaMA on CUDA (bf16, eager), plus the 1M MoE compiled"
   small=(model=llama_1m train=gpu train.steps=60 train.batch_size=32 train.micro_batch_size=32 train.seq_len=256
-         train.compile=false train.eval_every=30 train.checkpoint_every=1000 logging.progress=false logging.plot=false)
+         train.compile=false train.eval_every=30 train.eval_sequences=64 train.checkpoint_every=1000
+         logging.progress=false logging.plot=false)
   timeout 300 $py -m harness.train -m "${small[@]}" optim=adamw,adam,nadamw,ademamix,lion,sgd,muon,soap \
       hydra.sweep.dir=$runs/optim 2>&1 | grep -E "completed|rror|Traceback" | tail -20
   timeout 200 $py -m harness.train "${small[@]}" model=moe_1m train.compile=true run_dir=$runs/moe_compiled 2>&1 \

@@ -95,6 +95,14 @@ class MoEFeedForward(nn.Module):
         weights_NK = weights_NK / weights_NK.sum(-1, keepdim=True)
         return logits_NE, scores_NE, chosen_NK, weights_NK
 
+    # Eager even under torch.compile: each expert's slice length changes every step, so a compiled
+    # dispatch hits a guard on the sizes and recompiles until the recompile limit (seen on an H200).
+    @torch.compiler.disable
+    def run_experts(self, x_sorted: torch.Tensor, counts_E: torch.Tensor) -> torch.Tensor:
+        """Each expert on its contiguous slice of the expert-sorted token slots."""
+        chunks = x_sorted.split(counts_E.tolist())
+        return torch.cat([expert(chunk) for expert, chunk in zip(self.experts, chunks)])
+
     def forward(self, x_BTD: torch.Tensor) -> torch.Tensor:
         B, T, D = x_BTD.shape
         x_ND = x_BTD.reshape(-1, D)
@@ -106,8 +114,7 @@ class MoEFeedForward(nn.Module):
         token_of = order // self.top_k
         counts_E = torch.bincount(flat_K, minlength=self.n_experts)
         x_sorted = x_ND.index_select(0, token_of)
-        outs = [expert(chunk) for expert, chunk in zip(self.experts, x_sorted.split(counts_E.tolist()))]
-        y_sorted = torch.cat(outs)
+        y_sorted = self.run_experts(x_sorted, counts_E)
         y_sorted = y_sorted * weights_NK.flatten()[order].unsqueeze(1).to(y_sorted.dtype)
         y_ND = y_sorted.new_zeros(x_ND.shape[0], D).index_add_(0, token_of, y_sorted)
         if self.shared is not None:

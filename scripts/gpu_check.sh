@@ -5,6 +5,7 @@
 #   single  a 124M LLaMA run in the training loop (bf16 autocast, torch.compile, fused AdamW): in-loop MFU
 #   optim   every registered optimizer (and an MoE proxy, compiled) for 60 steps on CUDA in one Hydra
 #           multirun: finite, falling loss and tokens/s per optimizer
+#   moe     the 1M MoE compiled (also run by optim), counting torch.compile recompiles
 #   dist    torchrun DDP and FSDP2 (1 rank each), then an FSDP relaunch from its step-30 checkpoint
 #
 # Choose sections with GPU_CHECKS="bench single optim dist" (default: all). Pure-Python packages the
@@ -37,15 +38,19 @@ if want single; then
   timeout 300 $py -m harness.train "${big[@]}" train.steps=300 run_dir=$runs/single 2>&1 | grep -v Warn | tail -4
 fi
 
+small=(model=llama_1m train=gpu train.steps=60 train.batch_size=32 train.micro_batch_size=32 train.seq_len=256
+       train.compile=false train.eval_every=30 train.eval_sequences=64 train.checkpoint_every=1000
+       logging.progress=false logging.plot=false)
 if want optim; then
   echo "== optim: every optimizer, 60 steps of the 1M LLaMA on CUDA (bf16, eager), plus the 1M MoE compiled"
-  small=(model=llama_1m train=gpu train.steps=60 train.batch_size=32 train.micro_batch_size=32 train.seq_len=256
-         train.compile=false train.eval_every=30 train.eval_sequences=64 train.checkpoint_every=1000
-         logging.progress=false logging.plot=false)
   timeout 300 $py -m harness.train -m "${small[@]}" optim=adamw,adam,nadamw,ademamix,lion,sgd,muon,soap \
       hydra.sweep.dir=$runs/optim 2>&1 | grep -E "completed|rror|Traceback" | tail -20
-  timeout 200 $py -m harness.train "${small[@]}" model=moe_1m train.compile=true run_dir=$runs/moe_compiled 2>&1 \
-      | grep -v Warn | tail -3
+fi
+if want optim || want moe; then
+  echo "== moe: the 1M MoE, compiled, 60 steps (recompiles counted)"
+  TORCH_LOGS=recompiles timeout 200 $py -m harness.train "${small[@]}" model=moe_1m train.compile=true \
+      run_dir=$runs/moe_compiled > $out/moe_compiled.log 2>&1
+  echo "recompiles: $(grep -c 'Recompiling function' $out/moe_compiled.log)"; grep completed $out/moe_compiled.log
 fi
 
 if want dist; then

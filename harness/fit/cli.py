@@ -22,7 +22,10 @@ as JSON and, with --out FILE, also written there:
     critbatch  curves.csv --targets 3.2 3.1 3.0 [--run-column run]        run, B, step, loss
 
 Every input is read and validated before anything is written; bad input exits with status 2 and
-a message naming the file (and row) and the fix, and creates nothing.
+a message naming the file (and row) and the fix, and creates nothing. A fit that did not
+converge, has a parameter on a bound, or predicts outside its data's plausible range exits with
+status 3 and writes nothing (harness/fit/fit_checks.py); `--allow-unconverged` keeps it, with the
+problems as warnings on stderr and in params.json / metrics.json.
 
 This module imports only the standard library and the registry's names, so `--help` answers at
 once; numpy, pandas, scipy and matplotlib load when a subcommand runs.
@@ -64,6 +67,10 @@ def _add_law_fit(sub: argparse._SubParsersAction, mode: str, laws: dict) -> None
     p.add_argument("--bootstrap", type=int, default=0, metavar="N",
                    help="bootstrap resamples (over curves / runs) for intervals; 0 = none")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--allow-unconverged", action="store_true",
+                   help="keep a fit that did not converge, has a parameter on a bound or predicts outside its "
+                        "data's plausible range (a warning in the output and in metrics.json / params.json); "
+                        "without it such a fit exits with status 3 and writes nothing")
     if mode == "curve":
         p.add_argument("--target", default="loss", choices=("loss", "val_loss"),
                        help="which loss to fit (curve.jsonl has both; a CSV needs that column)")
@@ -114,13 +121,17 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    from harness.fit.io import InputError  # after parsing: keeps --help free of numpy and pandas
+    from harness.fit.fit_checks import FitRefused  # after parsing: keeps --help free of numpy and pandas
+    from harness.fit.io import InputError
 
     try:
         return args.run(args)
     except InputError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    except FitRefused as e:  # harness/fit/fit_checks.py: converged, off the bounds, plausible predictions
+        print(f"error: {e}", file=sys.stderr)
+        return 3
     except RuntimeError as e:  # e.g. every start of the fit is invalid
         print(f"error: fit failed: {e}", file=sys.stderr)
         return 1

@@ -10,6 +10,7 @@ written (the CLI turns it into exit status 2). Inputs: harness/fit/io.py.
 from __future__ import annotations
 
 import argparse
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
@@ -18,7 +19,7 @@ import numpy as np
 import pandas as pd
 
 from harness.files import atomic_write_json, atomic_write_text
-from harness.fit import plots
+from harness.fit import fit_checks, plots
 from harness.fit.fitter import BootstrapResult, FitResult, bootstrap, fit_law, metrics
 from harness.fit.io import Curve, InputError, read_curves, read_scaling_csv
 from harness.fit.laws.base import Law
@@ -33,6 +34,7 @@ class Outputs:
     metrics: dict[str, Any]
     tables: dict[str, pd.DataFrame] = field(default_factory=dict)
     series: list[plots.Series] = field(default_factory=list)
+    fit_data: dict[str, Any] | None = None  # the law's prepared fit set, for law-specific checks
 
 
 # ----------------------------------------------------------------------------------------------
@@ -123,7 +125,8 @@ def run_scaling(args: argparse.Namespace) -> Outputs:
     fit = fit_law(law, fit_data, y, seed=args.seed)
     boot = _bootstrap(law, fit_data, y, fit, args, None)
 
-    out = Outputs(params=_params_json(law, fit, boot, args), metrics={"fit": fit.metrics, "predict": {}})
+    out = Outputs(params=_params_json(law, fit, boot, args), metrics={"fit": fit.metrics, "predict": {}},
+                  fit_data=fit_data)
     first = cols[0]
     out.series.append(plots.Series("fit", fit_table[first].to_numpy(float), y,
                                    np.asarray(law.predict(fit.theta, fit_data), dtype=float), "fit"))
@@ -188,9 +191,25 @@ def write_outputs(out: Outputs, out_dir: Path, *, mode: str, target: str, law: s
     plot(out.series, out_dir / f"plot_{mode}.png", target=target, law=law)
 
 
+def _checked(out: Outputs, args: argparse.Namespace) -> Outputs:
+    """Refuse (FitRefused) or, with --allow-unconverged, warn: harness/fit/fit_checks.py."""
+    law = (CURVE_LAWS if args.mode == "curve" else SCALING_LAWS)[args.law]()
+    theta = [out.params["params"][name] for name in law.param_names]
+    observed = np.concatenate([s.y for s in out.series if s.role == "fit"])
+    predictions = {f"{s.role} set {s.name!r}": s.y_pred for s in out.series}
+    problems = fit_checks.check_fit(law, theta, bool(out.params.get("converged", True)), predictions, observed,
+                                    out.fit_data)
+    warnings = fit_checks.enforce(problems, allow=getattr(args, "allow_unconverged", False))
+    out.params["warnings"] = out.metrics["warnings"] = warnings
+    for w in warnings:
+        print(f"warning: {w['message']}", file=sys.stderr)
+    return out
+
+
 def run(args: argparse.Namespace) -> int:
-    """Compute every output of `args.mode` (curve or scaling), then write them; returns 0."""
-    out = run_curve(args) if args.mode == "curve" else run_scaling(args)
+    """Compute every output of `args.mode` (curve or scaling), check it (refuse or, with
+    --allow-unconverged, warn), then write them; returns 0."""
+    out = _checked(run_curve(args) if args.mode == "curve" else run_scaling(args), args)
     write_outputs(out, args.out, mode=args.mode, target=getattr(args, "target", "loss"), law=args.law)
     _print_table(out, args.law)
     print(f"wrote {args.out}")

@@ -60,7 +60,12 @@ def _analysis(args: argparse.Namespace) -> int:
 def _add_law_fit(sub: argparse._SubParsersAction, mode: str, laws: dict) -> None:
     p = sub.add_parser(mode, help=f"fit a {mode} law to files",
                        description=f"Fit a {mode} law; see `python -m harness.fit --help`.")
-    p.add_argument("--law", required=True, choices=sorted(laws))
+    law_help = None
+    if mode == "scaling":
+        law_help = ("farseer is EXPERIMENTAL: the paper's decomposition and staged fit are followed, but its "
+                    "closed form is a guess (not read in the paper); it needs >= 5 model sizes. "
+                    "See harness/fit/laws/final_loss.py")
+    p.add_argument("--law", required=True, choices=sorted(laws), help=law_help)
     p.add_argument("--fit", required=True, nargs="+", type=Path, help="input files to fit on")
     p.add_argument("--predict", nargs="*", default=[], type=Path, help="input files to predict")
     p.add_argument("--out", required=True, type=Path, help="output directory")

@@ -21,6 +21,11 @@ as JSON and, with --out FILE, also written there:
     powerlines runs.csv   [--n-boot 1000] [--seed 0]                      N, D, B, lr, wd, loss
     critbatch  curves.csv --targets 3.2 3.1 3.0 [--run-column run]        run, B, step, loss
 
+  TABLE may also be given as --fit TABLE. Column names are those `python -m harness.collect` writes
+  (N non-embedding, D tokens, B tokens per step, lr, wd, C FLOPs, loss); rows without a loss are
+  skipped with a note. steplaw and powerlines validate the grid: a cell with < 3 runs or whose best
+  run is at the edge of its lr / B sweep is an error naming the cell (--allow-edge: a warning).
+
 Every input is read and validated before anything is written; bad input exits with status 2 and
 a message naming the file (and row) and the fix, and creates nothing. A fit that did not
 converge, has a parameter on a bound, or predicts outside its data's plausible range exits with
@@ -88,10 +93,19 @@ def _add_law_fit(sub: argparse._SubParsersAction, mode: str, laws: dict) -> None
 
 def _add_analysis(sub: argparse._SubParsersAction, mode: str, help_text: str, columns: str) -> argparse.ArgumentParser:
     p = sub.add_parser(mode, help=help_text, description=f"{help_text}. Columns: {columns}.")
-    p.add_argument("table", type=Path, help=f"CSV with columns {columns}")
+    p.add_argument("table", type=Path, nargs="?", default=None, help=f"CSV with columns {columns}")
+    p.add_argument("--fit", type=Path, default=None, metavar="TABLE", help="the table, as the law fits take it")
     p.add_argument("--out", type=Path, default=None, metavar="FILE", help="also write the JSON result here")
     p.set_defaults(run=_analysis)
     return p
+
+
+def _add_grid_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--allow-edge", action="store_true",
+                   help="a cell with < 3 runs or its best run on the grid's edge is a warning, not an error")
+    p.add_argument("--batch-unit", choices=("tokens", "sequences"), default="tokens",
+                   help="unit of column B (harness.collect writes tokens per step); sequences need --seq-len")
+    p.add_argument("--seq-len", type=int, default=None, help="tokens per sequence, to convert B in sequences")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -111,12 +125,14 @@ def build_parser() -> argparse.ArgumentParser:
     p = _add_analysis(sub, "steplaw", "Step Law: lr_opt(N, D) and B_opt(D) from near-optimal runs",
                       "N, D, lr, B, loss")
     p.add_argument("--tol", type=float, default=0.0025, help="near-optimal tolerance (relative to the cell's best)")
-    p.add_argument("--n-boot", type=int, default=1000, help="bootstrap resamples")
+    p.add_argument("--n-boot", type=int, default=1000, help="bootstrap resamples (over cells)")
     p.add_argument("--seed", type=int, default=0)
+    _add_grid_options(p)
     p = _add_analysis(sub, "powerlines", "Power Lines: tau_opt(D/N) and B_opt(D) from lr / weight-decay sweeps",
                       "N, D, B, lr, wd, loss")
-    p.add_argument("--n-boot", type=int, default=1000, help="bootstrap resamples")
+    p.add_argument("--n-boot", type=int, default=1000, help="bootstrap resamples (over cells)")
     p.add_argument("--seed", type=int, default=0)
+    _add_grid_options(p)
     p = _add_analysis(sub, "critbatch", "critical batch size: S_min, E_min, B_crit per target loss",
                       "run, B, step, loss")
     p.add_argument("--targets", type=float, nargs="+", required=True, help="target losses")

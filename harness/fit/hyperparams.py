@@ -313,7 +313,9 @@ def steps_to_target(curves: pd.DataFrame, target: float, run: str = "run") -> pd
     """From loss curves (columns run, B, step, loss), the first step at which each run's loss
     reaches `target`, interpolated linearly between logged steps. Runs that never reach it are
     left out. Returns columns run, B, steps."""
-    require_columns(curves, [run, "B", "step", "loss"], "steps_to_target")
+    if run not in curves.columns:  # run ids may be text (a run name or directory): only present
+        raise ValueError(f"steps_to_target needs column {run!r} (run id); the table has {list(curves.columns)}")
+    require_columns(curves, ["B", "step", "loss"], "steps_to_target")
     rows = []
     for run_id, g in curves.groupby(run, sort=False):
         g = g.sort_values("step")

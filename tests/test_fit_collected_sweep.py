@@ -125,7 +125,7 @@ def test_steplaw_reads_the_collected_table_and_feeds_the_ladder(collected: Path,
     want_tokens = law["batch"]["coefficient"] * run.D ** law["batch"]["exponent_D"]
     # B in tokens becomes the nearest power-of-two number of sequences (read as sequences, it would
     # be seq_len times larger and clamp at the 1024-sequence maximum).
-    assert 1 < want_tokens / seq_len < 1024 / seq_len
+    assert 1 < want_tokens / seq_len < 1024  # inside the rule's [1, 1024] sequences: no clamping
     assert abs(np.log2(run.batch_size * seq_len / want_tokens)) <= 0.5 + 1e-9
 
 

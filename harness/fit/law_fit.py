@@ -20,6 +20,7 @@ import pandas as pd
 
 from harness.files import atomic_write_json, atomic_write_text
 from harness.fit import fit_checks, plots
+from harness.fit.bootstrap_starts import bootstrap_cells, cell_labels
 from harness.fit.fitter import BootstrapResult, FitResult, bootstrap, fit_law, metrics
 from harness.fit.io import Curve, InputError, read_curves, read_scaling_csv
 from harness.fit.laws.base import Law
@@ -123,7 +124,9 @@ def run_scaling(args: argparse.Namespace) -> Outputs:
     y = fit_table[law.target].to_numpy(dtype=float)
 
     fit = fit_law(law, fit_data, y, seed=args.seed)
-    boot = _bootstrap(law, fit_data, y, fit, args, None)
+    # Scaling laws: resample (N, D) cells, each refit from several starts (harness/fit/bootstrap_starts.py).
+    boot = None if args.bootstrap <= 0 else bootstrap_cells(
+        law, fit_data, y, fit, groups=cell_labels(fit_table), n_boot=args.bootstrap, seed=args.seed)
 
     out = Outputs(params=_params_json(law, fit, boot, args), metrics={"fit": fit.metrics, "predict": {}},
                   fit_data=fit_data)

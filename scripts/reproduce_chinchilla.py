@@ -43,6 +43,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from harness.fit.data_dir import DataMissing, dataset  # noqa: E402
 from harness.fit.extrapolation import fit_for_extrapolation, split_by_compute  # noqa: E402
+from harness.fit.fit_checks import check_fit  # noqa: E402
+from harness.fit.registry import SCALING_LAWS  # noqa: E402
 from harness.fit.fitter import bootstrap, fit_law, metrics  # noqa: E402
 from harness.fit.isoflop import isoflop_profiles  # noqa: E402
 from harness.fit.laws.final_loss import ChinchillaLaw, chinchilla_optimal  # noqa: E402
@@ -93,9 +95,18 @@ def extrapolation(points: pd.DataFrame, seed: int = 0) -> dict[str, object]:
     chosen = fit_for_extrapolation(law, train, seed=seed)
     error = {name: metrics(observed, law.predict(fit.theta, law.prepare(test)))
              for name, fit in (("hoffmann", plain), ("validated", chosen.fit))}
+    # Every (N, D) law of the CLI on the same split, by its own default procedure, through the CLI's checks.
+    laws = {}
+    for name in ("kaplan", "gadre", "farseer", "compute"):
+        other = SCALING_LAWS[name]()
+        data = other.prepare(train)
+        fit = fit_law(other, data, train["loss"].to_numpy(), seed=seed)
+        pred = other.predict(fit.theta, other.prepare(test))
+        problems = check_fit(other, fit.theta, fit.converged, {"test": pred}, train["loss"].to_numpy(), data)
+        laws[name] = {"prede": metrics(observed, pred)["prede"], "refused": [p.kind for p in problems]}
     return {"n_train": len(train), "n_test": len(test), "anchor": EXTRAPOLATION_ANCHOR,
             "hoffmann_prede": error["hoffmann"]["prede"], "validated_prede": error["validated"]["prede"],
-            "validated_settings": chosen.summary()["settings"]}
+            "validated_settings": chosen.summary()["settings"], "other_laws": laws}
 
 
 def reproduce(n_boot: int = 4000, seed: int = 0, data: Path | str | None = None) -> dict[str, object]:
@@ -184,6 +195,8 @@ def report(r: dict[str, object]) -> str:
                   f"(mean relative error; anchor {100 * x['anchor']:.2f}%, goal <= 0.80%):",
               f"  Hoffmann procedure           {100 * x['hoffmann_prede']:.3f}%",
               f"  settings chosen by validation {100 * x['validated_prede']:.3f}%  {x['validated_settings']}"]
+    for name, o in x["other_laws"].items():
+        lines.append(f"  {name:<29} {100 * o['prede']:.3f}%  {'refused: ' + ', '.join(o['refused']) if o['refused'] else ''}")
     return "\n".join(lines)
 
 

@@ -69,7 +69,8 @@ def _add_law_fit(sub: argparse._SubParsersAction, mode: str, laws: dict) -> None
     if mode == "scaling":
         law_help = ("farseer is EXPERIMENTAL: the paper's decomposition and staged fit are followed, but its "
                     "closed form is a guess (not read in the paper); it needs >= 5 model sizes. "
-                    "See harness/fit/laws/final_loss.py")
+                    "kaplan-steps (columns N, step, B) and chinchilla-journey (N_avg, D) are seed laws checked "
+                    "on synthetic data only. See harness/fit/laws/")
     p.add_argument("--law", required=True, choices=sorted(laws), help=law_help)
     p.add_argument("--fit", required=True, nargs="+", type=Path, help="input files to fit on")
     p.add_argument("--predict", nargs="*", default=[], type=Path, help="input files to predict")

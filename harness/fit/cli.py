@@ -82,6 +82,11 @@ def _add_law_fit(sub: argparse._SubParsersAction, mode: str, laws: dict) -> None
                    help="keep a fit that did not converge, has a parameter on a bound or predicts outside its "
                         "data's plausible range (a warning in the output and in metrics.json / params.json); "
                         "without it such a fit exits with status 3 and writes nothing")
+    if mode == "scaling":
+        p.add_argument("--select-settings", action="store_true",
+                       help="for extrapolation in compute: choose the Huber delta and compute weighting by fitting "
+                            "the lower 80%% of the fit runs and predicting the rest, then refit on all "
+                            "(harness/fit/extrapolation.py); the choice is stored in params.json")
     if mode == "curve":
         p.add_argument("--target", default="loss", choices=("loss", "val_loss"),
                        help="which loss to fit (curve.jsonl has both; a CSV needs that column)")

@@ -21,6 +21,7 @@ import pandas as pd
 from harness.files import atomic_write_json, atomic_write_text
 from harness.fit import fit_checks, plots
 from harness.fit.bootstrap_starts import bootstrap_cells, cell_labels
+from harness.fit.extrapolation import fit_for_extrapolation
 from harness.fit.fitter import BootstrapResult, FitResult, bootstrap, fit_law, metrics
 from harness.fit.io import Curve, InputError, read_curves, read_scaling_csv
 from harness.fit.laws.base import Law
@@ -123,13 +124,23 @@ def run_scaling(args: argparse.Namespace) -> Outputs:
     pred_data = [_prepare_checked(law, t, str(p)) for t, p in zip(pred_tables, args.predict)]
     y = fit_table[law.target].to_numpy(dtype=float)
 
-    fit = fit_law(law, fit_data, y, seed=args.seed)
+    settings = None
+    if getattr(args, "select_settings", False):  # robust-fit settings chosen by extrapolation inside the fit set
+        try:
+            chosen = fit_for_extrapolation(law, fit_table, seed=args.seed)
+        except ValueError as e:
+            raise InputError(f"--select-settings: {e}") from None
+        fit, settings = chosen.fit, chosen.summary()
+    else:
+        fit = fit_law(law, fit_data, y, seed=args.seed)
     # Scaling laws: resample (N, D) cells, each refit from several starts (harness/fit/bootstrap_starts.py).
     boot = None if args.bootstrap <= 0 else bootstrap_cells(
         law, fit_data, y, fit, groups=cell_labels(fit_table), n_boot=args.bootstrap, seed=args.seed)
 
     out = Outputs(params=_params_json(law, fit, boot, args), metrics={"fit": fit.metrics, "predict": {}},
                   fit_data=fit_data)
+    if settings is not None:
+        out.params["fit_settings"] = settings
     first = cols[0]
     out.series.append(plots.Series("fit", fit_table[first].to_numpy(float), y,
                                    np.asarray(law.predict(fit.theta, fit_data), dtype=float), "fit"))

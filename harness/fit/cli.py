@@ -76,7 +76,8 @@ def _add_law_fit(sub: argparse._SubParsersAction, mode: str, laws: dict) -> None
     p.add_argument("--predict", nargs="*", default=[], type=Path, help="input files to predict")
     p.add_argument("--out", required=True, type=Path, help="output directory")
     p.add_argument("--bootstrap", type=int, default=0, metavar="N",
-                   help="bootstrap resamples (over curves / runs) for intervals; 0 = none")
+                   help="bootstrap resamples for intervals; 0 = none. curve: over curves; scaling: over (N, D) "
+                        "cells (runs when each cell has one), each refit from several starts")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--allow-unconverged", action="store_true",
                    help="keep a fit that did not converge, has a parameter on a bound or predicts outside its "

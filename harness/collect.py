@@ -7,8 +7,12 @@ Every run directory below SWEEP_DIR (any depth; a directory holding both `config
 | column | what |
 |---|---|
 | `model.d_model`, `optim.lr`, ... | the run's resolved config, flattened (lists as JSON text) |
-| `N`, `N_non_embedding`, `N_active` | parameters: all, without the embedding, used per token (MoE) |
+| `N`, `N_total` | parameters without the embedding (the N of every law and hyperparameter fit: Kaplan, |
+|  | Step Law, DeepSeek), and all parameters. `N_non_embedding` (= `N`) and `N_active` (used per |
+|  | token, MoE) are kept for older readers |
 | `D` | tokens trained on (status.json `tokens`; else the curve's last row) |
+| `B`, `lr`, `wd` | tokens per optimizer step (train.batch_size sequences x train.seq_len), peak learning |
+|  | rate (optim.lr), weight decay (optim.weight_decay): the hyperparameter fits' columns |
 | `unique_tokens`, `epochs` | size of the training split in tokens, and D / unique_tokens (> 1: D repeats |
 |  | data; see harness/data/repetition.py); from status.json, else the curve; empty for older runs |
 | `flops`, `C` | training FLOPs (tokens x FLOPs/token of harness/models/flops.py); `C` is the same |
@@ -26,6 +30,9 @@ Every run directory below SWEEP_DIR (any depth; a directory holding both `config
 |  | harness/branch.py): that checkpoint file and its step (for a cooldown branch, where it left |
 |  | its parent); empty for ordinary runs |
 | `curve`, `run_dir` | paths of the run's curve.jsonl and directory |
+
+One naming from sweep to fit: every fit and analysis of harness/fit reads N, N_total, D, B, lr, wd,
+C and loss from this table as they are (`python -m harness.fit steplaw DIR/runs.csv`).
 
 Parameter counts come from status.json when the run wrote them, else from the config through
 harness/models/flops.py (the one formula). The table feeds the fitting CLI directly:
@@ -55,8 +62,8 @@ from harness.identity import flatten
 from harness.tracking.curve import CurveFileError, read_curve
 
 # Leading columns, in this order; the flattened config follows.
-SUMMARY_COLUMNS = ("name", "status", "step", "N", "N_non_embedding", "N_active", "D", "unique_tokens", "epochs",
-                   "flops", "C", "flops_per_token", "optimizer_flops", "total_flops", "loss", "loss_source",
+SUMMARY_COLUMNS = ("name", "status", "step", "N", "N_total", "N_non_embedding", "N_active", "D", "B", "lr", "wd",
+                   "unique_tokens", "epochs", "flops", "C", "flops_per_token", "optimizer_flops", "total_flops", "loss", "loss_source",
                    "final_loss", "final_val_loss", "min_val_loss", "init_from", "branch_step", "curve", "run_dir")
 
 
@@ -133,9 +140,15 @@ def collect_run(run_dir: Path) -> dict[str, Any]:
     init_from = status.get("init_from", config.get("train", {}).get("init_from"))
     branch_step = status.get("branch_step", checkpoint_step(init_from) if init_from else None)
 
+    train, optim = config.get("train", {}), config.get("optim", {})
+    batch_tokens = (train["batch_size"] * train["seq_len"]
+                    if isinstance(train.get("batch_size"), int) and isinstance(train.get("seq_len"), int) else None)
     row = {
-        "name": config.get("name"), "status": state, "step": status.get("step"), **counts,
-        "D": tokens, "unique_tokens": unique_tokens, "epochs": epochs, "flops": flops_total, "C": flops_total,
+        "name": config.get("name"), "status": state, "step": status.get("step"),
+        # N is the non-embedding count (the laws' N); N_total all parameters (see the docstring).
+        "N": counts["N_non_embedding"], "N_total": counts["N"], "N_non_embedding": counts["N_non_embedding"],
+        "N_active": counts["N_active"], "flops_per_token": counts["flops_per_token"],
+        "D": tokens, "B": batch_tokens, "lr": optim.get("lr"), "wd": optim.get("weight_decay"), "unique_tokens": unique_tokens, "epochs": epochs, "flops": flops_total, "C": flops_total,
         "optimizer_flops": optimizer_flops, "total_flops": total_flops, "loss": loss, "loss_source": source,
         "final_loss": final_loss, "final_val_loss": final_val,
         "min_val_loss": min(val_losses) if val_losses else None,
@@ -157,9 +170,9 @@ def collect(root: Path) -> pd.DataFrame:
     lead = [c for c in SUMMARY_COLUMNS if c in frame.columns]
     rest = sorted(c for c in frame.columns if c not in lead)
     frame = frame[lead + rest]
-    for col in ("step", "N", "N_non_embedding", "N_active", "D", "unique_tokens", "branch_step"):
+    for col in ("step", "N", "N_total", "N_non_embedding", "N_active", "D", "B", "unique_tokens", "branch_step"):
         frame[col] = pd.to_numeric(frame[col], errors="coerce").astype("Int64")
-    for col in ("epochs", "flops", "C", "flops_per_token", "optimizer_flops", "total_flops", "loss", "final_loss",
+    for col in ("lr", "wd", "epochs", "flops", "C", "flops_per_token", "optimizer_flops", "total_flops", "loss", "final_loss",
                 "final_val_loss", "min_val_loss"):
         frame[col] = pd.to_numeric(frame[col], errors="coerce").astype("float64")
     # Mixed-type config columns (e.g. null in one run, a number in another) must be one type for parquet.

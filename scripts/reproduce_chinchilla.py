@@ -18,6 +18,11 @@ direction and predict the same losses. We print the headline values as "paper".
 Also printed: the compute-optimal allocation at Chinchilla's budget (5.76e23 FLOPs) and
 Approach 2 (IsoFLOP parabolas) on the same points, grouped at Hoffmann's nine nominal budgets.
 
+Extrapolation check (issue 13): fit on the lower 80% of the points by compute, predict the top
+20% (48 points); mean relative error of Hoffmann's procedure (anchor: 1.05%) and of the fit whose
+robust-loss settings are chosen by validation inside the training split
+(harness/fit/extrapolation.py; goal <= 0.8%).
+
     python scripts/reproduce_chinchilla.py [--n-boot 4000] [--seed 0] [--data DIR]
 """
 
@@ -37,7 +42,10 @@ import pandas as pd
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from harness.fit.data_dir import DataMissing, dataset  # noqa: E402
-from harness.fit.fitter import bootstrap, fit_law  # noqa: E402
+from harness.fit.extrapolation import fit_for_extrapolation, split_by_compute  # noqa: E402
+from harness.fit.fit_checks import check_fit  # noqa: E402
+from harness.fit.registry import SCALING_LAWS  # noqa: E402
+from harness.fit.fitter import bootstrap, fit_law, metrics  # noqa: E402
 from harness.fit.isoflop import isoflop_profiles  # noqa: E402
 from harness.fit.laws.final_loss import ChinchillaLaw, chinchilla_optimal  # noqa: E402
 
@@ -51,6 +59,10 @@ PAPER_CI = {"E": (1.769, 1.871), "A": (285.2, 743.6), "B": (1042.0, 5810.0),
 HOFFMANN_PROCEDURE = {"E": 1.8172, "A": 477.86, "B": 2142.56, "alpha": 0.3473, "beta": 0.3672}
 # Hoffmann et al. 2022 Fig. 3 / Table 2: the nine IsoFLOP budgets of Approach 2 (FLOPs).
 ISOFLOP_BUDGETS = (6e18, 1e19, 3e19, 6e19, 1e20, 3e20, 6e20, 1e21, 3e21)
+# Issue 13's extrapolation split: Hoffmann's procedure on the lower 80% of compute, mean relative
+# error on the top 20% (re-measured by `extrapolation` below: 1.053%).
+EXTRAPOLATION_ANCHOR = 0.0105
+EXTRAPOLATION_FRACTION = 0.8
 
 
 def load_points(data: Path | str | None = None, drop_highest: int = 5) -> pd.DataFrame:
@@ -71,6 +83,30 @@ def _natural(theta: np.ndarray) -> dict[str, np.ndarray]:
     theta = np.atleast_2d(theta)
     return {"E": np.exp(theta[:, 0]), "A": np.exp(theta[:, 1]), "B": np.exp(theta[:, 2]),
             "alpha": theta[:, 3], "beta": theta[:, 4]}
+
+
+def extrapolation(points: pd.DataFrame, seed: int = 0) -> dict[str, object]:
+    """Fit the lower 80% of compute, predict the top 20%: Hoffmann's procedure vs settings chosen
+    by validation inside the training split."""
+    train, test = split_by_compute(points, EXTRAPOLATION_FRACTION)
+    law = ChinchillaLaw()
+    observed = test["loss"].to_numpy()
+    plain = fit_law(law, law.prepare(train), train["loss"].to_numpy(), seed=seed)
+    chosen = fit_for_extrapolation(law, train, seed=seed)
+    error = {name: metrics(observed, law.predict(fit.theta, law.prepare(test)))
+             for name, fit in (("hoffmann", plain), ("validated", chosen.fit))}
+    # Every (N, D) law of the CLI on the same split, by its own default procedure, through the CLI's checks.
+    laws = {}
+    for name in ("kaplan", "gadre", "farseer", "compute"):
+        other = SCALING_LAWS[name]()
+        data = other.prepare(train)
+        fit = fit_law(other, data, train["loss"].to_numpy(), seed=seed)
+        pred = other.predict(fit.theta, other.prepare(test))
+        problems = check_fit(other, fit.theta, fit.converged, {"test": pred}, train["loss"].to_numpy(), data)
+        laws[name] = {"prede": metrics(observed, pred)["prede"], "refused": [p.kind for p in problems]}
+    return {"n_train": len(train), "n_test": len(test), "anchor": EXTRAPOLATION_ANCHOR,
+            "hoffmann_prede": error["hoffmann"]["prede"], "validated_prede": error["validated"]["prede"],
+            "validated_settings": chosen.summary()["settings"], "other_laws": laws}
 
 
 def reproduce(n_boot: int = 4000, seed: int = 0, data: Path | str | None = None) -> dict[str, object]:
@@ -114,6 +150,7 @@ def reproduce(n_boot: int = 4000, seed: int = 0, data: Path | str | None = None)
         out["ours_ci"] = {k: (float(np.percentile(v, 2.5)), float(np.percentile(v, 97.5)))
                           for k, v in samples.items()}
 
+    out["extrapolation"] = extrapolation(points, seed)
     iso = isoflop_profiles(points, rel_tol=0.25, budgets=ISOFLOP_BUDGETS)
     out["approach2"] = {"a": iso.N_opt.exponent, "b": iso.D_opt.exponent,
                         "n_budgets": len(iso.optima),
@@ -153,6 +190,13 @@ def report(r: dict[str, object]) -> str:
                   f"N_opt ∝ C^{i2['a']:.3f}, D_opt ∝ C^{i2['b']:.3f}; at {a['C']:.3g}: "
                   f"N_opt = {i2['N_opt'] / 1e9:.1f}B, D_opt = {i2['D_opt'] / 1e12:.2f}T"
                   f"  (Hoffmann Approach 2: a = 0.49)"]
+    x = r["extrapolation"]
+    lines += ["", f"Extrapolation: fit the lower {x['n_train']} points by compute, predict the top {x['n_test']} "
+                  f"(mean relative error; anchor {100 * x['anchor']:.2f}%, goal <= 0.80%):",
+              f"  Hoffmann procedure           {100 * x['hoffmann_prede']:.3f}%",
+              f"  settings chosen by validation {100 * x['validated_prede']:.3f}%  {x['validated_settings']}"]
+    for name, o in x["other_laws"].items():
+        lines.append(f"  {name:<29} {100 * o['prede']:.3f}%  {'refused: ' + ', '.join(o['refused']) if o['refused'] else ''}")
     return "\n".join(lines)
 
 

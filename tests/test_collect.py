@@ -45,7 +45,7 @@ def test_collect_table_matches_each_run(sweep: Path, capsys) -> None:
     csv, parquet = pd.read_csv(sweep / "table.csv"), pd.read_parquet(sweep / "table.parquet")
     assert len(csv) == len(parquet) == 4
     assert list(csv.columns) == list(parquet.columns)
-    for col in ("N", "N_non_embedding", "N_active", "D", "flops", "C", "loss", "final_loss", "final_val_loss",
+    for col in ("N", "N_total", "N_non_embedding", "N_active", "D", "B", "lr", "wd", "flops", "C", "loss", "final_loss", "final_val_loss",
                 "min_val_loss", "status", "step", "curve", "run_dir", "model.d_model", "optim.lr", "train.steps"):
         assert col in csv.columns, col
 
@@ -61,8 +61,11 @@ def test_collect_table_matches_each_run(sweep: Path, capsys) -> None:
             # unique tokens from the curve rows when status.json lacks them
             assert row["unique_tokens"] == done["unique_tokens"].iloc[0]
             continue
-        assert row["N"] == status["params"]
-        assert row["N_non_embedding"] == status["params_non_embedding"]
+        # One naming from sweep to fit (issue 13): N non-embedding, N_total all parameters.
+        assert row["N_total"] == status["params"]
+        assert row["N"] == row["N_non_embedding"] == status["params_non_embedding"] < row["N_total"]
+        assert row["B"] == row["train.batch_size"] * row["train.seq_len"]
+        assert row["lr"] == row["optim.lr"] and row["wd"] == row["optim.weight_decay"]
         assert row["N_active"] == status["params_active"]
         assert row["D"] == status["tokens"]
         split = json.loads((Path(row["run_dir"]) / "env.json").read_text())["data_manifest"]["split"]
@@ -83,11 +86,16 @@ def test_collect_table_matches_each_run(sweep: Path, capsys) -> None:
 def test_collected_csv_feeds_the_scaling_cli(sweep: Path, tmp_path: Path, capsys) -> None:
     assert collect_main([str(sweep)]) == 0  # default basename: SWEEP_DIR/runs
     capsys.readouterr()
-    assert fit_main(["scaling", "--law", "compute", "--fit", str(sweep / "runs.csv"), "--out", str(tmp_path / "fit")]) == 0
+    # 3 runs for a 3-parameter law: refused (exit 3, harness/fit/fit_checks.py) unless allowed.
+    argv = ["scaling", "--law", "compute", "--fit", str(sweep / "runs.csv"), "--out", str(tmp_path / "fit")]
+    assert fit_main(argv) == 3 and not (tmp_path / "fit").exists()
+    capsys.readouterr()
+    assert fit_main(argv + ["--allow-unconverged"]) == 0
     err = capsys.readouterr().err
     assert "skipped 1 row(s) without a final 'loss' (running 1); fitting on 3" in err
     params = json.loads((tmp_path / "fit" / "params.json").read_text())
     assert params["law"] == "compute" and params["n"] == 3
+    assert any(w["kind"] == "underdetermined" for w in params["warnings"])
     assert (tmp_path / "fit" / "plot_scaling.png").is_file()
 
 

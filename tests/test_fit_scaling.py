@@ -202,3 +202,9 @@ def test_reproduces_besiroglu_chinchilla_fit() -> None:
     # ~20 tokens per parameter at Chinchilla's budget, as Besiroglu's fit gives (18.4).
     assert 15 < r["allocation"]["ours"]["tokens_per_param"] < 22
     assert 0.45 < r["approach2"]["a"] < 0.56
+    # Issue 13: fit the lower 80% of compute, predict the top 20%. Hoffmann's procedure re-measured
+    # (1.053%); settings chosen by validation inside the training split meet the 0.8% goal.
+    x = r["extrapolation"]
+    assert (x["n_train"], x["n_test"]) == (192, 48)
+    assert x["hoffmann_prede"] == pytest.approx(0.01053, abs=2e-4)
+    assert x["validated_prede"] <= 0.008

@@ -65,3 +65,17 @@ def test_scaling_cli_names_a_missing_column(chinchilla_csvs, tmp_path: Path, cap
     assert main(["scaling", "--law", "chinchilla", "--fit", str(no_d), "--out", str(out)]) == 2
     assert "'D'" in capsys.readouterr().err
     assert not out.exists()
+
+
+def test_scaling_cli_select_settings(chinchilla_csvs, tmp_path: Path) -> None:
+    """--select-settings chooses the robust-fit settings by extrapolating inside the fit runs."""
+    fit_csv, big_csv = chinchilla_csvs
+    out = tmp_path / "selected"
+    assert main(["scaling", "--law", "chinchilla", "--fit", str(fit_csv), "--predict", str(big_csv),
+                 "--out", str(out), "--select-settings"]) == 0
+    params = json.loads((out / "params.json").read_text())
+    settings = params["fit_settings"]
+    assert set(settings["settings"]) == {"huber_delta", "weight_power", "lower_cut"}
+    assert settings["n_candidates"] == 45 and settings["validation_prede"] < 0.02
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["predict"]["big"]["prede"] < 0.02 and params["warnings"] == []

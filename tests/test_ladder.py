@@ -139,7 +139,7 @@ def test_default_power_lr_rule() -> None:
 
 def test_step_law_input_sets_lr_and_batch() -> None:
     fitted = {"lr": {"coefficient": 0.5, "exponent_N": -0.5, "exponent_D": 0.1},
-              "batch": {"coefficient": 2.0, "exponent_D": 0.5}}
+              "batch": {"coefficient": 2.0, "exponent_D": 0.5}, "batch_unit": "tokens"}
     cfg = LadderConfig(recipe=RECIPES["default"].with_step_law(fitted), vocab_size=512, seq_len=128)
     assert isinstance(cfg.recipe.lr, StepLawLR) and cfg.recipe.batch.law == Power(2.0, 0.0, 0.5)
     for run in plan_ladder(["d128", "d256"], cfg):
@@ -151,7 +151,11 @@ def test_step_law_input_sets_lr_and_batch() -> None:
     run = plan_ladder(["d256"], LadderConfig(recipe=get_recipe("step-law"), vocab_size=512))[0]
     assert run.lr == pytest.approx(1.79 * run.N_non_embedding**-0.713 * run.D**0.307)
     with pytest.raises(LadderError, match="'batch'"):
-        RECIPES["default"].with_step_law({"lr": fitted["lr"]})
+        RECIPES["default"].with_step_law({"lr": fitted["lr"], "batch_unit": "tokens"})
+    # A batch law of unknown or sequence units would be read as tokens: refused (issue 13).
+    for unit in ({}, {"batch_unit": "sequences"}):
+        with pytest.raises(LadderError, match="batch_unit"):
+            RECIPES["default"].with_step_law({"lr": fitted["lr"], "batch": fitted["batch"], **unit})
 
 
 def test_power_lines_sets_weight_decay() -> None:

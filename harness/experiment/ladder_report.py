@@ -29,6 +29,12 @@ def _n_column(param_count: str) -> str:
     return "N" if param_count == "total" else "N_non_embedding"
 
 
+def _row_n(row: dict[str, Any], column: str) -> float | None:
+    """The parameter count of a collected row: there N is non-embedding and N_total all parameters
+    (harness/collect.py), while the plan's settings call all parameters N."""
+    return finite(row.get("N_total" if column == "N" else column))
+
+
 def _points(rows: list[dict[str, Any]], param_count: str) -> list[dict[str, Any]]:
     """One fit point per completed run with a final val loss: size, N, D, C, loss (+ budget)."""
     column = _n_column(param_count)
@@ -38,7 +44,7 @@ def _points(rows: list[dict[str, Any]], param_count: str) -> list[dict[str, Any]
         if row["status"] != "completed" or loss is None or loss <= 0:
             continue
         settings = row["settings"]
-        N = finite(row.get(column)) or finite(settings.get(column))
+        N = _row_n(row, column) or finite(settings.get(column))
         D = finite(row.get("D")) or finite(settings.get("D"))
         if not N or not D:
             continue
@@ -159,7 +165,7 @@ def ladder_report(out_dir: Path, table, plan: dict[str, Any], params: Any) -> Re
     column = _n_column(param_count)
     for row in rows:
         s = row["settings"]
-        N = finite(row.get(column)) or finite(s.get(column))
+        N = _row_n(row, column) or finite(s.get(column))
         D = finite(row.get("D")) or finite(s.get("D"))
         status = row["status"]
         if status in ("failed", "preempted") and isinstance(row.get("reason"), str):

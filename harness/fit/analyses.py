@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 from typing import Any, Callable
 
@@ -22,14 +23,25 @@ from harness.fit.io import InputError
 from harness.fit.isoflop import envelope_minimum, isoflop_profiles
 
 
-def read_table(path: Path) -> pd.DataFrame:
+def read_table(path: Path, need_loss: bool = True) -> pd.DataFrame:
+    """The CSV; rows without a final `loss` (runs still running or failed, as `python -m
+    harness.collect` lists them) are skipped with a note, as the scaling fits do."""
     if not Path(path).is_file():
         raise InputError(f"{path}: file not found. Fix: check the path.")
     try:
-        return pd.read_csv(path)
+        table = pd.read_csv(path)
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as e:
         raise InputError(f"{path}: cannot parse as CSV ({e}). Fix: write a comma-separated file with a "
                          "header row.") from None
+    if need_loss and "loss" in table.columns:
+        keep = pd.to_numeric(table["loss"], errors="coerce").notna()
+        if not keep.all():
+            states = table.loc[~keep, "status"].value_counts().to_dict() if "status" in table.columns else {}
+            detail = f" ({', '.join(f'{k} {v}' for k, v in sorted(states.items()))})" if states else ""
+            print(f"note: {path}: skipped {int((~keep).sum())} row(s) without a final 'loss'{detail}; "
+                  f"analysing {int(keep.sum())}", file=sys.stderr)
+            table = table[keep].reset_index(drop=True)
+    return table
 
 
 def isoflop(table: pd.DataFrame, args: argparse.Namespace) -> dict[str, Any]:
@@ -42,12 +54,22 @@ def envelope(table: pd.DataFrame, args: argparse.Namespace) -> dict[str, Any]:
     return {**result.summary(), "optima": result.optima.to_dict(orient="records")}
 
 
+def _warn(warnings: list[str]) -> None:
+    for w in warnings:
+        print(f"warning: {w}", file=sys.stderr)
+
+
 def steplaw(table: pd.DataFrame, args: argparse.Namespace) -> dict[str, Any]:
-    return fit_step_law(table, tol=args.tol, n_bootstrap=args.n_boot, seed=args.seed).summary()
+    result = fit_step_law(table, tol=args.tol, n_bootstrap=args.n_boot, seed=args.seed, allow_edge=args.allow_edge,
+                          batch_unit=args.batch_unit, seq_len=args.seq_len)
+    _warn(list(result.warnings))
+    return result.summary()
 
 
 def powerlines(table: pd.DataFrame, args: argparse.Namespace) -> dict[str, Any]:
-    result = fit_power_lines(table, n_bootstrap=args.n_boot, seed=args.seed)
+    result = fit_power_lines(table, n_bootstrap=args.n_boot, seed=args.seed, allow_edge=args.allow_edge,
+                             batch_unit=args.batch_unit, seq_len=args.seq_len)
+    _warn(list(result.warnings))
     return {**result.summary(), "cells": result.cells.to_dict(orient="records")}
 
 
@@ -63,13 +85,22 @@ ANALYSES: dict[str, Callable[[pd.DataFrame, argparse.Namespace], dict[str, Any]]
 }
 
 
+def _table_path(args: argparse.Namespace) -> Path:
+    """The table, given positionally or as --fit (the form of the law fits)."""
+    given = [p for p in (args.table, getattr(args, "fit", None)) if p is not None]
+    if len(given) != 1:
+        raise InputError(f"{args.mode}: give the table once, as TABLE or --fit TABLE (got {len(given)})")
+    return given[0]
+
+
 def run(args: argparse.Namespace) -> int:
     """Run the analysis `args.mode` on `args.table`; print (and with --out, write) its JSON."""
-    table = read_table(args.table)
+    path = _table_path(args)
+    table = read_table(path, need_loss=args.mode != "envelope" and args.mode != "critbatch")
     try:
         result = ANALYSES[args.mode](table, args)
     except ValueError as e:  # the analyses raise ValueError on a table they cannot use
-        raise InputError(f"{args.table}: {e}") from None
+        raise InputError(f"{path}: {e}") from None
     text = json.dumps(result, indent=2, default=float)
     print(text)
     if args.out is not None:

@@ -21,8 +21,16 @@ as JSON and, with --out FILE, also written there:
     powerlines runs.csv   [--n-boot 1000] [--seed 0]                      N, D, B, lr, wd, loss
     critbatch  curves.csv --targets 3.2 3.1 3.0 [--run-column run]        run, B, step, loss
 
+  TABLE may also be given as --fit TABLE. Column names are those `python -m harness.collect` writes
+  (N non-embedding, D tokens, B tokens per step, lr, wd, C FLOPs, loss); rows without a loss are
+  skipped with a note. steplaw and powerlines validate the grid: a cell with < 3 runs or whose best
+  run is at the edge of its lr / B sweep is an error naming the cell (--allow-edge: a warning).
+
 Every input is read and validated before anything is written; bad input exits with status 2 and
-a message naming the file (and row) and the fix, and creates nothing.
+a message naming the file (and row) and the fix, and creates nothing. A fit that did not
+converge, has a parameter on a bound, or predicts outside its data's plausible range exits with
+status 3 and writes nothing (harness/fit/fit_checks.py); `--allow-unconverged` keeps it, with the
+problems as warnings on stderr and in params.json / metrics.json.
 
 This module imports only the standard library and the registry's names, so `--help` answers at
 once; numpy, pandas, scipy and matplotlib load when a subcommand runs.
@@ -57,13 +65,29 @@ def _analysis(args: argparse.Namespace) -> int:
 def _add_law_fit(sub: argparse._SubParsersAction, mode: str, laws: dict) -> None:
     p = sub.add_parser(mode, help=f"fit a {mode} law to files",
                        description=f"Fit a {mode} law; see `python -m harness.fit --help`.")
-    p.add_argument("--law", required=True, choices=sorted(laws))
+    law_help = None
+    if mode == "scaling":
+        law_help = ("farseer is EXPERIMENTAL: the paper's decomposition and staged fit are followed, but its "
+                    "closed form is a guess (not read in the paper); it needs >= 5 model sizes. "
+                    "kaplan-steps (columns N, step, B) and chinchilla-journey (N_avg, D) are seed laws checked "
+                    "on synthetic data only. See harness/fit/laws/")
+    p.add_argument("--law", required=True, choices=sorted(laws), help=law_help)
     p.add_argument("--fit", required=True, nargs="+", type=Path, help="input files to fit on")
     p.add_argument("--predict", nargs="*", default=[], type=Path, help="input files to predict")
     p.add_argument("--out", required=True, type=Path, help="output directory")
     p.add_argument("--bootstrap", type=int, default=0, metavar="N",
-                   help="bootstrap resamples (over curves / runs) for intervals; 0 = none")
+                   help="bootstrap resamples for intervals; 0 = none. curve: over curves; scaling: over (N, D) "
+                        "cells (runs when each cell has one), each refit from several starts")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--allow-unconverged", action="store_true",
+                   help="keep a fit that did not converge, has a parameter on a bound or predicts outside its "
+                        "data's plausible range (a warning in the output and in metrics.json / params.json); "
+                        "without it such a fit exits with status 3 and writes nothing")
+    if mode == "scaling":
+        p.add_argument("--select-settings", action="store_true",
+                       help="for extrapolation in compute: choose the Huber delta and compute weighting by fitting "
+                            "the lower 80%% of the fit runs and predicting the rest, then refit on all "
+                            "(harness/fit/extrapolation.py); the choice is stored in params.json")
     if mode == "curve":
         p.add_argument("--target", default="loss", choices=("loss", "val_loss"),
                        help="which loss to fit (curve.jsonl has both; a CSV needs that column)")
@@ -76,10 +100,19 @@ def _add_law_fit(sub: argparse._SubParsersAction, mode: str, laws: dict) -> None
 
 def _add_analysis(sub: argparse._SubParsersAction, mode: str, help_text: str, columns: str) -> argparse.ArgumentParser:
     p = sub.add_parser(mode, help=help_text, description=f"{help_text}. Columns: {columns}.")
-    p.add_argument("table", type=Path, help=f"CSV with columns {columns}")
+    p.add_argument("table", type=Path, nargs="?", default=None, help=f"CSV with columns {columns}")
+    p.add_argument("--fit", type=Path, default=None, metavar="TABLE", help="the table, as the law fits take it")
     p.add_argument("--out", type=Path, default=None, metavar="FILE", help="also write the JSON result here")
     p.set_defaults(run=_analysis)
     return p
+
+
+def _add_grid_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--allow-edge", action="store_true",
+                   help="a cell with < 3 runs or its best run on the grid's edge is a warning, not an error")
+    p.add_argument("--batch-unit", choices=("tokens", "sequences"), default="tokens",
+                   help="unit of column B (harness.collect writes tokens per step); sequences need --seq-len")
+    p.add_argument("--seq-len", type=int, default=None, help="tokens per sequence, to convert B in sequences")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -99,12 +132,14 @@ def build_parser() -> argparse.ArgumentParser:
     p = _add_analysis(sub, "steplaw", "Step Law: lr_opt(N, D) and B_opt(D) from near-optimal runs",
                       "N, D, lr, B, loss")
     p.add_argument("--tol", type=float, default=0.0025, help="near-optimal tolerance (relative to the cell's best)")
-    p.add_argument("--n-boot", type=int, default=1000, help="bootstrap resamples")
+    p.add_argument("--n-boot", type=int, default=1000, help="bootstrap resamples (over cells)")
     p.add_argument("--seed", type=int, default=0)
+    _add_grid_options(p)
     p = _add_analysis(sub, "powerlines", "Power Lines: tau_opt(D/N) and B_opt(D) from lr / weight-decay sweeps",
                       "N, D, B, lr, wd, loss")
-    p.add_argument("--n-boot", type=int, default=1000, help="bootstrap resamples")
+    p.add_argument("--n-boot", type=int, default=1000, help="bootstrap resamples (over cells)")
     p.add_argument("--seed", type=int, default=0)
+    _add_grid_options(p)
     p = _add_analysis(sub, "critbatch", "critical batch size: S_min, E_min, B_crit per target loss",
                       "run, B, step, loss")
     p.add_argument("--targets", type=float, nargs="+", required=True, help="target losses")
@@ -114,13 +149,17 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    from harness.fit.io import InputError  # after parsing: keeps --help free of numpy and pandas
+    from harness.fit.fit_checks import FitRefused  # after parsing: keeps --help free of numpy and pandas
+    from harness.fit.io import InputError
 
     try:
         return args.run(args)
     except InputError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    except FitRefused as e:  # harness/fit/fit_checks.py: converged, off the bounds, plausible predictions
+        print(f"error: {e}", file=sys.stderr)
+        return 3
     except RuntimeError as e:  # e.g. every start of the fit is invalid
         print(f"error: fit failed: {e}", file=sys.stderr)
         return 1

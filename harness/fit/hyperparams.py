@@ -23,7 +23,7 @@ is missing or bad.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Sequence
+from typing import Any, Sequence
 
 import numpy as np
 import pandas as pd
@@ -51,6 +51,48 @@ def require_columns(table: pd.DataFrame, columns: Sequence[str], what: str,
             raise ValueError(f"{what}: column {c!r} must be > 0")
 
 
+# A cell needs at least this many runs to have an optimum at all (a valley needs 3 points).
+MIN_RUNS_PER_CELL = 3
+BATCH_UNITS = ("tokens", "sequences")
+
+
+class GridError(ValueError):
+    """A sweep's grid cannot locate an optimum (too few runs, or the best run on the grid's edge)."""
+
+
+def _cell_name(cell: Sequence[str], key: Any) -> str:
+    key = key if isinstance(key, tuple) else (key,)
+    return "(" + ", ".join(f"{c}={v:.4g}" for c, v in zip(cell, key)) + ")"
+
+
+def validate_grid(runs: pd.DataFrame, cell: Sequence[str], axes: Sequence[str], what: str,
+                  allow_edge: bool = False, min_runs: int = MIN_RUNS_PER_CELL, loss: str = "loss") -> list[str]:
+    """Check every cell of a sweep: at least `min_runs` runs, and its best run strictly inside the
+    swept range of each axis (a best run at the smallest or largest value swept only bounds the
+    optimum). Raises GridError naming every bad cell, or with `allow_edge` returns the messages
+    as warnings. An axis with one value in a cell is not swept there and is not checked."""
+    problems = []
+    for key, g in runs.groupby(list(cell), sort=True):
+        name = _cell_name(cell, key)
+        if len(g) < min_runs:
+            problems.append(f"{what}: cell {name} has {len(g)} run(s), fewer than {min_runs}; "
+                            "Fix: sweep more values there or drop the cell")
+            continue
+        best = g.loc[g[loss].idxmin()]
+        for axis in axes:
+            values = g[axis].to_numpy(dtype=float)
+            if np.unique(values).size < 2:
+                continue
+            if best[axis] <= values.min() or best[axis] >= values.max():
+                side = "smallest" if best[axis] <= values.min() else "largest"
+                problems.append(f"{what}: cell {name}: the best run has the {side} {axis} swept "
+                                f"({best[axis]:.4g}), so the optimum may lie outside the grid; "
+                                f"Fix: extend the {axis} sweep past it, or pass --allow-edge")
+    if problems and not allow_edge:
+        raise GridError("\n  ".join([f"{what}: {len(problems)} cell(s) cannot locate an optimum:"] + problems))
+    return problems
+
+
 def near_optimal_runs(runs: pd.DataFrame, tol: float = NEAR_OPTIMAL_TOL,
                       cell: Sequence[str] = ("N", "D"), loss: str = "loss") -> pd.DataFrame:
     """The runs whose loss is within `tol` (relative) of the best loss of their cell."""
@@ -65,38 +107,62 @@ def near_optimal_runs(runs: pd.DataFrame, tol: float = NEAR_OPTIMAL_TOL,
 @dataclass(frozen=True)
 class StepLawResult:
     lr: PowerLaw                  # eta_opt = c N^a D^b
-    batch: PowerLaw               # B_opt = c D^b
+    batch: PowerLaw               # B_opt = c D^b, B in tokens per step
     near_optimal: pd.DataFrame = field(repr=False)
+    warnings: tuple[str, ...] = ()
 
     def predict(self, N: float | np.ndarray, D: float | np.ndarray) -> dict[str, np.ndarray]:
         return {"lr": self.lr(N=N, D=D), "B": self.batch(D=D)}
 
     def summary(self) -> dict[str, object]:
-        return {"lr": self.lr.as_dict(), "batch": self.batch.as_dict(),
+        # batch_unit: the ladder (harness/ladder/rules.py) reads B_opt in tokens and refuses a
+        # JSON that does not say so.
+        return {"lr": self.lr.as_dict(), "batch": self.batch.as_dict(), "batch_unit": "tokens",
                 "lr_formula": self.lr.formula("lr_opt"),
                 "batch_formula": self.batch.formula("B_opt"),
-                "n_near_optimal_runs": len(self.near_optimal)}
+                "n_near_optimal_runs": len(self.near_optimal),
+                "n_cells": int(self.near_optimal.groupby(["N", "D"]).ngroups),
+                "warnings": list(self.warnings)}
+
+
+def batch_in_tokens(runs: pd.DataFrame, batch_unit: str, seq_len: int | None, what: str) -> pd.DataFrame:
+    """The table with B in tokens per step: as is for "tokens", B x seq_len for "sequences"."""
+    if batch_unit not in BATCH_UNITS:
+        raise ValueError(f"{what}: batch unit {batch_unit!r}; choose one of {', '.join(BATCH_UNITS)}")
+    if batch_unit == "tokens":
+        return runs
+    if not seq_len or seq_len <= 0:
+        raise ValueError(f"{what}: B in sequences needs the sequence length to convert it to tokens; "
+                         "Fix: pass --seq-len (or give B in tokens, as harness.collect writes it)")
+    return runs.assign(B=pd.to_numeric(runs["B"], errors="coerce") * seq_len)
 
 
 def fit_step_law(runs: pd.DataFrame, tol: float = NEAR_OPTIMAL_TOL, n_bootstrap: int = 1000,
-                 ci: float = 0.95, seed: int = 0) -> StepLawResult:
+                 ci: float = 0.95, seed: int = 0, allow_edge: bool = False,
+                 batch_unit: str = "tokens", seq_len: int | None = None) -> StepLawResult:
     """Step Law: eta_opt(N, D) and B_opt(D) from the near-optimal runs of each (N, D) cell.
 
-    Columns: N (parameters), D (tokens), lr, B (batch size; use tokens to compare with the
-    paper), loss (final, ideally smoothed, training loss). The point estimate is the OLS fit on
-    all near-optimal runs; the intervals are bootstrap percentiles over those runs. (The
-    official code reports the bootstrap mean, which is within the interval.)
+    Columns (as `python -m harness.collect` writes them): N (non-embedding parameters), D
+    (tokens), lr, B (tokens per step; `batch_unit="sequences"` with `seq_len` converts), loss
+    (final, ideally smoothed, training loss). Every cell must have >= 3 runs and its best run
+    inside the swept lr and B ranges (`validate_grid`; warnings with `allow_edge`). The point
+    estimate is the OLS fit on all near-optimal runs; the intervals are bootstrap percentiles
+    over cells (a cell's near-optimal runs stay together). (The official code resamples runs and
+    reports the bootstrap mean, which is within the interval.)
     """
     require_columns(runs, ["N", "D", "lr", "B", "loss"], "Step Law fit",
                     positive=["N", "D", "lr", "B", "loss"])
+    runs = batch_in_tokens(runs, batch_unit, seq_len, "Step Law fit")
     if runs.groupby(["N", "D"]).ngroups < 3:
         raise ValueError("Step Law fit needs at least 3 (N, D) cells")
+    warnings = validate_grid(runs, ("N", "D"), ("lr", "B"), "Step Law fit", allow_edge)
     near = near_optimal_runs(runs, tol)
+    cells = near.groupby(["N", "D"]).ngroup().to_numpy()
     lr = fit_power_law({"N": near["N"].to_numpy(), "D": near["D"].to_numpy()},
-                       near["lr"].to_numpy(), n_bootstrap, ci, seed)
+                       near["lr"].to_numpy(), n_bootstrap, ci, seed, groups=cells)
     batch = fit_power_law({"D": near["D"].to_numpy()}, near["B"].to_numpy(),
-                          n_bootstrap, ci, seed + 1)
-    return StepLawResult(lr=lr, batch=batch, near_optimal=near)
+                          n_bootstrap, ci, seed + 1, groups=cells)
+    return StepLawResult(lr=lr, batch=batch, near_optimal=near, warnings=tuple(warnings))
 
 
 # --------------------------------------------------------------------------------------------
@@ -129,6 +195,7 @@ class PowerLinesResult:
     tau_opt: PowerLaw             # tau_opt = c (D/N)^m
     batch_opt: PowerLaw           # B_opt = c D^m
     cells: pd.DataFrame           # per (N, D[, B]) optimum used in the fits
+    warnings: tuple[str, ...] = ()
 
     def optimal_weight_decay(self, N: float | np.ndarray, D: float | np.ndarray,
                              B: float | np.ndarray, lr: float | np.ndarray) -> np.ndarray:
@@ -137,13 +204,14 @@ class PowerLinesResult:
         return np.asarray(B, float) / (np.asarray(lr, float) * np.asarray(D, float) * tau)
 
     def summary(self) -> dict[str, object]:
-        return {"tau_opt": self.tau_opt.as_dict(), "batch_opt": self.batch_opt.as_dict(),
+        return {"tau_opt": self.tau_opt.as_dict(), "batch_opt": self.batch_opt.as_dict(), "batch_unit": "tokens",
                 "tau_formula": self.tau_opt.formula("tau_opt"),
-                "batch_formula": self.batch_opt.formula("B_opt")}
+                "batch_formula": self.batch_opt.formula("B_opt"), "warnings": list(self.warnings)}
 
 
 def fit_power_lines(runs: pd.DataFrame, n_bootstrap: int = 1000, ci: float = 0.95,
-                    seed: int = 0) -> PowerLinesResult:
+                    seed: int = 0, allow_edge: bool = False, batch_unit: str = "tokens",
+                    seq_len: int | None = None) -> PowerLinesResult:
     """Power Lines: tau_opt as a power law in D/N, and B_opt as a power law in D.
 
     Columns: N, D (tokens), B (batch, in tokens so that B/D is a fraction of training), lr, wd
@@ -153,11 +221,18 @@ def fit_power_lines(runs: pd.DataFrame, n_bootstrap: int = 1000, ci: float = 0.9
       finding: lambda_opt ∝ B).
     * B_opt: within each (N, D) cell, the best loss at each B (over lr, wd), then the vertex of
       loss vs log B. The fit uses D only: the paper finds B_opt independent of N.
+    Grids are validated first (`validate_grid`): every (N, D, B) cell needs >= 3 runs with its
+    best tau inside the swept range, every (N, D) cell its best B inside the swept B range;
+    warnings instead of an error with `allow_edge`. Bootstraps resample cells.
     """
     require_columns(runs, ["N", "D", "B", "lr", "wd", "loss"], "Power Lines fit",
                     positive=["N", "D", "B", "lr", "wd", "loss"])
+    runs = batch_in_tokens(runs, batch_unit, seq_len, "Power Lines fit")
     runs = runs.assign(tau=adamw_timescale(runs["B"], runs["lr"], runs["wd"], runs["D"]))
 
+    warnings = validate_grid(runs, ("N", "D", "B"), ("tau",), "Power Lines fit (tau sweep)", allow_edge)
+    per_b = runs.loc[runs.groupby(["N", "D", "B"])["loss"].idxmin()]
+    warnings += validate_grid(per_b, ("N", "D"), ("B",), "Power Lines fit (batch sweep)", allow_edge, min_runs=1)
     tau_cells = []
     for (n, d, b), g in runs.groupby(["N", "D", "B"]):
         if g["tau"].nunique() >= 2:
@@ -179,12 +254,13 @@ def fit_power_lines(runs: pd.DataFrame, n_bootstrap: int = 1000, ci: float = 0.9
         raise ValueError("Power Lines fit needs (N, D) cells with a batch sweep (>= 2 values of "
                          "B) at 2 or more D")
 
+    # One point per cell already: resampling points is resampling cells.
     tau_law = fit_power_law({"D/N": (tau_cells_df["D"] / tau_cells_df["N"]).to_numpy()},
                             tau_cells_df["tau_opt"].to_numpy(), n_bootstrap, ci, seed)
     batch_law = fit_power_law({"D": batch_cells_df["D"].to_numpy()},
                               batch_cells_df["B_opt"].to_numpy(), n_bootstrap, ci, seed + 1)
     cells = tau_cells_df.merge(batch_cells_df, on=["N", "D"], how="outer")
-    return PowerLinesResult(tau_opt=tau_law, batch_opt=batch_law, cells=cells)
+    return PowerLinesResult(tau_opt=tau_law, batch_opt=batch_law, cells=cells, warnings=tuple(warnings))
 
 
 # --------------------------------------------------------------------------------------------
@@ -237,7 +313,9 @@ def steps_to_target(curves: pd.DataFrame, target: float, run: str = "run") -> pd
     """From loss curves (columns run, B, step, loss), the first step at which each run's loss
     reaches `target`, interpolated linearly between logged steps. Runs that never reach it are
     left out. Returns columns run, B, steps."""
-    require_columns(curves, [run, "B", "step", "loss"], "steps_to_target")
+    if run not in curves.columns:  # run ids may be text (a run name or directory): only present
+        raise ValueError(f"steps_to_target needs column {run!r} (run id); the table has {list(curves.columns)}")
+    require_columns(curves, ["B", "step", "loss"], "steps_to_target")
     rows = []
     for run_id, g in curves.groupby(run, sort=False):
         g = g.sort_values("step")

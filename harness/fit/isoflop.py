@@ -1,8 +1,12 @@
 """Compute-optimal allocation from runs: Chinchilla Approaches 1 and 2 (Hoffmann et al. 2022).
 
 Approach 2 (IsoFLOP profiles): runs are grouped by compute budget C; within a budget, loss is a
-parabola in log N and its vertex is N_opt(C); D_opt(C) = C / (6 N_opt). Then N_opt = k_N C^a
-and D_opt = k_D C^b by OLS in log space (a + b = 1 when C = 6ND exactly).
+parabola in log N and its vertex is N_opt(C); D_opt(C) = C / (F(N_opt)) with F the table's own
+training FLOPs per token (column flops_per_token, else C/D per run, else 6N), interpolated in log N
+between the budget's runs -- 6N leaves out attention and the vocabulary projection, which at small
+N overstates D_opt by 7-21%. Vertices outside the sampled N range of their budget are
+extrapolations: kept in `optima` (interior = False) but left out of the exponent fits, with a note.
+Then N_opt = k_N C^a and D_opt = k_D C^b by OLS in log space (a + b = 1 when C = 6ND exactly).
 
 Approach 1 (minimum over training curves): every run's loss curve is read as loss against
 C = 6 N D_t (D_t the tokens seen so far). At each C on a log grid, the run with the lowest
@@ -31,6 +35,7 @@ class IsoFLOPResult:
     optima: pd.DataFrame          # columns C, N_opt, D_opt, loss_opt (+ approach-specific ones)
     N_opt: PowerLaw               # N_opt = k C^a
     D_opt: PowerLaw               # D_opt = k C^b
+    notes: tuple[str, ...] = ()   # e.g. budgets left out of the fits
 
     def tokens_per_param(self, C: float | np.ndarray) -> np.ndarray:
         return self.D_opt(C) / self.N_opt(C)
@@ -42,6 +47,7 @@ class IsoFLOPResult:
             "N_opt": self.N_opt.as_dict(),
             "D_opt": self.D_opt.as_dict(),
             "n_budgets": len(self.optima),
+            "notes": list(self.notes),
         }
         if C is not None:
             out["at_C"] = {"C": C, "N_opt": float(self.N_opt(C)), "D_opt": float(self.D_opt(C)),
@@ -64,6 +70,26 @@ def compute_column(table: pd.DataFrame) -> np.ndarray:
     if "C" in table.columns:
         return table["C"].to_numpy(dtype=float)
     return FLOPS_PER_PARAM_TOKEN * table["N"].to_numpy(dtype=float) * table["D"].to_numpy(dtype=float)
+
+
+def flops_per_token_column(table: pd.DataFrame) -> np.ndarray:
+    """Training FLOPs per token of each run: column flops_per_token (harness.collect), else C / D,
+    else 6 N (the dense-transformer approximation)."""
+    if "flops_per_token" in table.columns:
+        fpt = pd.to_numeric(table["flops_per_token"], errors="coerce").to_numpy(dtype=float)
+        if np.all(np.isfinite(fpt) & (fpt > 0)):
+            return fpt
+    if "C" in table.columns:
+        return table["C"].to_numpy(dtype=float) / table["D"].to_numpy(dtype=float)
+    return FLOPS_PER_PARAM_TOKEN * table["N"].to_numpy(dtype=float)
+
+
+def _flops_per_token_at(n_opt: float, n: np.ndarray, fpt: np.ndarray) -> float:
+    """F(N_opt): the budget's FLOPs per token per parameter, interpolated linearly in log N (held
+    constant beyond the sampled sizes), times N_opt."""
+    order = np.argsort(n)
+    ratio = np.interp(np.log(n_opt), np.log(n[order]), (fpt / n)[order])
+    return float(ratio * n_opt)
 
 
 def group_budgets(C: np.ndarray, rel_tol: float = 0.05) -> np.ndarray:
@@ -107,6 +133,7 @@ def isoflop_profiles(
     """
     _require(runs, ["N", "D", "loss"], "IsoFLOP analysis")
     C = compute_column(runs)
+    fpt = flops_per_token_column(runs)
     labels = group_budgets(C, rel_tol) if budgets is None else assign_budgets(C, budgets, rel_tol)
     rows = []
     for label in np.unique(labels[labels >= 0]):
@@ -124,16 +151,25 @@ def isoflop_profiles(
         # The nominal budget if given, else the geometric mean of the group's C.
         budget = float(budgets[label]) if budgets is not None else float(np.exp(np.log(C[sel]).mean()))
         n_opt = float(np.exp(centre + x_opt))
+        f_opt = _flops_per_token_at(n_opt, np.exp(log_n), fpt[sel])
         rows.append({
             "C": budget,
             "N_opt": n_opt,
-            "D_opt": budget / (FLOPS_PER_PARAM_TOKEN * n_opt),
+            "D_opt": budget / f_opt,
+            "flops_per_token_opt": f_opt,
             "loss_opt": float(c0 - c1**2 / (4 * c2)),
             "curvature": float(c2),
             "n_runs": int(sel.sum()),
             "interior": bool(log_n.min() <= centre + x_opt <= log_n.max()),
         })
-    return _fit_optima(pd.DataFrame(rows), "IsoFLOP profiles")
+    optima = pd.DataFrame(rows)
+    notes: list[str] = []
+    if len(optima) and not optima["interior"].all():
+        out = optima[~optima["interior"]]
+        notes.append(f"{len(out)} budget(s) left out of the exponent fits: their vertex lies outside the "
+                     f"sampled N range (an extrapolation): C = {', '.join(f'{c:.3g}' for c in out['C'])}")
+        return _fit_optima(optima, "IsoFLOP profiles", use=optima["interior"].to_numpy(), notes=notes)
+    return _fit_optima(optima, "IsoFLOP profiles")
 
 
 def envelope_minimum(
@@ -152,7 +188,7 @@ def envelope_minimum(
     """
     _require(curves, ["N", "D", "loss"], "envelope (Approach 1) analysis")
     key = run_column if run_column and run_column in curves.columns else "N"
-    table = curves.assign(_C=compute_column(curves))
+    table = curves.assign(_C=compute_column(curves), _fpt=flops_per_token_column(curves))
     groups = [g.sort_values("_C") for _, g in table.groupby(key, sort=False)]
     groups = [g for g in groups if len(g) >= 2]
     if len(groups) < min_runs:
@@ -165,7 +201,9 @@ def envelope_minimum(
 
     losses = np.full((len(groups), n_grid), np.inf)
     sizes = np.empty(len(groups))
+    fpts = np.empty(len(groups))  # each run's own training FLOPs per token (D_opt = C / that)
     for i, g in enumerate(groups):
+        fpts[i] = float(g["_fpt"].iloc[-1])
         log_c = np.log(g["_C"].to_numpy(dtype=float))
         inside = (grid >= log_c[0]) & (grid <= log_c[-1])
         losses[i, inside] = np.interp(grid[inside], log_c, g["loss"].to_numpy(dtype=float))
@@ -183,19 +221,24 @@ def envelope_minimum(
     optima = pd.DataFrame({
         "C": C,
         "N_opt": n_opt,
-        "D_opt": C / (FLOPS_PER_PARAM_TOKEN * n_opt),
+        "D_opt": C / fpts[best[use]],
         "loss_opt": losses[best[use], np.flatnonzero(use)],
         "n_runs": present[:, use].sum(axis=0),
     })
     return _fit_optima(optima, "envelope (Approach 1)")
 
 
-def _fit_optima(optima: pd.DataFrame, what: str) -> IsoFLOPResult:
-    if len(optima) < 2 or optima["C"].nunique() < 2:
-        raise ValueError(f"{what}: fewer than 2 usable compute budgets; cannot fit N_opt(C)")
-    C = optima["C"].to_numpy()
+def _fit_optima(optima: pd.DataFrame, what: str, use: np.ndarray | None = None,
+                notes: Sequence[str] = ()) -> IsoFLOPResult:
+    """Power laws through the optima (only the rows `use`, when given); all rows are reported."""
+    fitted = optima if use is None else optima[use]
+    if len(fitted) < 2 or fitted["C"].nunique() < 2:
+        extra = f" ({'; '.join(notes)})" if notes else ""
+        raise ValueError(f"{what}: fewer than 2 usable compute budgets; cannot fit N_opt(C){extra}")
+    C = fitted["C"].to_numpy()
     return IsoFLOPResult(
         optima=optima.reset_index(drop=True),
-        N_opt=fit_power_law({"C": C}, optima["N_opt"].to_numpy()),
-        D_opt=fit_power_law({"C": C}, optima["D_opt"].to_numpy()),
+        N_opt=fit_power_law({"C": C}, fitted["N_opt"].to_numpy()),
+        D_opt=fit_power_law({"C": C}, fitted["D_opt"].to_numpy()),
+        notes=tuple(notes),
     )

@@ -10,6 +10,7 @@ written (the CLI turns it into exit status 2). Inputs: harness/fit/io.py.
 from __future__ import annotations
 
 import argparse
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
@@ -18,7 +19,9 @@ import numpy as np
 import pandas as pd
 
 from harness.files import atomic_write_json, atomic_write_text
-from harness.fit import plots
+from harness.fit import fit_checks, plots
+from harness.fit.bootstrap_starts import bootstrap_cells, cell_labels
+from harness.fit.extrapolation import fit_for_extrapolation
 from harness.fit.fitter import BootstrapResult, FitResult, bootstrap, fit_law, metrics
 from harness.fit.io import Curve, InputError, read_curves, read_scaling_csv
 from harness.fit.laws.base import Law
@@ -33,6 +36,7 @@ class Outputs:
     metrics: dict[str, Any]
     tables: dict[str, pd.DataFrame] = field(default_factory=dict)
     series: list[plots.Series] = field(default_factory=list)
+    fit_data: dict[str, Any] | None = None  # the law's prepared fit set, for law-specific checks
 
 
 # ----------------------------------------------------------------------------------------------
@@ -120,10 +124,23 @@ def run_scaling(args: argparse.Namespace) -> Outputs:
     pred_data = [_prepare_checked(law, t, str(p)) for t, p in zip(pred_tables, args.predict)]
     y = fit_table[law.target].to_numpy(dtype=float)
 
-    fit = fit_law(law, fit_data, y, seed=args.seed)
-    boot = _bootstrap(law, fit_data, y, fit, args, None)
+    settings = None
+    if getattr(args, "select_settings", False):  # robust-fit settings chosen by extrapolation inside the fit set
+        try:
+            chosen = fit_for_extrapolation(law, fit_table, seed=args.seed)
+        except ValueError as e:
+            raise InputError(f"--select-settings: {e}") from None
+        fit, settings = chosen.fit, chosen.summary()
+    else:
+        fit = fit_law(law, fit_data, y, seed=args.seed)
+    # Scaling laws: resample (N, D) cells, each refit from several starts (harness/fit/bootstrap_starts.py).
+    boot = None if args.bootstrap <= 0 else bootstrap_cells(
+        law, fit_data, y, fit, groups=cell_labels(fit_table), n_boot=args.bootstrap, seed=args.seed)
 
-    out = Outputs(params=_params_json(law, fit, boot, args), metrics={"fit": fit.metrics, "predict": {}})
+    out = Outputs(params=_params_json(law, fit, boot, args), metrics={"fit": fit.metrics, "predict": {}},
+                  fit_data=fit_data)
+    if settings is not None:
+        out.params["fit_settings"] = settings
     first = cols[0]
     out.series.append(plots.Series("fit", fit_table[first].to_numpy(float), y,
                                    np.asarray(law.predict(fit.theta, fit_data), dtype=float), "fit"))
@@ -188,9 +205,25 @@ def write_outputs(out: Outputs, out_dir: Path, *, mode: str, target: str, law: s
     plot(out.series, out_dir / f"plot_{mode}.png", target=target, law=law)
 
 
+def _checked(out: Outputs, args: argparse.Namespace) -> Outputs:
+    """Refuse (FitRefused) or, with --allow-unconverged, warn: harness/fit/fit_checks.py."""
+    law = (CURVE_LAWS if args.mode == "curve" else SCALING_LAWS)[args.law]()
+    theta = [out.params["params"][name] for name in law.param_names]
+    observed = np.concatenate([s.y for s in out.series if s.role == "fit"])
+    predictions = {f"{s.role} set {s.name!r}": s.y_pred for s in out.series}
+    problems = fit_checks.check_fit(law, theta, bool(out.params.get("converged", True)), predictions, observed,
+                                    out.fit_data)
+    warnings = fit_checks.enforce(problems, allow=getattr(args, "allow_unconverged", False))
+    out.params["warnings"] = out.metrics["warnings"] = warnings
+    for w in warnings:
+        print(f"warning: {w['message']}", file=sys.stderr)
+    return out
+
+
 def run(args: argparse.Namespace) -> int:
-    """Compute every output of `args.mode` (curve or scaling), then write them; returns 0."""
-    out = run_curve(args) if args.mode == "curve" else run_scaling(args)
+    """Compute every output of `args.mode` (curve or scaling), check it (refuse or, with
+    --allow-unconverged, warn), then write them; returns 0."""
+    out = _checked(run_curve(args) if args.mode == "curve" else run_scaling(args), args)
     write_outputs(out, args.out, mode=args.mode, target=getattr(args, "target", "loss"), law=args.law)
     _print_table(out, args.law)
     print(f"wrote {args.out}")

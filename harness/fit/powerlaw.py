@@ -68,9 +68,12 @@ def fit_power_law(
     n_bootstrap: int = 0,
     ci: float = 0.95,
     seed: int = 0,
+    groups: np.ndarray | None = None,
 ) -> PowerLaw:
-    """OLS of log y on log x_i. With n_bootstrap > 0, resample the points and report
-    percentile intervals (the Step Law procedure resamples its near-optimal runs the same way).
+    """OLS of log y on log x_i. With n_bootstrap > 0, resample and report percentile intervals:
+    whole groups (one label per point, e.g. the (N, D) cell of a sweep: its runs are not
+    independent, so resampling them one by one understates the spread) or, without `groups`,
+    points (what the official Step Law code does with its near-optimal runs).
     """
     names = tuple(inputs)
     y = np.asarray(y, dtype=float)
@@ -87,9 +90,21 @@ def fit_power_law(
     coef_ci = exps_ci = boot = None
     if n_bootstrap > 0:
         rng = np.random.default_rng(seed)
-        idx = rng.integers(0, n, size=(n_bootstrap, n))
-        X = _design(log_x)[idx]                                   # (R, n, 1+k)
-        Y = np.log(y)[idx]                                        # (R, n)
+        if groups is None:
+            idx = rng.integers(0, n, size=(n_bootstrap, n))
+            X = _design(log_x)[idx]                               # (R, n, 1+k)
+            Y = np.log(y)[idx]                                    # (R, n)
+        else:
+            # Resampling groups through per-point weights (a group drawn k times weighs k):
+            # sqrt(w) scales the rows of the weighted least-squares problem.
+            labels, inverse = np.unique(np.asarray(groups).ravel(), return_inverse=True)
+            if inverse.size != n:
+                raise ValueError(f"power-law fit: groups must have one label per point ({n}), got {inverse.size}")
+            draws = rng.integers(0, labels.size, size=(n_bootstrap, labels.size))
+            counts = np.stack([np.bincount(d, minlength=labels.size) for d in draws])  # (R, G)
+            root_w = np.sqrt(counts[:, inverse].astype(float))                          # (R, n)
+            X = _design(log_x)[None] * root_w[:, :, None]
+            Y = np.log(y)[None] * root_w
         # Batched least squares via the pseudo-inverse: degenerate resamples (all points at the
         # same x) give the minimum-norm solution instead of an error; they are rare and only
         # widen the interval.

@@ -52,6 +52,10 @@ SCALING_LAWS: dict[str, LawFactory] = {
     "gadre": _law("final_loss", "GadreLaw"),  # derives M = D/N and C = 6ND
     "farseer": _law("final_loss", "FarseerLaw"),
     "compute": _law("final_loss", "ComputeLaw"),  # L(C); C from a C column if present, else 6ND
+    # Chinchilla over the parameter count averaged over training: columns N_avg, D, loss (Journey Matters).
+    "chinchilla-journey": _law("journey", "JourneyChinchillaLaw"),
+    # Kaplan's L(N, S_min) with B_crit(L): columns N, step, B (tokens), loss (harness/fit/laws/critical_batch.py).
+    "kaplan-steps": _law("critical_batch", "KaplanStepsLaw"),
     # Downstream error from loss: columns loss, error (harness/fit/laws/downstream.py).
     "gadre-error": _law("downstream", "GadreErrorLaw"),
 }

@@ -45,7 +45,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--lr-exponent", type=float, default=None, help="power rule: lr ∝ N^-exponent (1/3)")
     p.add_argument("--step-law-json", type=Path, default=None,
                    help="a fitted Step Law: JSON {'lr': {coefficient, exponent_N, exponent_D}, "
-                        "'batch': {coefficient, exponent_D}} (StepLawResult.summary()); sets the LR and batch rules")
+                        "'batch': {coefficient, exponent_D}, 'batch_unit': 'tokens'} (what `python -m harness.fit "
+                        "steplaw --out FILE` writes); sets the LR and batch rules. N is the recipe's param count "
+                        "(non-embedding by default), D and B in tokens")
     p.add_argument("--max-batch", type=int, default=None, help="batch rule: most sequences per step (1024)")
     # What to plan.
     p.add_argument("--arch", default="llama", help=f"one of {', '.join(LADDER_ARCHS)}")

@@ -126,7 +126,17 @@ class PowerLawLR:
 
 def _fitted_power(fit: Any, key: str) -> Power:
     """`fit[key]` (from `StepLawResult.summary()`) or `fit.<key>.as_dict()` (a `StepLawResult`) as
-    a Power. Duck-typed, so the ladder does not import the fitting code."""
+    a Power. Duck-typed, so the ladder does not import the fitting code. The batch law must say
+    its unit: the ladder reads B_opt in tokens per step (`batch_unit: "tokens"`, what
+    `python -m harness.fit steplaw` writes); a law in sequences per step would be read as tokens
+    and give a batch seq_len times too small, so it is refused."""
+    if key == "batch":
+        unit = fit.get("batch_unit") if isinstance(fit, Mapping) else "tokens"  # a StepLawResult is in tokens
+        if unit != "tokens":
+            raise LadderError(f"step law fit: 'batch_unit' is {unit!r}; the ladder needs B_opt in tokens per step. "
+                              "Fix: refit with `python -m harness.fit steplaw` on a table with B in tokens (as "
+                              "harness.collect writes it; or --batch-unit sequences --seq-len L converts), or add "
+                              "\"batch_unit\": \"tokens\" if the law already is in tokens")
     try:
         law = fit[key] if isinstance(fit, Mapping) else getattr(fit, key).as_dict()
         return Power(float(law["coefficient"]), float(law.get("exponent_N", 0.0)), float(law.get("exponent_D", 0.0)))

@@ -13,7 +13,7 @@ parallel by default). Same seed and data order in every run, so curves differ by
 
     python scripts/make_curve_validation_set.py --out /work/wt/curvedata [--jobs 2] [--dry-run]
 
-Each run writes OUT/<horizon>_<schedule>_<lr>/curve.jsonl; a run whose status.json says
+Each run writes OUT/<horizon>_<schedule>_<lr>/curve.jsonl; a run whose status.json has state
 "completed" is skipped, so the script can be re-run after an interruption. scripts/validate_curve_laws.py
 reads OUT back. Keep OUT outside the repository.
 """

@@ -40,6 +40,9 @@ CURVE_LAWS: dict[str, LawFactory] = {
     "tissue": _law("curve", "TissueLaw", warmup="peak"),
     "tissue-true-warmup": _law("curve", "TissueLaw", warmup="true"),
     "power": _law("curve", "PowerCurveLaw"),
+    # Signal on the LR-area clock + an LR-dependent noise floor forgotten over LR area (laws/lr_noise.py).
+    "lr-noise": _law("lr_noise", "LRNoiseLaw"),
+    "lr-noise2": _law("lr_noise", "LRNoise2Law"),
 }
 
 # The law `python -m harness.fit curve` fits when --law is not given, and the one reports lead with.

@@ -43,6 +43,7 @@ CURVE_LAWS: dict[str, LawFactory] = {
     # Signal on the LR-area clock + an LR-dependent noise floor forgotten over LR area (laws/lr_noise.py).
     "lr-noise": _law("lr_noise", "LRNoiseLaw"),
     "lr-noise2": _law("lr_noise", "LRNoise2Law"),
+    "lr-noise-clock": _law("lr_noise", "LRNoiseClockLaw"),
 }
 
 # The law `python -m harness.fit curve` fits when --law is not given, and the one reports lead with.

@@ -153,3 +153,60 @@ class LRNoise2Law(LRNoiseLaw):
         base = LRNoiseLaw()
         one = fit_law(base, data, y).theta
         return np.array([[*one, w, one[4] * r] for w in (0.2, 0.5) for r in self.slow_ratio])
+
+
+class LRNoiseClockLaw(LRNoiseLaw):
+    """The signal term on a generalized clock: L0 + A * Sp(t)^-alpha + sigma N(t), Sp = sum lr_k^p.
+
+    p = 1 is the LR-area clock; p < 1 makes a step at a high LR count less than proportionally
+    (adaptive optimizers' updates do not grow linearly with the LR), which matters when the fit
+    is used at another peak LR.
+    """
+
+    name = "lr-noise-clock"
+    params = LRNoiseLaw.params + (Param("p", 0.0, 2.0, (1.0,)),)
+
+    def _prepare_curve(self, lr: np.ndarray, idx: np.ndarray) -> dict[str, Any]:
+        out = super()._prepare_curve(lr, idx)
+        last = int(idx[-1]) + 1
+        out["lr_all"] = lr[:last]
+        out["idx"] = idx
+        return out
+
+    def _clock(self, p: float, data: Mapping[str, Any], grad: bool) -> tuple[np.ndarray, np.ndarray | None]:
+        s, ds = [], []
+        for c in data["curves"]:
+            lr = c["lr_all"]
+            pos = lr > 0
+            lrp = np.where(pos, np.abs(lr) ** p, 0.0)
+            s.append(np.cumsum(lrp)[c["idx"]])
+            if grad:
+                ds.append(np.cumsum(np.where(pos, lrp * np.log(np.where(pos, lr, 1.0)), 0.0))[c["idx"]])
+        return np.concatenate(s), (np.concatenate(ds) if grad else None)
+
+    def predict(self, theta: np.ndarray, data: Mapping[str, Any]) -> np.ndarray:
+        th, single = batch_theta(theta)
+        out = np.empty((th.shape[0], data["n"]))
+        for i, (L0, A, alpha, sigma, tau, p) in enumerate(th):
+            with np.errstate(all="ignore"):
+                sp = self._clock(p, data, False)[0]
+                out[i] = L0 + A * sp ** (-alpha) + sigma * self._noise_all(tau, data, False)[0]
+        return out[0] if single else out
+
+    def jacobian(self, theta: np.ndarray, data: Mapping[str, Any]) -> tuple[np.ndarray, np.ndarray]:
+        L0, A, alpha, sigma, tau, p = theta
+        sp, dsp = self._clock(p, data, True)
+        pw = sp ** (-alpha)
+        noise, d_noise = self._noise_all(tau, data, True)
+        pred = L0 + A * pw + sigma * noise
+        jac = np.stack([np.ones_like(pw), pw, -A * pw * np.log(sp), noise, sigma * d_noise,
+                        -alpha * A * pw / sp * dsp], axis=1)
+        return pred, jac
+
+    def starts(self, data: Mapping[str, Any], y: np.ndarray) -> np.ndarray:
+        from harness.fit.fitter import fit_law
+
+        one = fit_law(LRNoiseLaw(), data, y).theta
+        peak = data["peak_lr"]
+        # Same clock at the peak LR: A' peak^(p alpha) = A peak^alpha (Sp = S1 * peak^(p-1) there).
+        return np.array([[one[0], one[1] * peak ** (one[2] * (p - 1.0)), *one[2:], p] for p in (1.0, 0.7, 0.4)])

@@ -69,7 +69,9 @@ class ProxyRun:
 
 
 def all_runs() -> list[ProxyRun]:
-    return [ProxyRun(h, s, lr) for h in HORIZONS for lr in PEAK_LRS for s in SCHEDULES]
+    """Every run; the base peak LR first at each horizon (what the fit sets need), then the others."""
+    runs = [ProxyRun(h, s, lr) for h in HORIZONS for lr in PEAK_LRS for s in SCHEDULES]
+    return sorted(runs, key=lambda r: (r.horizon, r.peak_lr != BASE_LR))
 
 
 def is_completed(run_dir: Path) -> bool:
@@ -97,9 +99,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", type=Path, required=True, help="output folder (outside the repository)")
     ap.add_argument("--jobs", type=int, default=2, help="runs trained at once (one core each)")
     ap.add_argument("--dry-run", action="store_true", help="print the commands, train nothing")
+    ap.add_argument("--horizons", type=int, nargs="+", default=list(HORIZONS), help="train only these horizons")
     args = ap.parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
-    todo = [r for r in all_runs() if not is_completed(args.out / r.name)]
+    todo = [r for r in all_runs() if r.horizon in args.horizons and not is_completed(args.out / r.name)]
     print(f"{len(todo)} of {len(all_runs())} runs to train into {args.out}", flush=True)
     if args.dry_run:
         for r in todo:

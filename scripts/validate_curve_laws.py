@@ -10,9 +10,11 @@ Protocols (mean PredE = mean |relative error| over the held-out points, per grou
 Proxy curves are the validation loss, fitted and scored from step 151 (warmup is 50 steps; the
 tiny proxy's first ~100 steps after it are a fast transient, see PROXY_MIN_STEP).
 
-Interval coverage: each law's 90% band from `calibrate_band` (harness/fit/curve_predict.py: leave
-one fit curve out + forward-in-time refits, fit curves only); "cover" = the fraction of held-out
-points inside the band. Nothing here is tuned on the held-out curves.
+Selection (fit curves only): `validation_errors` (harness/fit/curve_predict.py) refits each law
+leaving one fit curve out, and on the first 60% of every fit curve's steps, and scores the
+hidden parts; the last table ranks the laws by that error. The default law is the best mean rank.
+Interval coverage: each law's 90% band from `calibrate_band` (the 90% quantile of those same
+errors); "cover" = the fraction of held-out points inside the band.
 
     python scripts/validate_curve_laws.py [--laws lr-noise mpl ...] [--protocols ...]
         [--proxies /work/wt/curvedata] [--data DIR] [--no-band] [--json out.json]
@@ -34,7 +36,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from harness.fit.curve_predict import calibrate_band, fit_curves  # noqa: E402
+from harness.fit.curve_predict import calibrate_band, fit_curves, validation_errors  # noqa: E402
 from harness.fit.fitter import metrics  # noqa: E402
 from harness.fit.io import Curve, read_curve_file  # noqa: E402
 from harness.fit.registry import CURVE_LAWS, DEFAULT_CURVE_LAW  # noqa: E402
@@ -59,7 +61,9 @@ def proxy_curve(root: Path, horizon: int, schedule: str, lr: str) -> Curve:
 
 def existing(root: Path, runs: list[tuple[int, str, str]]) -> list[Curve]:
     """The held-out proxy curves that exist (a partial set is scored with a note)."""
-    have = [r for r in runs if (root / f"{r[0]}_{r[1]}_{r[2]}" / "curve.jsonl").is_file()]
+    from make_curve_validation_set import is_completed
+
+    have = [r for r in runs if is_completed(root / f"{r[0]}_{r[1]}_{r[2]}")]
     if len(have) < len(runs):
         print(f"note: {len(runs) - len(have)} held-out proxy curves missing; scoring {len(have)}", file=sys.stderr)
     return [proxy_curve(root, *r) for r in have]
@@ -87,7 +91,8 @@ def evaluate(law_name: str, fit_set: list[Curve], held_out: list[Curve], band: b
     t0 = time.perf_counter()
     law, fit = fit_curves(law_name, fit_set)
     fit_s = time.perf_counter() - t0
-    q = calibrate_band(law_name, fit_set, BAND_LEVEL) if band else None
+    val_err = validation_errors(law_name, fit_set) if band else None
+    q = calibrate_band(law_name, fit_set, BAND_LEVEL, errors=val_err) if band else None
     per_curve, inside, total = {}, 0, 0
     for c in held_out:
         y = c.loss[c.eval_index()]
@@ -98,6 +103,7 @@ def evaluate(law_name: str, fit_set: list[Curve], held_out: list[Curve], band: b
             total += y.size
     return {"prede": float(np.mean(list(per_curve.values()))), "per_curve": per_curve, "fit_s": fit_s,
             "converged": bool(fit.converged), "band": q, "cover": inside / total if total else None,
+            "val": float(np.mean(val_err)) if val_err is not None else None,
             "params": fit.params}
 
 
@@ -122,7 +128,8 @@ def main() -> int:
         for law_name in args.laws:
             r = evaluate(law_name, fit_set, held_out, band=not args.no_band)
             results[pname][law_name] = r
-            cover = "" if r["cover"] is None else f" band ±{100 * r['band']:.2f}% cover {100 * r['cover']:.0f}%"
+            cover = "" if r["cover"] is None else (f" val {100 * r['val']:.3f}% band ±{100 * r['band']:.2f}% "
+                                                   f"cover {100 * r['cover']:.0f}%")
             print(f"{pname:15s} {law_name:20s} PredE {100 * r['prede']:.3f}%  fit {r['fit_s']:.1f}s "
                   f"conv={r['converged']}{cover}", flush=True)
     print(f"\nMean held-out PredE (%), default law = {DEFAULT_CURVE_LAW}; "
@@ -136,6 +143,18 @@ def main() -> int:
             cov = "" if r["cover"] is None else f" [{100 * r['cover']:.0f}]"
             cells.append(f"{100 * r['prede']:.3f}{cov}".rjust(15))
         print(f"{law_name:20s} " + " ".join(cells))
+    if not args.no_band:
+        print("\nSelection on fit curves only: mean |rel. error| of leave-one-curve-out + forward-in-time "
+              "refits (%), and each law's mean rank over the protocols (lower is better)")
+        ranks = {law: [] for law in args.laws}
+        for n in names:
+            order = sorted(args.laws, key=lambda law: results[n][law]["val"])
+            for i, law in enumerate(order):
+                ranks[law].append(i + 1)
+        print(f"{'law':20s} " + " ".join(f"{n:>15s}" for n in names) + f" {'mean rank':>10s}")
+        for law_name in args.laws:
+            print(f"{law_name:20s} " + " ".join(f"{100 * results[n][law_name]['val']:>15.3f}" for n in names)
+                  + f" {np.mean(ranks[law_name]):>10.2f}")
     if args.json:
         args.json.write_text(json.dumps(results, indent=1))
     return 0

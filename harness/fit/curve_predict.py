@@ -201,11 +201,13 @@ def validation_errors(law_name: str, curves: Sequence[Curve]) -> np.ndarray:
     return np.concatenate(errors) if errors else np.array([])
 
 
-def calibrate_band(law_name: str, curves: Sequence[Curve], level: float = 0.9) -> float:
-    """Relative half-width of the `level` prediction band, from `validation_errors`."""
+def calibrate_band(law_name: str, curves: Sequence[Curve], level: float = 0.9,
+                   errors: np.ndarray | None = None) -> float:
+    """Relative half-width of the `level` prediction band, from `validation_errors` (or the
+    `errors` it returned, to reuse them)."""
     if not 0 < level < 1:
         raise ValueError(f"level must be in (0, 1), got {level}")
-    err = validation_errors(law_name, curves)
+    err = validation_errors(law_name, curves) if errors is None else np.asarray(errors)
     if err.size == 0:
         raise RuntimeError(f"{law_name}: no validation fold could be fitted; cannot calibrate a band")
     return float(np.quantile(err, level))

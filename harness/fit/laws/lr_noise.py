@@ -164,24 +164,29 @@ class LRNoiseClockLaw(LRNoiseLaw):
     """
 
     name = "lr-noise-clock"
-    params = LRNoiseLaw.params + (Param("p", 0.0, 2.0, (1.0,)),)
+    params = LRNoiseLaw.params + (Param("p", 0.0, 1.0, (1.0,)),)
+    # The clock is Sp = LR_REF * sum (lr_k / LR_REF)^p: a fixed reference (not the data's peak, so
+    # one theta means the same law on every schedule) that keeps A nearly independent of p for
+    # LRs of usual size, which makes the fit well conditioned. Any constant gives the same law.
+    LR_REF = 1e-3
+    n_refine = 3
 
     def _prepare_curve(self, lr: np.ndarray, idx: np.ndarray) -> dict[str, Any]:
         out = super()._prepare_curve(lr, idx)
         last = int(idx[-1]) + 1
-        out["lr_all"] = lr[:last]
+        rel = lr[:last] / self.LR_REF
+        pos = rel > 0
+        out["log_rel"] = np.where(pos, np.log(np.where(pos, rel, 1.0)), -np.inf)  # lr = 0 -> lr^p = 0
         out["idx"] = idx
         return out
 
     def _clock(self, p: float, data: Mapping[str, Any], grad: bool) -> tuple[np.ndarray, np.ndarray | None]:
         s, ds = [], []
         for c in data["curves"]:
-            lr = c["lr_all"]
-            pos = lr > 0
-            lrp = np.where(pos, np.abs(lr) ** p, 0.0)
+            lrp = np.exp(p * c["log_rel"]) * self.LR_REF
             s.append(np.cumsum(lrp)[c["idx"]])
             if grad:
-                ds.append(np.cumsum(np.where(pos, lrp * np.log(np.where(pos, lr, 1.0)), 0.0))[c["idx"]])
+                ds.append(np.cumsum(lrp * np.where(lrp > 0, c["log_rel"], 0.0))[c["idx"]])
         return np.concatenate(s), (np.concatenate(ds) if grad else None)
 
     def predict(self, theta: np.ndarray, data: Mapping[str, Any]) -> np.ndarray:
@@ -206,7 +211,8 @@ class LRNoiseClockLaw(LRNoiseLaw):
     def starts(self, data: Mapping[str, Any], y: np.ndarray) -> np.ndarray:
         from harness.fit.fitter import fit_law
 
-        one = fit_law(LRNoiseLaw(), data, y).theta
-        peak = data["peak_lr"]
-        # Same clock at the peak LR: A' peak^(p alpha) = A peak^alpha (Sp = S1 * peak^(p-1) there).
-        return np.array([[one[0], one[1] * peak ** (one[2] * (p - 1.0)), *one[2:], p] for p in (1.0, 0.7, 0.4)])
+        one = fit_law(LRNoiseLaw(), data, y, n_refine=1).theta
+        # The same signal at the peak LR for each p: there Sp = S1 (peak / LR_REF)^(p - 1), so
+        # A' = A (peak / LR_REF)^(alpha (p - 1)).
+        rel = data["peak_lr"] / self.LR_REF
+        return np.array([[one[0], one[1] * rel ** (one[2] * (p - 1.0)), *one[2:], p] for p in (1.0, 0.7, 0.4)])

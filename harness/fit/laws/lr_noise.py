@@ -88,11 +88,12 @@ class LRNoiseLaw(CurveLaw):
 
     def predict(self, theta: np.ndarray, data: Mapping[str, Any]) -> np.ndarray:
         th, single = batch_theta(theta)
-        out = np.empty((th.shape[0], data["n"]))
         s1 = data["S1"]
-        for i, (L0, A, alpha, sigma, tau) in enumerate(th):
-            with np.errstate(all="ignore"):
-                out[i] = L0 + A * s1 ** (-alpha) + sigma * self._noise_all(tau, data, False)[0]
+        with np.errstate(all="ignore"):
+            # N depends on tau alone: one pass per distinct tau (the start grid has 4 of them).
+            taus, which = np.unique(th[:, 4], return_inverse=True)
+            noise = np.stack([self._noise_all(t, data, False)[0] for t in taus])[which.ravel()]
+            out = th[:, :1] + th[:, 1:2] * s1[None, :] ** (-th[:, 2:3]) + th[:, 3:4] * noise
         return out[0] if single else out
 
     def jacobian(self, theta: np.ndarray, data: Mapping[str, Any]) -> tuple[np.ndarray, np.ndarray]:
@@ -191,11 +192,12 @@ class LRNoiseClockLaw(LRNoiseLaw):
 
     def predict(self, theta: np.ndarray, data: Mapping[str, Any]) -> np.ndarray:
         th, single = batch_theta(theta)
-        out = np.empty((th.shape[0], data["n"]))
-        for i, (L0, A, alpha, sigma, tau, p) in enumerate(th):
-            with np.errstate(all="ignore"):
-                sp = self._clock(p, data, False)[0]
-                out[i] = L0 + A * sp ** (-alpha) + sigma * self._noise_all(tau, data, False)[0]
+        with np.errstate(all="ignore"):
+            taus, t_of = np.unique(th[:, 4], return_inverse=True)
+            powers, p_of = np.unique(th[:, 5], return_inverse=True)
+            noise = np.stack([self._noise_all(t, data, False)[0] for t in taus])[t_of.ravel()]
+            clock = np.stack([self._clock(p, data, False)[0] for p in powers])[p_of.ravel()]
+            out = th[:, :1] + th[:, 1:2] * clock ** (-th[:, 2:3]) + th[:, 3:4] * noise
         return out[0] if single else out
 
     def jacobian(self, theta: np.ndarray, data: Mapping[str, Any]) -> tuple[np.ndarray, np.ndarray]:

@@ -218,3 +218,4 @@ class LRNoiseClockLaw(LRNoiseLaw):
         # A' = A (peak / LR_REF)^(alpha (p - 1)).
         rel = data["peak_lr"] / self.LR_REF
         return np.array([[one[0], one[1] * rel ** (one[2] * (p - 1.0)), *one[2:], p] for p in (1.0, 0.7, 0.4)])
+

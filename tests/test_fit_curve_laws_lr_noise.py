@@ -166,3 +166,21 @@ def test_bad_schedule_file(tmp_path, capsys, text, problem):
     assert main(["curve", "--law", "power", "--fit", str(good), "--predict-schedule", str(bad), "--out", str(out)]) == 2
     err = capsys.readouterr().err
     assert str(bad) in err and problem in err and not out.exists()
+
+
+def test_cli_band_columns_and_bad_level(tmp_path, capsys):
+    paths = []
+    for c in _synthetic(2e-3):
+        p = tmp_path / f"{c.name}.csv"
+        p.write_text(curve_to_csv(c))
+        paths.append(str(p))
+    out = tmp_path / "out"
+    assert main(["curve", "--law", "lr-noise", "--fit", *paths, "--predict", paths[0], "--band", "1.5",
+                 "--out", str(out)]) == 2
+    assert "--band 1.5" in capsys.readouterr().err and not out.exists()
+    assert main(["curve", "--law", "lr-noise", "--fit", *paths, "--predict", paths[0], "--band", "0.9",
+                 "--out", str(out)]) == 0
+    table = pd.read_csv(out / f"pred_{_synthetic(2e-3)[0].name}.csv")
+    band = table["loss_band_hi"] / table["loss_pred"] - 1
+    assert np.allclose(band, band.iloc[0]) and 0 <= band.iloc[0] < 0.01
+    np.testing.assert_allclose(table["loss_band_lo"], table["loss_pred"] * (1 - band.iloc[0]))

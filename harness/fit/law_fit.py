@@ -54,7 +54,9 @@ def run_curve(args: argparse.Namespace) -> Outputs:
     law = CURVE_LAWS[args.law]()
     _check_bootstrap_supported(law, args)
     fit_curves = read_curves(args.fit, args.target, need_loss=True)
-    pred_curves = read_curves(args.predict, args.target, need_loss=False) + _schedule_curves(args, fit_curves)
+    _check_band_level(args)
+    pred_curves = read_curves(args.predict, args.target, need_loss=False)
+    pred_curves += _schedule_curves(args, [c.name for c in pred_curves])
     for c in fit_curves + pred_curves:
         c.max_points = args.max_points
         c.min_step = args.min_step
@@ -97,12 +99,13 @@ def run_curve(args: argparse.Namespace) -> Outputs:
     return out
 
 
-def _schedule_curves(args: argparse.Namespace, fit_curves: Sequence[Curve]) -> list[Curve]:
-    """--predict-schedule files as curves with no observed loss (LR from harness.schedules)."""
+def _schedule_curves(args: argparse.Namespace, taken: list[str]) -> list[Curve]:
+    """--predict-schedule files as curves with no observed loss (LR from harness.schedules); a
+    name already `taken` by another prediction target is an input error (outputs would collide)."""
     from harness.fit.curve_predict import read_schedule_spec, schedule_curve
 
     curves = [schedule_curve(read_schedule_spec(p)) for p in getattr(args, "predict_schedule", [])]
-    taken = [Path(p).stem if Path(p).name != "curve.jsonl" else Path(p).parent.name for p in args.predict]
+    taken = list(taken)
     for c in curves:
         if c.name in taken:
             raise InputError(f"{c.path}: another prediction target is also named '{c.name}'. "
@@ -111,13 +114,17 @@ def _schedule_curves(args: argparse.Namespace, fit_curves: Sequence[Curve]) -> l
     return curves
 
 
+def _check_band_level(args: argparse.Namespace) -> None:
+    level = getattr(args, "band", 0.0)
+    if level and not 0 < level < 1:
+        raise InputError(f"--band {level}: the level must be in (0, 1), e.g. 0.9 (or 0 for no band)")
+
+
 def _band(args: argparse.Namespace, fit_curves: Sequence[Curve]) -> float | None:
     """Relative half-width of the calibrated --band (harness/fit/curve_predict.py), or None."""
     level = getattr(args, "band", 0.0)
     if not level:
         return None
-    if not 0 < level < 1:
-        raise InputError(f"--band {level}: the level must be in (0, 1), e.g. 0.9")
     from harness.fit.curve_predict import calibrate_band
 
     band = calibrate_band(args.law, fit_curves, level)

@@ -178,13 +178,16 @@ class LRNoiseClockLaw(LRNoiseLaw):
         rel = lr[:last] / self.LR_REF
         pos = rel > 0
         out["log_rel"] = np.where(pos, np.log(np.where(pos, rel, 1.0)), -np.inf)  # lr = 0 -> lr^p = 0
+        out["zero_lr"] = ~pos
         out["idx"] = idx
         return out
 
     def _clock(self, p: float, data: Mapping[str, Any], grad: bool) -> tuple[np.ndarray, np.ndarray | None]:
         s, ds = [], []
         for c in data["curves"]:
-            lrp = np.exp(p * c["log_rel"]) * self.LR_REF
+            with np.errstate(invalid="ignore"):
+                lrp = np.exp(p * c["log_rel"]) * self.LR_REF
+            lrp[c["zero_lr"]] = 0.0  # exp(0 * -inf) is NaN at p = 0; lr = 0 steps add nothing
             s.append(np.cumsum(lrp)[c["idx"]])
             if grad:
                 ds.append(np.cumsum(lrp * np.where(lrp > 0, c["log_rel"], 0.0))[c["idx"]])

@@ -16,6 +16,9 @@ term: lowering the LR lowers the noise fed in, and N(t) relaxes to the new, lowe
 LR area ~ tau. Five parameters, all with a meaning: the floor L0, the signal (A, alpha), the noise
 amplitude sigma (loss per unit LR) and the forgetting area tau (in LR x steps).
 
+Registered variants: `lr-noise` (this law), `lr-noise-clock` (the default: the signal on a clock
+Sp = sum lr^p, p <= 1; `LRNoiseClockLaw`), `lr-noise2` (two forgetting areas; `LRNoise2Law`).
+
 Cost. N(t) is needed only at the evaluated rows t_1 < ... < t_n. With c_j the noise injected over
 (t_{j-1}, t_j] and aged to t_j (one pass over the steps), N(t_i) = sum_{j<=i} c_j exp(-(S1(t_i) -
 S1(t_j)) / tau): an n x n lower-triangular product. Every exponent is <= 0, so nothing overflows
@@ -161,7 +164,11 @@ class LRNoiseClockLaw(LRNoiseLaw):
 
     p = 1 is the LR-area clock; p < 1 makes a step at a high LR count less than proportionally
     (adaptive optimizers' updates do not grow linearly with the LR), which matters when the fit
-    is used at another peak LR.
+    is used at another peak LR and on long low-LR tails (the end of a 3x-longer cosine). p is
+    bounded by 1: a step at a higher LR never counts more than in proportion (unbounded, a fit at
+    one peak LR chose p = 1.77 on our proxies and transferred 3x worse; docs/CURVE_LAWS.md).
+    Starts: the `lr-noise` fit carried to p = 1, 0.7, 0.4 at the same signal at the peak LR; all
+    three are refined because the fit has local optima in p. The registry's default curve law.
     """
 
     name = "lr-noise-clock"

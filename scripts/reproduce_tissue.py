@@ -100,12 +100,12 @@ def main() -> None:
     default = run_default(args.data)
     print(f"\nDefault curve law `{DEFAULT_CURVE_LAW}` on the same points: converged={default.converged}, "
           f"{default.wall_s:.2f} s; " + "  ".join(f"{k}={v:.4g}" for k, v in default.params.items()))
-    print(f"  {'fit':<10} {'R2':>8} {'PredE':>8} {'WorstE':>8}")
+    print(f"  {'fit':<16} {'R2':>8} {'PredE':>8} {'WorstE':>8}")
     for name, m in (("paper", None), ("tissue", fit.metrics), (DEFAULT_CURVE_LAW, default.metrics)):
         if m is None:
-            print(f"  {name:<10} {PAPER_R2:>8.5f} {'-':>8} {'-':>8}")
+            print(f"  {name:<16} {PAPER_R2:>8.5f} {'-':>8} {'-':>8}")
         else:
-            print(f"  {name:<10} {m['r2']:>8.5f} {100 * m['prede']:>7.3f}% {100 * m['worste']:>7.3f}%")
+            print(f"  {name:<16} {m['r2']:>8.5f} {100 * m['prede']:>7.3f}% {100 * m['worste']:>7.3f}%")
     print("  (in-sample on the two fitted curves: this example has no held-out curve)")
 
 

@@ -1,4 +1,5 @@
-"""Wall time of one fit per law on reference data (goal: <= 10 s per law on 2 cores), and of
+"""Wall time of one fit per law on reference data (goal: <= 10 s per law on 2 cores; curve laws
+<= 5 s on 3 curves, issue 12), and of
 scoring the 4,500-start Chinchilla grid in one vectorized call (goal: < 1 s).
 
 Table-driven: add a row to BENCHES with a name and a function of the data directory that returns
@@ -77,6 +78,12 @@ BENCHES: dict[str, Case] = {
     "mpl (MPL 100M train, 3 curves)": _mpl_train_case("mpl", "100"),
     "mpl (MPL 400M train, 3 curves)": _mpl_train_case("mpl", "400"),
     "mpl-recipe (MPL 400M train, 3 curves)": _mpl_train_case("mpl-recipe", "400"),
+    "lr-noise (MPL 25M train, 3 curves)": _mpl_train_case("lr-noise", "25"),
+    "lr-noise (MPL 400M train, 3 curves)": _mpl_train_case("lr-noise", "400"),
+    "lr-noise-clock (MPL 25M train, 3 curves)": _mpl_train_case("lr-noise-clock", "25"),
+    "lr-noise-clock (MPL 100M train, 3 curves)": _mpl_train_case("lr-noise-clock", "100"),
+    "lr-noise-clock (MPL 400M train, 3 curves)": _mpl_train_case("lr-noise-clock", "400"),
+    "lr-noise2 (MPL 400M train, 3 curves)": _mpl_train_case("lr-noise2", "400"),
     "chinchilla (240 Chinchilla points)": _chinchilla_case("chinchilla"),
     "kaplan (240 Chinchilla points)": _chinchilla_case("kaplan"),
     "gadre (240 Chinchilla points)": _chinchilla_case("gadre"),

@@ -4,7 +4,9 @@ Official split (thu-yao-01-luo/MultiPowerLaw src/config.py): fit cosine_24000, c
 wsdcon_9; predict the 6 other schedules (3x longer horizons, WSD with exponential or linear decay,
 two-stage drops to other LRs). Done for the 25M, 100M and 400M models.
 
-Three columns:
+Four columns:
+* default: the harness's default curve law (DEFAULT_CURVE_LAW in harness/fit/registry.py, chosen
+  by scripts/validate_curve_laws.py; docs/CURVE_LAWS.md), fitted by harness.fit.fitter.
 * ours: `mpl` (paper formulation) fitted by harness.fit.fitter (L-BFGS-B to convergence).
 * recipe: the authors' procedure re-run by us (`fit_official_recipe`: initialiser + 200 early-
   stopped AdamW steps, code formulation `mpl-code`).
@@ -35,7 +37,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from harness.fit.fitter import fit_law, metrics  # noqa: E402
 from harness.fit.data_dir import DataMissing, dataset  # noqa: E402
 from harness.fit.io import Curve  # noqa: E402
+from harness.fit.laws.base import Law  # noqa: E402
 from harness.fit.laws.mpl import MultiPowerLaw, fit_official_recipe  # noqa: E402
+from harness.fit.registry import CURVE_LAWS, DEFAULT_CURVE_LAW  # noqa: E402
 
 DATASET = "luo2025_multipowerlaw"
 TRAIN = ("cosine_24000", "constant_24000", "wsdcon_9")
@@ -95,15 +99,21 @@ def observed(curves: list[Curve]) -> np.ndarray:
     return np.concatenate([c.loss[c.eval_index()] for c in curves])
 
 
-def run(size: str, law: MultiPowerLaw | None = None, data: Path | str | None = None) -> dict:
-    """Fit on the train curves; metrics per test curve for our fit and the published parameters."""
+def run(size: str, law: MultiPowerLaw | None = None, data: Path | str | None = None,
+        default_law: Law | None = None) -> dict:
+    """Fit on the train curves; metrics per test curve for the default law, our `mpl` fit, the
+    recipe re-run and the published parameters."""
     law = law or MultiPowerLaw()
+    default_law = default_law or CURVE_LAWS[DEFAULT_CURVE_LAW]()
     # The convention the published parameters were fitted in (bins of 8 steps as in the tests).
     code_law = MultiPowerLaw(warmup_in_drop=True, bin_steps=8)
     train = [load_curve(size, n, data) for n in TRAIN]
     t0 = time.perf_counter()
     fit = fit_law(law, law.prepare(train), observed(train))
     fit_s = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    default_fit = fit_law(default_law, default_law.prepare(train), observed(train))
+    default_s = time.perf_counter() - t0
     t0 = time.perf_counter()
     recipe = fit_official_recipe(code_law, code_law.prepare(train), observed(train))
     recipe_s = time.perf_counter() - t0
@@ -114,14 +124,15 @@ def run(size: str, law: MultiPowerLaw | None = None, data: Path | str | None = N
         y = observed([curve])
         rows.append({
             "curve": name,
+            "default": metrics(y, default_law.predict(default_fit.theta, default_law.prepare([curve]))),
             "ours": metrics(y, law.predict(fit.theta, prepared)),
             "recipe": metrics(y, code_law.predict(recipe, code_data)),
             "published": metrics(y, code_law.predict(np.array(PUBLISHED_PARAMS[size]), code_data)),
         })
     mean = {src: {k: float(np.mean([r[src][k] for r in rows])) for k in ("r2", "mae", "rmse", "prede", "worste")}
-            for src in ("ours", "recipe", "published")}
+            for src in ("default", "ours", "recipe", "published")}
     return {"size": size, "fit": fit, "fit_s": fit_s, "recipe": recipe, "recipe_s": recipe_s, "rows": rows,
-            "mean": mean}
+            "mean": mean, "default_law": default_law.name, "default_fit": default_fit, "default_s": default_s}
 
 
 def print_report(result: dict) -> None:
@@ -132,13 +143,16 @@ def print_report(result: dict) -> None:
     print("  params ours:      " + "  ".join(f"{k}={v:.4g}" for k, v in fit.params.items()))
     print("  params recipe:    " + "  ".join(f"{k}={v:.4g}" for k, v in zip(names, result["recipe"])))
     print("  params published: " + "  ".join(f"{k}={v:.4g}" for k, v in zip(names, PUBLISHED_PARAMS[size])))
-    print(f"  {'curve':<18} {'PredE ours':>10} {'recipe':>8} {'published':>9}   {'WorstE ours':>11} {'recipe':>8} "
-          f"{'published':>9}   {'R2 ours':>7} {'published':>9}")
+    d = result["default_fit"]
+    print(f"  default {result['default_law']}: fit {result['default_s']:.1f} s, converged={d.converged}; "
+          + "  ".join(f"{k}={v:.4g}" for k, v in d.params.items()))
+    print(f"  {'curve':<18} {'PredE default':>13} {'mpl':>7} {'recipe':>8} {'published':>9}   {'WorstE default':>14} "
+          f"{'mpl':>7} {'recipe':>8} {'published':>9}   {'R2 default':>10} {'published':>9}")
     for r in result["rows"] + [{"curve": "MEAN", **result["mean"]}]:
-        o, c, p = r["ours"], r["recipe"], r["published"]
-        print(f"  {r['curve']:<18} {100 * o['prede']:>9.3f}% {100 * c['prede']:>7.3f}% {100 * p['prede']:>8.3f}%   "
-              f"{100 * o['worste']:>10.3f}% {100 * c['worste']:>7.3f}% {100 * p['worste']:>8.3f}%   "
-              f"{o['r2']:>7.4f} {p['r2']:>9.4f}")
+        e, o, c, p = r["default"], r["ours"], r["recipe"], r["published"]
+        print(f"  {r['curve']:<18} {100 * e['prede']:>12.3f}% {100 * o['prede']:>6.3f}% {100 * c['prede']:>7.3f}% "
+              f"{100 * p['prede']:>8.3f}%   {100 * e['worste']:>13.3f}% {100 * o['worste']:>6.3f}% "
+              f"{100 * c['worste']:>7.3f}% {100 * p['worste']:>8.3f}%   {e['r2']:>10.4f} {p['r2']:>9.4f}")
     print(f"  README mean PredE: {100 * PUBLISHED_PREDE[size]:.3f}%")
 
 
@@ -158,12 +172,13 @@ def main() -> None:
     for result in results:
         print_report(result)
     print("\nSummary: mean held-out PredE (%) and fit wall time (s)")
-    print(f"  {'size':<5} {'ours (mpl)':>10} {'recipe':>8} {'published':>9} {'README':>7}   {'fit ours':>8} {'recipe':>7}")
+    print(f"  {'size':<5} {'default':>8} {'mpl':>7} {'recipe':>8} {'published':>9} {'README':>7}   "
+          f"{'fit default':>11} {'mpl':>6} {'recipe':>7}   (default = {DEFAULT_CURVE_LAW})")
     for r in results:
         m = r["mean"]
-        print(f"  {r['size'] + 'M':<5} {100 * m['ours']['prede']:>10.3f} {100 * m['recipe']['prede']:>8.3f} "
-              f"{100 * m['published']['prede']:>9.3f} {100 * PUBLISHED_PREDE[r['size']]:>7.3f}   "
-              f"{r['fit_s']:>8.1f} {r['recipe_s']:>7.1f}")
+        print(f"  {r['size'] + 'M':<5} {100 * m['default']['prede']:>8.3f} {100 * m['ours']['prede']:>7.3f} "
+              f"{100 * m['recipe']['prede']:>8.3f} {100 * m['published']['prede']:>9.3f} "
+              f"{100 * PUBLISHED_PREDE[r['size']]:>7.3f}   {r['default_s']:>11.1f} {r['fit_s']:>6.1f} {r['recipe_s']:>7.1f}")
     print(f"\ntotal wall time {time.perf_counter() - t0:.1f} s")
 
 

@@ -9,7 +9,8 @@
 | bootstrap_starts | scaling-law bootstrap over (N, D) cells, each refit from several starts |
 | analyses | isoflop / envelope / steplaw / powerlines / critbatch: CSV in, JSON out |
 | registry | CLI name -> law factory (lazy) |
-| laws/ | the `Law` contract (base) and the laws: curve, mpl, final_loss, downstream, journey, critical_batch |
+| laws/ | the `Law` contract (base) and the laws: curve, mpl, lr_noise, final_loss, downstream, journey, critical_batch |
+| curve_predict | schedule config -> per-step LR, predicted curves of untrained schedules, calibrated bands |
 | fitter | multi-start robust fit of any `Law`, metrics, bootstrap |
 | io | validated readers of curve files and scaling tables |
 | powerlaw | `PowerLaw`: y = c * prod x_i^k_i by OLS in log space, with bootstrap intervals |

@@ -3,8 +3,13 @@
 Fit a registered law (harness/fit/registry.py) to files; OUT receives params.json, metrics.json,
 pred_<name>.csv per predicted file and plot_<mode>.png:
 
-    curve   --law LAW --fit A.csv B.csv ... [--predict X.csv ...] --out DIR [--target loss|val_loss]
-            [--bootstrap N] [--seed S] [--max-points M] [--min-step K]
+    curve   [--law LAW] --fit A.csv B.csv ... [--predict X.csv ...] [--predict-schedule S.yaml ...]
+            --out DIR [--target loss|val_loss] [--bootstrap N] [--band LEVEL] [--seed S]
+            [--max-points M] [--min-step K]
+            --law defaults to DEFAULT_CURVE_LAW in harness/fit/registry.py (chosen by
+            scripts/validate_curve_laws.py, docs/CURVE_LAWS.md). --predict-schedule takes a schedule
+            file (any schedule of harness/schedules.py plus `steps` and `peak_lr`) and writes
+            pred_<file stem>.csv, its predicted curve.
     scaling --law LAW --fit runs.csv [--predict targets.csv ...] --out DIR [--bootstrap N] [--seed S]
 
   Curve inputs are CSV (`step,lr,loss`, one row per optimizer step) or a harness `curve.jsonl`;
@@ -47,7 +52,7 @@ import sys  # noqa: E402
 from pathlib import Path  # noqa: E402
 from typing import Sequence  # noqa: E402
 
-from harness.fit.registry import CURVE_LAWS, SCALING_LAWS  # noqa: E402
+from harness.fit.registry import CURVE_LAWS, DEFAULT_CURVE_LAW, SCALING_LAWS  # noqa: E402
 
 
 def _fit_law(args: argparse.Namespace) -> int:
@@ -65,13 +70,15 @@ def _analysis(args: argparse.Namespace) -> int:
 def _add_law_fit(sub: argparse._SubParsersAction, mode: str, laws: dict) -> None:
     p = sub.add_parser(mode, help=f"fit a {mode} law to files",
                        description=f"Fit a {mode} law; see `python -m harness.fit --help`.")
-    law_help = None
-    if mode == "scaling":
-        law_help = ("farseer is EXPERIMENTAL: the paper's decomposition and staged fit are followed, but its "
-                    "closed form is a guess (not read in the paper); it needs >= 5 model sizes. "
-                    "kaplan-steps (columns N, step, B) and chinchilla-journey (N_avg, D) are seed laws checked "
-                    "on synthetic data only. See harness/fit/laws/")
-    p.add_argument("--law", required=True, choices=sorted(laws), help=law_help)
+    if mode == "curve":
+        p.add_argument("--law", default=DEFAULT_CURVE_LAW, choices=sorted(laws),
+                       help=f"curve law (default: {DEFAULT_CURVE_LAW}; its validation: docs/CURVE_LAWS.md)")
+    else:
+        p.add_argument("--law", required=True, choices=sorted(laws),
+                       help=("farseer is EXPERIMENTAL: the paper's decomposition and staged fit are followed, but its "
+                             "closed form is a guess (not read in the paper); it needs >= 5 model sizes. "
+                             "kaplan-steps (columns N, step, B) and chinchilla-journey (N_avg, D) are seed laws "
+                             "checked on synthetic data only. See harness/fit/laws/"))
     p.add_argument("--fit", required=True, nargs="+", type=Path, help="input files to fit on")
     p.add_argument("--predict", nargs="*", default=[], type=Path, help="input files to predict")
     p.add_argument("--out", required=True, type=Path, help="output directory")
@@ -95,6 +102,12 @@ def _add_law_fit(sub: argparse._SubParsersAction, mode: str, laws: dict) -> None
                        help="evaluate at most this many observed rows per curve (evenly thinned)")
         p.add_argument("--min-step", type=int, default=1,
                        help="fit and score only rows at or after this step (e.g. the end of warmup)")
+        p.add_argument("--predict-schedule", action="append", default=[], type=Path, metavar="FILE",
+                       help="schedule file (.yaml/.json: name + its fields, steps, peak_lr) to predict; "
+                            "writes pred_<stem>.csv; repeatable")
+        p.add_argument("--band", type=float, default=0.0, metavar="LEVEL",
+                       help="add a calibrated LEVEL (e.g. 0.9) prediction band (loss_band_lo/hi) from "
+                            "leave-one-curve-out and forward-in-time refits; 0 = none")
     p.set_defaults(run=_fit_law)
 
 

@@ -2,7 +2,9 @@
 
 Curve files (one per training run):
 * CSV with columns `step,lr,<target>` (target "loss" by default): one row per optimizer step from
-  the first step, consecutive, lr on every row, the loss empty where it was not observed.
+  the first step, consecutive, lr on every row, the loss empty where it was not observed. The
+  first row must be step 0 or 1: a file that starts later (logging from step 500) is refused,
+  because the LR of the missing steps enters every LR sum (S1, S2, LD) of the curve laws.
 * The harness's own `curve.jsonl` (harness/tracking/curve.py): one JSON object per step with keys
   step, lr, loss, val_loss (eval steps only), tokens, flops, ...; `target` picks "loss" or
   "val_loss". Read by the harness's one reader (harness/tracking/curve.py): a torn last line
@@ -119,11 +121,24 @@ def _check_steps(path: Path, step: np.ndarray, line_of) -> None:
             raise _fail(path, line_of(i), f"{kind}: {detail}", fix)
 
 
+def _check_starts_at_one(path: Path, step: np.ndarray, line_of) -> None:
+    """Curve laws sum the LR over every step from the first (S1, S2, LD): a file that starts later
+    (logging from step 500) would shift every sum by the missing area, so it is refused. Step 0
+    (the state before the first update, as in the MPL data) is allowed."""
+    first = int(step[0])
+    if first > 1:
+        raise _fail(path, line_of(0), f"the curve starts at step {first}, so the LR of steps 1..{first - 1} is "
+                    "unknown and every LR sum (S1, S2, LD) would be shifted",
+                    f"add the rows of steps 1..{first - 1} with their lr and an empty loss (the loss may be "
+                    "missing on any row, the lr may not)")
+
+
 def _curve_from_columns(path: Path, step: np.ndarray, lr: np.ndarray, loss: np.ndarray, line_of,
                         target: str) -> Curve:
     if step.size == 0:
         raise _fail(path, None, "no rows", "give one row per optimizer step")
     _check_steps(path, step, line_of)
+    _check_starts_at_one(path, step, line_of)
     _check_positive(path, "lr", lr, line_of, zero_ok=True)
     _check_positive(path, target, loss, line_of)
     return Curve(name=curve_name(path), path=str(path), step=step.astype(np.int64), lr=lr, loss=loss)

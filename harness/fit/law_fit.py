@@ -58,7 +58,9 @@ def run_curve(args: argparse.Namespace) -> Outputs:
     law = CURVE_LAWS[args.law]()
     _check_bootstrap_supported(law, args)
     fit_curves = read_curves(args.fit, args.target, need_loss=True)
+    _check_band_level(args)
     pred_curves = read_curves(args.predict, args.target, need_loss=False)
+    pred_curves += _schedule_curves(args, [c.name for c in pred_curves])
     for c in fit_curves + pred_curves:
         c.max_points = args.max_points
         c.min_step = args.min_step
@@ -72,6 +74,7 @@ def run_curve(args: argparse.Namespace) -> Outputs:
 
     fit = fit_law(law, fit_data, y, seed=args.seed)
     boot = _bootstrap(law, fit_data, y, fit, args, groups if len(fit_curves) > 1 else None)
+    band = _band(args, fit_curves)
 
     out = Outputs(params=_params_json(law, fit, boot, args), metrics={"fit": fit.metrics, "fit_curves": {},
                                                                         "predict": {}})
@@ -87,6 +90,8 @@ def run_curve(args: argparse.Namespace) -> Outputs:
             if boot is not None:
                 lo, hi = boot.predict_interval(law, data)
                 table[f"{args.target}_pred_lo"], table[f"{args.target}_pred_hi"] = lo, hi
+            if band is not None:
+                table[f"{args.target}_band_lo"], table[f"{args.target}_band_hi"] = pred * (1 - band), pred * (1 + band)
             ok = np.isfinite(obs)
             if role == "predict":
                 out.tables[f"pred_{c.name}.csv"] = table
@@ -96,6 +101,40 @@ def run_curve(args: argparse.Namespace) -> Outputs:
                 out.metrics["fit_curves"][c.name] = metrics(obs[ok], pred[ok])
             out.series.append(plots.Series(c.name, c.step[idx].astype(float), obs, pred, role, lo, hi))
     return out
+
+
+def _schedule_curves(args: argparse.Namespace, taken: list[str]) -> list[Curve]:
+    """--predict-schedule files as curves with no observed loss (LR from harness.schedules); a
+    name already `taken` by another prediction target is an input error (outputs would collide)."""
+    from harness.fit.curve_predict import read_schedule_spec, schedule_curve
+
+    curves = [schedule_curve(read_schedule_spec(p)) for p in getattr(args, "predict_schedule", [])]
+    taken = list(taken)
+    for c in curves:
+        if c.name in taken:
+            raise InputError(f"{c.path}: another prediction target is also named '{c.name}'. "
+                             "Fix: rename one file so the outputs do not collide.")
+        taken.append(c.name)
+    return curves
+
+
+def _check_band_level(args: argparse.Namespace) -> None:
+    level = getattr(args, "band", 0.0)
+    if level and not 0 < level < 1:
+        raise InputError(f"--band {level}: the level must be in (0, 1), e.g. 0.9 (or 0 for no band)")
+
+
+def _band(args: argparse.Namespace, fit_curves: Sequence[Curve]) -> float | None:
+    """Relative half-width of the calibrated --band (harness/fit/curve_predict.py), or None."""
+    level = getattr(args, "band", 0.0)
+    if not level:
+        return None
+    from harness.fit.curve_predict import calibrate_band
+
+    band = calibrate_band(args.law, fit_curves, level)
+    print(f"note: {level:.0%} band = prediction x (1 +- {band:.4f}), calibrated on the fit curves "
+          "(leave-one-curve-out and forward-in-time refits)")
+    return band
 
 
 # ----------------------------------------------------------------------------------------------

@@ -40,10 +40,17 @@ CURVE_LAWS: dict[str, LawFactory] = {
     "tissue": _law("curve", "TissueLaw", warmup="peak"),
     "tissue-true-warmup": _law("curve", "TissueLaw", warmup="true"),
     "power": _law("curve", "PowerCurveLaw"),
+    # Signal on the LR-area clock + an LR-dependent noise floor forgotten over LR area; the
+    # default adds a clock sum lr^p, p <= 1 (laws/lr_noise.py, docs/CURVE_LAWS.md).
+    "lr-noise-clock": _law("lr_noise", "LRNoiseClockLaw"),
+    "lr-noise": _law("lr_noise", "LRNoiseLaw"),
+    "lr-noise2": _law("lr_noise", "LRNoise2Law"),
 }
 
 # The law `python -m harness.fit curve` fits when --law is not given, and the one reports lead with.
-DEFAULT_CURVE_LAW = "mpl"
+# Chosen by scripts/validate_curve_laws.py (docs/CURVE_LAWS.md): the best mean rank of validation
+# error on the fit curves alone, and the lowest held-out error on the MPL split and our proxies.
+DEFAULT_CURVE_LAW = "lr-noise-clock"
 
 SCALING_LAWS: dict[str, LawFactory] = {
     # Final loss over (N, D): columns N, D, loss (harness/fit/laws/final_loss.py).

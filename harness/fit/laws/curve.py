@@ -15,6 +15,11 @@ the LR area S1(i) = sum_{j<=i} lr_j includes the current step (as in the MPL and
 | tissue-true-warmup | TissueLaw        | the same with the true warmup LR in S1               |
 | mpl, mpl-code      | MultiPowerLaw    | Luo et al. 2025 multi-power law (laws/mpl.py)        |
 | mpl-recipe         | MPLRecipe        | the same, fitted by the authors' recipe              |
+| lr-noise-clock     | LRNoiseClockLaw  | DEFAULT: L0 + A Sp^-alpha + sigma N (laws/lr_noise.py)|
+| lr-noise           | LRNoiseLaw       | the same with p = 1 (LR-area clock)                  |
+| lr-noise2          | LRNoise2Law      | lr-noise with two forgetting areas                   |
+
+Which is the default (registry.DEFAULT_CURVE_LAW) and why: docs/CURVE_LAWS.md.
 
 (`PowerCurveLaw` is a loss-curve baseline; `harness.fit.powerlaw.PowerLaw` is a fitted c * x^k.)
 

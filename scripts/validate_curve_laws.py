@@ -1,0 +1,164 @@
+"""Evidence for the default curve law: every curve law on every transfer protocol, one table.
+
+Protocols (mean PredE = mean |relative error| over the held-out points, per group):
+* mpl-<size>M: the MPL paper's split (fit cosine_24000, constant_24000, wsdcon_9; predict the 6
+  others: 3x horizons, WSD exp / linear, two-stage drops), on shared/data/luo2025_multipowerlaw.
+* proxy-horizon: our proxies (scripts/make_curve_validation_set.py): fit constant + cosine + WSD
+  linear at 600 steps and the base peak LR 2e-3; predict all 5 schedules at 1200 steps.
+* proxy-lr-<h>: fit the same 3 schedules at horizon h and the base peak LR; predict all 5
+  schedules at 0.5x, 2x and 3x the peak LR (same horizon).
+Proxy curves are the validation loss, fitted and scored from step 151 (warmup is 50 steps; the
+tiny proxy's first ~100 steps after it are a fast transient, see PROXY_MIN_STEP).
+
+Selection (fit curves only): `validation_errors` (harness/fit/curve_predict.py) refits each law
+leaving one fit curve out, and on the first 60% of every fit curve's steps, and scores the
+hidden parts; the last table ranks the laws by that error. The default law is the best mean rank.
+Interval coverage: each law's 90% band from `calibrate_band` (the 90% quantile of those same
+errors); "cover" = the fraction of held-out points inside the band.
+
+    python scripts/validate_curve_laws.py [--laws lr-noise mpl ...] [--protocols ...]
+        [--proxies /work/wt/curvedata] [--data DIR] [--no-band] [--json out.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from harness.fit.curve_predict import calibrate_band, fit_curves, validation_errors  # noqa: E402
+from harness.fit.fitter import metrics  # noqa: E402
+from harness.fit.io import Curve, read_curve_file  # noqa: E402
+from harness.fit.registry import CURVE_LAWS, DEFAULT_CURVE_LAW  # noqa: E402
+
+LAWS = ("lr-noise", "lr-noise2", "mpl", "mpl-recipe", "tissue", "tissue-true-warmup", "power")
+FIT_SCHEDULES = ("constant", "cosine", "wsdlin")
+ALL_SCHEDULES = ("constant", "cosine", "cosine10", "wsdlin", "wsdsqrt")
+BASE_LR = "0.002"
+OTHER_LRS = ("0.001", "0.004", "0.006")
+PROXY_WARMUP = 50
+# Fit and score proxy curves from this step: the tiny proxy's first ~100 post-warmup steps are a fast
+# initial transient (val loss 5.0 -> 4.0) that the 124M-scale curves this targets do not have.
+PROXY_MIN_STEP = 151
+BAND_LEVEL = 0.9
+
+
+def proxy_curve(root: Path, horizon: int, schedule: str, lr: str) -> Curve:
+    curve = read_curve_file(root / f"{horizon}_{schedule}_{lr}" / "curve.jsonl", "val_loss")
+    curve.min_step = PROXY_MIN_STEP
+    return curve
+
+
+def existing(root: Path, runs: list[tuple[int, str, str]]) -> list[Curve]:
+    """The held-out proxy curves that exist (a partial set is scored with a note)."""
+    from make_curve_validation_set import is_completed
+
+    have = [r for r in runs if is_completed(root / f"{r[0]}_{r[1]}_{r[2]}")]
+    if len(have) < len(runs):
+        print(f"note: {len(runs) - len(have)} held-out proxy curves missing; scoring {len(have)}", file=sys.stderr)
+    return [proxy_curve(root, *r) for r in have]
+
+
+def protocols(proxies: Path | None, data: Path | None) -> dict[str, tuple]:
+    """name -> (fit curves loader, held-out curves loader); loaders defer the reading."""
+    import reproduce_mpl as mpl
+
+    out: dict[str, tuple] = {}
+    for size in mpl.SIZES:
+        out[f"mpl-{size}M"] = (lambda s=size: [mpl.load_curve(s, n, data) for n in mpl.TRAIN],
+                               lambda s=size: [mpl.load_curve(s, n, data) for n in mpl.TEST])
+    if proxies is not None:
+        out["proxy-horizon"] = (lambda: [proxy_curve(proxies, 600, s, BASE_LR) for s in FIT_SCHEDULES],
+                                lambda: existing(proxies, [(1200, s, BASE_LR) for s in ALL_SCHEDULES]))
+        for h in (600, 1200):
+            out[f"proxy-lr-{h}"] = (lambda h=h: [proxy_curve(proxies, h, s, BASE_LR) for s in FIT_SCHEDULES],
+                                    lambda h=h: existing(proxies, [(h, s, lr) for lr in OTHER_LRS
+                                                                  for s in ALL_SCHEDULES]))
+    return out
+
+
+def evaluate(law_name: str, fit_set: list[Curve], held_out: list[Curve], band: bool) -> dict:
+    t0 = time.perf_counter()
+    law, fit = fit_curves(law_name, fit_set)
+    fit_s = time.perf_counter() - t0
+    val_err = validation_errors(law_name, fit_set) if band else None
+    q = calibrate_band(law_name, fit_set, BAND_LEVEL, errors=val_err) if band else None
+    per_curve, inside, total = {}, 0, 0
+    for c in held_out:
+        y = c.loss[c.eval_index()]
+        pred = np.asarray(law.predict(fit.theta, law.prepare([c])), dtype=float)
+        per_curve[c.name] = metrics(y, pred)["prede"]
+        if q is not None:
+            inside += int(np.sum(np.abs(pred - y) <= q * pred))
+            total += y.size
+    return {"prede": float(np.mean(list(per_curve.values()))), "per_curve": per_curve, "fit_s": fit_s,
+            "converged": bool(fit.converged), "band": q, "cover": inside / total if total else None,
+            "val": float(np.mean(val_err)) if val_err is not None else None,
+            "params": fit.params}
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--laws", nargs="+", default=list(LAWS), choices=sorted(CURVE_LAWS))
+    ap.add_argument("--protocols", nargs="+", default=None, help="subset of protocol names")
+    ap.add_argument("--proxies", type=Path, default=Path("/work/wt/curvedata"),
+                    help="output folder of scripts/make_curve_validation_set.py ('' to skip)")
+    ap.add_argument("--data", type=Path, default=None, help="public data dir (default $HARNESS_DATA)")
+    ap.add_argument("--no-band", action="store_true", help="skip the interval calibration (faster)")
+    ap.add_argument("--json", type=Path, default=None, help="also write every number here")
+    args = ap.parse_args()
+    proxies = args.proxies if str(args.proxies) not in ("", ".") and args.proxies.is_dir() else None
+    todo = protocols(proxies, args.data)
+    if args.protocols:
+        todo = {k: v for k, v in todo.items() if k in args.protocols}
+    results: dict[str, dict[str, dict]] = {}
+    for pname, (load_fit, load_held) in todo.items():
+        fit_set, held_out = load_fit(), load_held()
+        results[pname] = {}
+        for law_name in args.laws:
+            r = evaluate(law_name, fit_set, held_out, band=not args.no_band)
+            results[pname][law_name] = r
+            cover = "" if r["cover"] is None else (f" val {100 * r['val']:.3f}% band ±{100 * r['band']:.2f}% "
+                                                   f"cover {100 * r['cover']:.0f}%")
+            print(f"{pname:15s} {law_name:20s} PredE {100 * r['prede']:.3f}%  fit {r['fit_s']:.1f}s "
+                  f"conv={r['converged']}{cover}", flush=True)
+    print(f"\nMean held-out PredE (%), default law = {DEFAULT_CURVE_LAW}; "
+          f"[90% band coverage of held-out points]")
+    names = list(results)
+    print(f"{'law':20s} " + " ".join(f"{n:>15s}" for n in names))
+    for law_name in args.laws:
+        cells = []
+        for n in names:
+            r = results[n][law_name]
+            cov = "" if r["cover"] is None else f" [{100 * r['cover']:.0f}]"
+            cells.append(f"{100 * r['prede']:.3f}{cov}".rjust(15))
+        print(f"{law_name:20s} " + " ".join(cells))
+    if not args.no_band:
+        print("\nSelection on fit curves only: mean |rel. error| of leave-one-curve-out + forward-in-time "
+              "refits (%), and each law's mean rank over the protocols (lower is better)")
+        ranks = {law: [] for law in args.laws}
+        for n in names:
+            order = sorted(args.laws, key=lambda law: results[n][law]["val"])
+            for i, law in enumerate(order):
+                ranks[law].append(i + 1)
+        print(f"{'law':20s} " + " ".join(f"{n:>15s}" for n in names) + f" {'mean rank':>10s}")
+        for law_name in args.laws:
+            print(f"{law_name:20s} " + " ".join(f"{100 * results[n][law_name]['val']:>15.3f}" for n in names)
+                  + f" {np.mean(ranks[law_name]):>10.2f}")
+    if args.json:
+        args.json.write_text(json.dumps(results, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -98,3 +98,15 @@ def test_farseer_identifiability_counts_model_sizes() -> None:
     four = {k: v[:12] for k, v in table.items()}
     (msg,) = law.identifiability_problems(law.prepare(four))
     assert "the fit set has 4" in msg
+
+
+def test_a_bound_that_is_a_nested_law_is_not_refused() -> None:
+    # lr-noise-clock's clock exponent p = 1 is the plain LR-area clock (lr-noise): a valid answer.
+    from harness.fit.laws.lr_noise import LRNoiseClockLaw
+
+    law = LRNoiseClockLaw()
+    names = [p.name for p in law.params]
+    theta = np.array([{"L0": 2.0, "A": 1.0, "alpha": 0.4, "sigma": 1.0, "tau": 1.0, "p": 1.0}[n] for n in names])
+    assert bound_problems(law, theta) == []
+    theta[names.index("alpha")] = 5.0  # alpha's upper bound is a box edge, not a nested law
+    assert [p.kind for p in bound_problems(law, theta)] == ["on_bound"]

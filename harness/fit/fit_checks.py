@@ -53,9 +53,12 @@ class Problem:
 
 
 def bound_problems(law: Law, theta: Sequence[float]) -> list[Problem]:
-    """One Problem per parameter that sits on a finite bound of its box."""
+    """One Problem per parameter that sits on a finite bound of its box (bounds that are nested laws,
+    `Param.nested_at_bounds`, excepted)."""
     out = []
     for p, v in zip(law.params, np.asarray(theta, dtype=float)):
+        if p.nested_at_bounds:
+            continue
         width = p.upper - p.lower
         tol = BOUND_TOL * (width if np.isfinite(width) else max(1.0, abs(v)))
         for side, b in (("lower", p.lower), ("upper", p.upper)):

@@ -71,6 +71,10 @@ class Param:
     upper: float
     # Initial values tried for this parameter; the start grid is the Cartesian product over params.
     grid: tuple[float, ...]
+    # True where each finite bound is a nested, simpler law (e.g. a clock exponent p = 1 is the plain
+    # LR-area clock): a fit resting there is an answer, not a parameter the data failed to pin down,
+    # so the fit checks (harness/fit/fit_checks.py) do not refuse it.
+    nested_at_bounds: bool = False
 
 
 class Law(ABC):

@@ -123,7 +123,7 @@ class LRNoise2Law(LRNoiseLaw):
 
     name = "lr-noise2"
     params = LRNoiseLaw.params + (
-        Param("w", 0.0, 1.0, (0.3,)),
+        Param("w", 0.0, 1.0, (0.3,), nested_at_bounds=True),  # w = 0 or 1: one forgetting area
         Param("tau2", 1e-12, INF, (1.0,)),
     )
     slow_ratio = (10.0, 100.0)
@@ -172,7 +172,8 @@ class LRNoiseClockLaw(LRNoiseLaw):
     """
 
     name = "lr-noise-clock"
-    params = LRNoiseLaw.params + (Param("p", 0.0, 1.0, (1.0,)),)
+    # p = 1 is `lr-noise` (the plain LR-area clock), p = 0 counts steps: both are laws, not failures.
+    params = LRNoiseLaw.params + (Param("p", 0.0, 1.0, (1.0,), nested_at_bounds=True),)
     # The clock is Sp = LR_REF * sum (lr_k / LR_REF)^p: a fixed reference (not the data's peak, so
     # one theta means the same law on every schedule) that keeps A nearly independent of p for
     # LRs of usual size, which makes the fit well conditioned. Any constant gives the same law.

@@ -114,12 +114,7 @@ class OptimizedSchedule:
 
     def yaml(self, comment: str = "") -> str:
         """The schedule as a conf/schedule/<name>.yaml file (`schedule=<name>` then selects it)."""
-        c = self.config
-        lines = [f"# {line}" for line in comment.splitlines()]
-        lines += ["name: piecewise", f"warmup_steps: {c.warmup_steps}",
-                  f"knot_fractions: [{', '.join(repr(f) for f in c.knot_fractions)}]",
-                  f"knot_multipliers: [{', '.join(repr(m) for m in c.knot_multipliers)}]", ""]
-        return "\n".join(lines)
+        return piecewise_yaml(self.config, comment)
 
     def to_json(self) -> dict[str, Any]:
         return {"schedule": {"name": "piecewise", "warmup_steps": self.config.warmup_steps,
@@ -128,6 +123,15 @@ class OptimizedSchedule:
                 "total_steps": self.total_steps, "peak_lr": self.peak_lr,
                 "predicted_final": self.predicted_final, "references": dict(self.references),
                 "overrides": self.overrides()}
+
+
+def piecewise_yaml(cfg: PiecewiseSchedule, comment: str = "") -> str:
+    """A piecewise schedule as a conf/schedule/<name>.yaml file, `comment` on top."""
+    lines = [f"# {line}" for line in comment.splitlines()]
+    lines += ["name: piecewise", f"warmup_steps: {cfg.warmup_steps}",
+              f"knot_fractions: [{', '.join(repr(f) for f in cfg.knot_fractions)}]",
+              f"knot_multipliers: [{', '.join(repr(m) for m in cfg.knot_multipliers)}]", ""]
+    return "\n".join(lines)
 
 
 def piecewise(fractions: list[float], multipliers: list[float], warmup_steps: int) -> PiecewiseSchedule:

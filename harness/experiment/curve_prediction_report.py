@@ -207,7 +207,7 @@ def _optimization(out_dir: Path, table, plan: dict[str, Any], params, warnings: 
     atomic_write_text(Path(out_dir) / "optimized_schedule.yaml", piecewise_yaml(cfg, comment))
     lrs = schedule_lrs(cfg, total_steps=record["total_steps"], peak_lr=record["peak_lr"])
     atomic_write_text(Path(out_dir) / "optimized_schedule_lr.csv",
-                      "step,lr\n" + "".join(f"{t},{lr!r}\n" for t, lr in enumerate(lrs, start=1)))
+                      "step,lr\n" + "".join(f"{t},{float(lr)!r}\n" for t, lr in enumerate(lrs, start=1)))
     final = _final_losses(table, plan)
     opt_losses = {k.seed_index: v for k, v in final.items() if k.schedule == OPTIMIZED}
     level = params.optimize.level
@@ -292,8 +292,7 @@ def _overlay(out_dir: Path, result: LawResult, curves: dict[CurveKey, Any], para
         idx = curve.eval_index()
         ax.plot(curve.step[idx], curve.loss[idx], "o", ms=2.5, color=colors[key.schedule], alpha=0.6)
         if curve.name in result.predictions:
-            style = "-" if group_of(key, params) != "fit" else "-"
-            ax.plot(curve.step[idx], result.predictions[curve.name], style, lw=1.2 if group_of(key, params) != "fit"
+            ax.plot(curve.step[idx], result.predictions[curve.name], "-", lw=1.2 if group_of(key, params) != "fit"
                     else 2.4, color=colors[key.schedule], label=key.schedule)
     for i, h in enumerate(horizons):
         for j, lr in enumerate(lrs):
@@ -307,15 +306,16 @@ def _overlay(out_dir: Path, result: LawResult, curves: dict[CurveKey, Any], para
     for ax in axes.ravel():
         for line, label in zip(*ax.get_legend_handles_labels()):
             handles.setdefault(label, line)
+    fig.suptitle(f"{result.name}: observed (dots) vs predicted (lines)")
+    fig.tight_layout(rect=(0, 0, 1, 0.93))
     if handles:
-        fig.legend(handles.values(), handles.keys(), loc="upper center", ncol=min(len(handles), 5), fontsize=8,
-                   bbox_to_anchor=(0.5, 1.04))
+        fig.legend(handles.values(), handles.keys(), loc="upper center", ncol=min(len(handles), 6), fontsize=8,
+                   bbox_to_anchor=(0.5, 0.955), frameon=False)
     obs = np.concatenate([c.loss[c.eval_index()] for c in curves.values()])
     obs = obs[np.isfinite(obs)]
     if obs.size:
         lo, hi = np.percentile(obs, [0, 97])
         axes[0][0].set_ylim(lo - 0.05 * (hi - lo), hi + 0.05 * (hi - lo))
-    fig.suptitle(f"{result.name}: observed (dots) vs predicted (lines)", y=1.08)
     return _save(fig, Path(out_dir) / f"overlay_{result.name}.png")
 
 

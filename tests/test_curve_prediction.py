@@ -176,3 +176,27 @@ def test_group_of_puts_each_curve_in_one_group():
     assert group_of(CurveKey("cosine", 100, 4e-3), p) == "peak_lr"
     assert group_of(CurveKey("optimized", 100, 2e-3), p) == "optimized"
     assert group_of(CurveKey("optimized", 100, 2e-3, seed_index=1), p) is None
+
+
+@pytest.mark.parametrize("spec, steps, lrs", [
+    ("curve_prediction_cpu", (300, 600), (3e-3, 6e-3, 1.2e-2)),
+    ("curve_prediction_gpu", (10000, 20000), (7.5e-4, 1.5e-3, 3e-3)),
+])
+def test_cpu_and_gpu_presets_plan_every_schedule_horizon_and_peak_lr(module_env, tmp_path, spec, steps, lrs):
+    """The presets of issue 12: 8 schedules x 2 horizons x 3 peak LRs, WSD / step runs branched, a
+    constant parent per LR at the longest horizon; planned only (nothing downloaded or trained)."""
+    out = tmp_path / "exp"
+    proc = experiment(module_env, "plan", spec, "--dir", str(out), "--tokens-per-s", "4e5")
+    assert proc.returncode == 0, proc.stderr
+    runs = _plan(out)["runs"]
+    assert len(runs) == 3 * (1 + 2 * 2 + 5 * 2)  # parent + cosine x 2 from scratch + 5 branched x 2 horizons
+    keys = {(r["settings"]["schedule"], r["settings"]["horizon"], r["settings"]["peak_lr"]) for r in runs}
+    schedules = {k[0] for k in keys}
+    assert schedules == {"constant", "cosine", "cosine_10", "wsd_lin10", "wsd_lin20", "wsd_lin40", "wsd_sqrt20", "two_step"}
+    assert {k[2] for k in keys} == set(lrs) and {k[1] for k in keys} == set(steps)
+    assert {r["settings"]["schedule"] for r in runs if r["settings"]["role"] == "branch"} == \
+        {"wsd_lin10", "wsd_lin20", "wsd_lin40", "wsd_sqrt20", "two_step"}
+    # Branching spends the parent once plus each branch's own steps: about half of independent runs.
+    own = sum(r["steps"] - r["start_step"] for r in runs)
+    assert own < 0.55 * 8 * sum(steps) * 3
+    assert not (out / "runs").exists()

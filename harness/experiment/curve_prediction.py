@@ -49,6 +49,7 @@ The report: curve_prediction_report.py.
 from __future__ import annotations
 
 import json
+import sys
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
@@ -300,7 +301,12 @@ class CurvePredictionKind(ExperimentKind):
         for key, result in fit_runs:
             curve = load_curve(result.run_dir / "curve.jsonl", key, p.warmup_steps)
             curves.append(truncated(curve, key.horizon))
-        opt = optimize_on(spec, curves, law_name)
+        try:
+            opt = optimize_on(spec, curves, law_name)
+        except (ValueError, RuntimeError) as err:
+            # A fit or search that fails must not stop the experiment: round 2 is left out, said so.
+            print(f"warning: {SECTION}: schedule optimization failed ({err}); no round 2", file=sys.stderr)
+            return None
         record = {"key": ident, **opt}
         from harness.files import atomic_write_json
 

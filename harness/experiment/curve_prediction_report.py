@@ -146,6 +146,10 @@ def _curves(table, plan: dict[str, Any], params, warnings: list[str]) -> dict[Cu
         if status.get(run["run_id"]) != "completed":
             not_done.append(curve_label(key))
             continue
+        if key in out:
+            # Round 2's seed-0 run of a compare schedule is the same curve as round 0's (a branch
+            # equals the independent run): the round-0 run stays the prediction target.
+            continue
         curve = load_curve(Path(run["run_dir"]) / "curve.jsonl", key, params.warmup_steps)
         out[key] = curve
         if run["settings"]["role"] == "parent":
@@ -254,7 +258,9 @@ def _final_losses(table, plan: dict[str, Any]) -> dict[CurveKey, float]:
             continue
         if run["settings"].get("role") == "parent":
             continue  # its shorter horizons are not final losses
-        out[settings_key(run["settings"])] = value
+        key = settings_key(run["settings"])
+        if key not in out or run["settings"].get("round") == 2:
+            out[key] = value  # round 2's own run of a key wins (trained from scratch like its seeds)
     return out
 
 
@@ -284,7 +290,7 @@ def _overlay(out_dir: Path, result: LawResult, curves: dict[CurveKey, Any], para
     fig, axes = plt.subplots(len(horizons), len(lrs), figsize=(4.2 * len(lrs), 3.4 * len(horizons)),
                              squeeze=False, sharey=True)
     for key, curve in curves.items():
-        if key.seed_index or curve.name not in result.predictions and group_of(key, params) != "fit":
+        if key.seed_index or curve.name not in result.predictions:
             continue
         if key.horizon not in horizons or key.peak_lr not in lrs:
             continue

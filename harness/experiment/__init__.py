@@ -30,7 +30,8 @@ Modules, one job each:
   curve_prediction.py  kind `curve_prediction` (one proxy under many schedules x horizons x peak LRs,
               WSD / step runs branched off the constant run; round 2 trains the schedule the default
               curve law optimizes, harness/fit/schedule_opt.py); curve_prediction_report.py its report
-              (every curve law fitted on 3 curves, predicting the rest; paired seed differences)
+              (every curve law fitted on 3 curves, predicting the rest; paired seed differences);
+              curve_prediction_curves.py the curve keys and readers both share
   results.py  the results of the runs done so far by config hash (for kinds that plan in rounds)
   plan.py     requests -> composed, validated RunConfigs -> PlannedRun rows, plan.csv / plan.json
   launch.py   the one Hydra multirun over the plan's indices; job.py the job it runs

@@ -51,17 +51,15 @@ from __future__ import annotations
 import json
 import sys
 from dataclasses import dataclass, field
-from functools import lru_cache
 from pathlib import Path
 from typing import Any, Optional
 
+from harness.experiment.curve_prediction_curves import (OPT_FILE, OPTIMIZED, SECTION, CurveKey, load_curve,
+                                                         run_lrs, truncated)
 from harness.experiment.kinds import KINDS, PARENT_RUN_DIR, ExperimentKind, Report, RunRequest
 from harness.experiment.spec import ExperimentError
 
-SECTION = "curve_prediction"
 SEED_STRIDE = 1000
-OPTIMIZED = "optimized"
-OPT_FILE = "optimized_schedule.json"
 
 
 @dataclass
@@ -74,16 +72,6 @@ class OptimizeConfig:
     n_knots: int = 4
     end_ratio: float = 0.0
     level: float = 0.95
-
-
-@dataclass(frozen=True)
-class CurveKey:
-    """One curve of the study: a schedule at a horizon and peak LR (seed: the base seed + k x 1000)."""
-
-    schedule: str
-    horizon: int
-    peak_lr: float
-    seed_index: int = 0
 
 
 @KINDS.register(SECTION)
@@ -236,8 +224,8 @@ class CurvePredictionKind(ExperimentKind):
         p: CurvePredictionKind.Config = spec.params
         if name == "constant":
             return None
-        mine = _lrs(tuple(spec.base), tuple(p.schedules[name]), p.warmup_steps, horizon, peak_lr)
-        flat = _lrs(tuple(spec.base), tuple(p.schedules["constant"]), p.warmup_steps, horizon, peak_lr)
+        mine = run_lrs(tuple(spec.base), tuple(p.schedules[name]), p.warmup_steps, horizon, peak_lr)
+        flat = run_lrs(tuple(spec.base), tuple(p.schedules["constant"]), p.warmup_steps, horizon, peak_lr)
         same = 0
         while same < horizon and mine[same] == flat[same]:
             same += 1
@@ -295,8 +283,6 @@ class CurvePredictionKind(ExperimentKind):
                     return kept
             except (OSError, ValueError):
                 pass
-        from harness.experiment.curve_prediction_report import load_curve, truncated
-
         curves = []
         for key, result in fit_runs:
             curve = load_curve(result.run_dir / "curve.jsonl", key, p.warmup_steps)
@@ -360,30 +346,3 @@ def _base_seed(spec) -> int:
         if item.startswith("train.seed="):
             return int(item.split("=", 1)[1])
     return 0
-
-
-@lru_cache(maxsize=256)
-def _schedule_of(base: tuple[str, ...], schedule: tuple[str, ...], warmup: int, horizon: int) -> tuple[Any, int, int]:
-    """(schedule config, batch size, tokens per step) of a run of `schedule`, composed as the trainer does."""
-    from harness.experiment.compose import compose_run
-
-    cfg = compose_run([*base, *schedule, f"schedule.warmup_steps={warmup}", f"train.steps={horizon}"],
-                      f"{SECTION}.schedules")
-    return cfg.schedule, cfg.train.batch_size, cfg.train.batch_size * cfg.train.seq_len
-
-
-def _lrs(base: tuple[str, ...], schedule: tuple[str, ...], warmup: int, horizon: int, peak_lr: float) -> list[float]:
-    """The LR at every step of a run of `schedule`, by the trainer's own schedule code."""
-    from harness.schedules import build_schedule
-
-    cfg, batch_size, tokens_per_step = _schedule_of(base, schedule, warmup, horizon)
-    run = build_schedule(cfg, total_steps=horizon, peak_lr=peak_lr, batch_size=batch_size,
-                         tokens_per_step=tokens_per_step)
-    return [run.lr(t) for t in range(1, horizon + 1)]
-
-
-def settings_key(settings: dict[str, Any]) -> CurveKey:
-    return CurveKey(str(settings["schedule"]), int(settings["horizon"]), float(settings["peak_lr"]),
-                    int(settings.get("seed_index", 0)))
-
-

@@ -34,36 +34,15 @@ from typing import Any, Optional
 
 import numpy as np
 
-from harness.experiment.curve_prediction import OPT_FILE, OPTIMIZED, SECTION, CurveKey, settings_key
+from harness.experiment.curve_prediction_curves import (OPT_FILE, OPTIMIZED, SECTION, TARGET, CurveKey, curve_label,
+                                                         load_curve, run_lrs, settings_key, truncated)
 from harness.experiment.kinds import Report
 from harness.files import atomic_write_bytes, atomic_write_text
 from harness.formatting import finite
 
-TARGET = "val_loss"
 GROUPS = ("horizon", "peak_lr", "schedules", "optimized")
 GROUP_TITLES = {"horizon": "same schedules, other horizon", "peak_lr": "other peak LRs",
                 "schedules": "other schedules", "optimized": "optimized schedule (round 2)"}
-
-
-def load_curve(path: Path, key: CurveKey, warmup_steps: int):
-    """The run's val_loss curve (harness.fit.io.Curve), scored after the warmup."""
-    from harness.fit.io import read_curve_jsonl
-
-    curve = read_curve_jsonl(path, TARGET)
-    curve.name = curve_label(key)
-    curve.min_step = warmup_steps + 1
-    return curve
-
-
-def truncated(curve, horizon: int):
-    """The curve's first `horizon` steps (a shorter constant run is the longest one's beginning)."""
-    keep = curve.step <= horizon
-    return replace(curve, step=curve.step[keep], lr=curve.lr[keep], loss=curve.loss[keep])
-
-
-def curve_label(key: CurveKey) -> str:
-    seed = f"_s{key.seed_index}" if key.seed_index else ""
-    return f"{key.schedule}_T{key.horizon}_lr{key.peak_lr:g}{seed}"
 
 
 def group_of(key: CurveKey, params) -> Optional[str]:
@@ -331,13 +310,11 @@ def _lr_plot(out_dir: Path, record: dict[str, Any], params, lrs: np.ndarray, bas
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from harness.experiment.curve_prediction import _lrs
-
     fig, ax = plt.subplots(figsize=(6, 3.5))
     steps = np.arange(1, lrs.size + 1)
     ax.plot(steps, lrs, lw=2, label=f"optimized ({record['predicted_final']:.4f})")
     for name in params.optimize.compare:
-        other = _lrs(base, tuple(params.schedules[name]), params.warmup_steps, record["total_steps"], record["peak_lr"])
+        other = run_lrs(base, tuple(params.schedules[name]), params.warmup_steps, record["total_steps"], record["peak_lr"])
         ax.plot(steps, other, lw=1, label=f"{name} ({record['references'].get(name, math.nan):.4f})")
     ax.set_xlabel("step")
     ax.set_ylabel("LR")

@@ -121,6 +121,27 @@ def test_optimized_schedule_is_trained_exactly_as_written(finished):
         assert np.allclose([row["lr"] for row in rows], written[:, 1], rtol=1e-9, atol=0)
 
 
+def test_optimized_schedule_yaml_is_a_schedule_preset(finished, tmp_path):
+    """Copied into conf/schedule/, `schedule=optimized` composes the same schedule through Hydra."""
+    import shutil
+
+    from hydra import compose, initialize_config_dir
+
+    from harness.config import register_configs, to_run_config
+
+    conf = tmp_path / "conf"
+    shutil.copytree(Path(__file__).resolve().parents[1] / "conf", conf)
+    shutil.copy(finished / "optimized_schedule.yaml", conf / "schedule" / "optimized.yaml")
+    register_configs()
+    with initialize_config_dir(config_dir=str(conf), version_base="1.3"):
+        cfg = to_run_config(compose(config_name="config", overrides=["schedule=optimized", "train=tiny"]))
+    opt = json.loads((finished / "report.json").read_text())["optimization"]
+    assert cfg.schedule.name == "piecewise"
+    assert cfg.schedule.knot_fractions == opt["schedule"]["knot_fractions"]
+    assert cfg.schedule.knot_multipliers == opt["schedule"]["knot_multipliers"]
+    assert cfg.schedule.warmup_steps == opt["schedule"]["warmup_steps"]
+
+
 def test_round_two_compares_seed_by_seed_with_intervals(finished):
     summary = json.loads((finished / "report.json").read_text())
     opt = summary["optimization"]

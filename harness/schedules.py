@@ -19,6 +19,8 @@ fraction of the post-warmup steps done.
 | wsdc     | WSD whose cooldown ends `tail_fraction` x T steps early, then constant r         |
 | power    | min(1, a * B * n^b / peak_lr), n = tokens seen after step t (Shen et al. 2024)   |
 | wsds     | WSD-S: WSD cycles ending at `wsds_cycle_ends`, back to 1 after each cooldown     |
+| piecewise| linear interpolation through the knots (`knot_fractions` of p, `knot_multipliers`) |
+| step     | 1, then `step_multipliers[i]` after step W + round(`step_fractions[i]` (T - W))   |
 
 r is `min_lr_ratio`. Cooldown shapes over q in (0, 1] (the fraction of the cooldown done):
 linear 1 - (1 - r) q; sqrt 1 - (1 - r) sqrt(q) (Hägele et al. 2024's "1-sqrt"); cosine
@@ -310,6 +312,97 @@ class PowerSchedule(_Cooldown):
 
     def phase_points(self, run: "Schedule") -> set[int]:
         return {self.decay_start(run)}
+
+
+def _increasing(values: list[float]) -> bool:
+    return all(b > a for a, b in zip(values, values[1:]))
+
+
+@SCHEDULES.register("piecewise")
+@dataclass
+class PiecewiseSchedule(ScheduleConfig):
+    """Linear interpolation through (fraction, multiplier) knots over the post-warmup progress p:
+    `knot_fractions` rise strictly from 0.0 to 1.0, `knot_multipliers` are the values there. Any
+    monotone or non-monotone shape with a few kinks (a WSD with a free-form decay; what
+    harness/fit/schedule_opt.py writes) is one of these. The warmup ramps to the first knot's value."""
+
+    name: str = "piecewise"
+    knot_fractions: list[float] = field(default_factory=lambda: [0.0, 1.0])
+    knot_multipliers: list[float] = field(default_factory=lambda: [1.0, 0.0])
+
+    def validate(self) -> None:
+        super().validate()
+        fr, m = list(self.knot_fractions), list(self.knot_multipliers)
+        require(len(fr) >= 2 and fr[0] == 0.0 and fr[-1] == 1.0 and _increasing(fr), "schedule.knot_fractions",
+                f"got {fr}; give strictly increasing fractions of the post-warmup steps from 0.0 to 1.0, "
+                "e.g. [0.0, 0.6, 1.0]")
+        require(len(m) == len(fr), "schedule.knot_multipliers",
+                f"got {len(m)} value(s) for {len(fr)} knot_fractions; give one multiplier per knot")
+        require(all(math.isfinite(v) and v >= 0 for v in m), "schedule.knot_multipliers",
+                f"got {m}; multipliers must be finite and >= 0")
+
+    def after_warmup(self, step: int, run: "Schedule") -> float:
+        p = run.progress(step)
+        fr, m = self.knot_fractions, self.knot_multipliers
+        for i in range(1, len(fr)):
+            if p <= fr[i]:
+                w = (p - fr[i - 1]) / (fr[i] - fr[i - 1])
+                return m[i - 1] + (m[i] - m[i - 1]) * w
+        return m[-1]
+
+    def knot_steps(self, run: "Schedule") -> list[int]:
+        span = run.total_steps - run.warmup_steps
+        return [run.warmup_steps + round(f * span) for f in self.knot_fractions]
+
+    def phase_points(self, run: "Schedule") -> set[int]:
+        return set(self.knot_steps(run)[1:-1])
+
+    def decay_start(self, run: "Schedule") -> int:
+        """The knot where the final stretch of non-increasing values begins."""
+        m, steps = self.knot_multipliers, self.knot_steps(run)
+        i = len(m) - 1
+        while i > 0 and m[i - 1] > m[i]:
+            i -= 1
+        return steps[i] if i < len(m) - 1 else run.total_steps
+
+
+@SCHEDULES.register("step")
+@dataclass
+class StepSchedule(ScheduleConfig):
+    """Step decay: 1 until step b_1, then `step_multipliers[0]` until b_2, ... where
+    b_i = W + round(`step_fractions[i]` x (T - W)) (fractions of the post-warmup steps; the step
+    after b_i is the first at the new value). A "two-step decay": fractions [0.5, 0.75]."""
+
+    name: str = "step"
+    step_fractions: list[float] = field(default_factory=lambda: [0.5, 0.75])
+    step_multipliers: list[float] = field(default_factory=lambda: [0.3, 0.1])
+
+    def validate(self) -> None:
+        super().validate()
+        fr, m = list(self.step_fractions), list(self.step_multipliers)
+        require(len(fr) >= 1 and _increasing(fr) and 0 < fr[0] and fr[-1] < 1, "schedule.step_fractions",
+                f"got {fr}; give strictly increasing fractions in (0, 1) of the post-warmup steps, e.g. [0.5, 0.75]")
+        require(len(m) == len(fr), "schedule.step_multipliers",
+                f"got {len(m)} value(s) for {len(fr)} step_fractions; give the multiplier after each step")
+        require(all(math.isfinite(v) and v >= 0 for v in m), "schedule.step_multipliers",
+                f"got {m}; multipliers must be finite and >= 0")
+
+    def step_ends(self, run: "Schedule") -> list[int]:
+        span = run.total_steps - run.warmup_steps
+        return [run.warmup_steps + round(f * span) for f in self.step_fractions]
+
+    def after_warmup(self, step: int, run: "Schedule") -> float:
+        value = 1.0
+        for end, m in zip(self.step_ends(run), self.step_multipliers):
+            if step > end:
+                value = m
+        return value
+
+    def phase_points(self, run: "Schedule") -> set[int]:
+        return set(self.step_ends(run))
+
+    def decay_start(self, run: "Schedule") -> int:
+        return self.step_ends(run)[0]
 
 
 @dataclass(frozen=True)

@@ -208,3 +208,67 @@ def test_hydra_overrides_type_the_chosen_schedule():
                 to_run_config(compose(config_name="config", overrides=["schedule=wsd", bad]))
         with pytest.raises(ConfigError, match="schedule.decay_fraction"):
             to_run_config(compose(config_name="config", overrides=["schedule=cosine", "schedule.decay_fraction=0.3"]))
+
+
+def test_piecewise_interpolates_between_knots_exactly():
+    # W = 10, T = 110: p = (t - 10) / 100. Knots: 1.0 at p=0, 1.0 at p=0.6, 0.2 at p=0.8, 0.0 at p=1.
+    s = sched("piecewise", total=110, warmup_steps=10, knot_fractions=[0.0, 0.6, 0.8, 1.0],
+              knot_multipliers=[1.0, 1.0, 0.2, 0.0])
+    assert s.multiplier(5) == pytest.approx(0.5, abs=1e-15)  # warmup ramps to the first knot's value
+    assert s.multiplier(10) == 1.0
+    assert s.multiplier(70) == 1.0                            # p = 0.6
+    assert s.multiplier(75) == pytest.approx(0.8, abs=1e-15)  # p = 0.65: 1 - 0.8 * 0.25
+    assert s.multiplier(90) == pytest.approx(0.2, abs=1e-15)  # p = 0.8
+    assert s.multiplier(100) == pytest.approx(0.1, abs=1e-15)  # p = 0.9
+    assert s.multiplier(110) == 0.0
+    assert s.phase_boundaries() == [10, 70, 90, 110]
+    assert s.decay_start == 70
+
+
+def test_piecewise_default_conf_is_a_linear_wsd():
+    """conf/schedule/piecewise.yaml's knots equal a WSD with a 40% linear cooldown (no warmup)."""
+    import yaml
+
+    conf = yaml.safe_load((Path(__file__).resolve().parents[1] / "conf/schedule/piecewise.yaml").read_text())
+    conf["warmup_fraction"] = 0.0
+    piecewise = sched(total=100, **conf)
+    wsd = sched("wsd", total=100, warmup_steps=0, decay_fraction=0.4, cooldown="linear", min_lr_ratio=0.0)
+    for t in range(1, 101):
+        assert piecewise.multiplier(t) == pytest.approx(wsd.multiplier(t), abs=1e-12)
+
+
+def test_step_schedule_drops_after_each_boundary():
+    # W = 10, T = 110: boundaries at 10 + round(0.5 * 100) = 60 and 10 + 75 = 85.
+    s = sched("step", total=110, warmup_steps=10, step_fractions=[0.5, 0.75], step_multipliers=[0.3, 0.1])
+    assert s.multiplier(5) == pytest.approx(0.5, abs=1e-15)
+    assert [s.multiplier(t) for t in (11, 60, 61, 85, 86, 110)] == [1.0, 1.0, 0.3, 0.3, 0.1, 0.1]
+    assert s.phase_boundaries() == [10, 60, 85, 110]
+    assert s.decay_start == 60
+
+
+@pytest.mark.parametrize("name, fields, field_name", [
+    ("piecewise", {"knot_fractions": [0.0, 0.5], "knot_multipliers": [1.0, 0.0]}, "schedule.knot_fractions"),
+    ("piecewise", {"knot_fractions": [0.0, 0.7, 0.5, 1.0], "knot_multipliers": [1, 1, 1, 0]}, "schedule.knot_fractions"),
+    ("piecewise", {"knot_fractions": [0.0, 1.0], "knot_multipliers": [1.0]}, "schedule.knot_multipliers"),
+    ("piecewise", {"knot_fractions": [0.0, 1.0], "knot_multipliers": [1.0, -0.1]}, "schedule.knot_multipliers"),
+    ("step", {"step_fractions": [0.5, 1.0], "step_multipliers": [0.3, 0.1]}, "schedule.step_fractions"),
+    ("step", {"step_fractions": [0.5], "step_multipliers": [0.3, 0.1]}, "schedule.step_multipliers"),
+])
+def test_piecewise_and_step_errors_name_the_field(name, fields, field_name):
+    with pytest.raises(ConfigError, match=field_name):
+        schedule_config(name, **fields)
+
+
+def test_piecewise_and_step_compose_from_hydra_overrides():
+    from hydra import compose, initialize_config_dir
+
+    from harness.config import register_configs
+
+    register_configs()
+    conf = str(Path(__file__).resolve().parents[1] / "conf")
+    with initialize_config_dir(config_dir=conf, version_base="1.3"):
+        cfg = to_run_config(compose(config_name="config", overrides=[
+            "schedule=piecewise", "schedule.knot_fractions=[0.0,0.5,1.0]", "schedule.knot_multipliers=[1.0,0.5,0.1]"]))
+        assert cfg.schedule.knot_multipliers == [1.0, 0.5, 0.1]
+        step = to_run_config(compose(config_name="config", overrides=["schedule=step", "train=tiny"])).schedule
+        assert step.step_fractions == [0.5, 0.75] and step.step_multipliers == [0.3, 0.1]

@@ -27,6 +27,11 @@ Modules, one job each:
   optimizer_comparison.py  kind `optimizer_comparison` (optimizers tuned per cell by coordinate descent,
               planned in rounds; coordinate_descent.py the walk), optimizer_comparison_report.py its
               report, on speedup.py (the baseline law L(D), D_eff / D with bootstrap intervals)
+  curve_prediction.py  kind `curve_prediction` (one proxy under many schedules x horizons x peak LRs,
+              WSD / step runs branched off the constant run; round 2 trains the schedule the default
+              curve law optimizes, harness/fit/schedule_opt.py); curve_prediction_report.py its report
+              (every curve law fitted on 3 curves, predicting the rest; paired seed differences);
+              curve_prediction_curves.py the curve keys and readers both share
   results.py  the results of the runs done so far by config hash (for kinds that plan in rounds)
   plan.py     requests -> composed, validated RunConfigs -> PlannedRun rows, plan.csv / plan.json
   launch.py   the one Hydra multirun over the plan's indices; job.py the job it runs
@@ -39,3 +44,4 @@ from harness.experiment import grid  # noqa: E402,F401  (registers kind `grid`; 
 from harness.experiment import ladder_kind  # noqa: E402,F401  (registers kind `ladder`)
 from harness.experiment import cooldown  # noqa: E402,F401  (kind `cooldown_branches`)
 from harness.experiment import optimizer_comparison  # noqa: E402,F401  (kind `optimizer_comparison`)
+from harness.experiment import curve_prediction  # noqa: E402,F401  (kind `curve_prediction`)

@@ -14,7 +14,8 @@ values and gradients.
 
 from __future__ import annotations
 
-from typing import Any, Optional
+import contextlib
+from typing import Any, Iterator, Optional
 
 import torch
 
@@ -46,8 +47,24 @@ class _RMSNorm(torch.autograd.Function):
         return grad_x.to(ctx.x_dtype), grad_weight.to(weight.dtype), None
 
 
+# Set by `composite_only()`: functorch transforms (vmap over stacked runs, harness/batched/) cannot
+# run these autograd.Functions (they predate setup_context), so the plain twins are used there.
+_COMPOSITE_ONLY = [False]
+
+
+@contextlib.contextmanager
+def composite_only() -> Iterator[None]:
+    """Use the plain differentiable twins inside this block (e.g. under torch.func.vmap)."""
+    previous = _COMPOSITE_ONLY[0]
+    _COMPOSITE_ONLY[0] = True
+    try:
+        yield
+    finally:
+        _COMPOSITE_ONLY[0] = previous
+
+
 def _use_composite() -> bool:
-    return torch.compiler.is_compiling()
+    return _COMPOSITE_ONLY[0] or torch.compiler.is_compiling()
 
 
 def composite_rms_norm(x: torch.Tensor, weight: torch.Tensor, eps: float) -> torch.Tensor:

@@ -39,7 +39,7 @@ def expand_sweep(overrides: Sequence[str]) -> list[list[str]]:
 def compose_runs(overrides: Sequence[str], sweep_dir: str) -> list[RunConfig]:
     """The validated RunConfig of every run of the sweep, each with its run_dir (`{hash}` left for
     harness.identity to resolve)."""
-    from harness.ladder.overrides import compose_base
+    from harness.ladder.overrides import compose_base, format_value
 
     runs = expand_sweep(overrides)
     explicit = any(o.lstrip("+").startswith("run_dir=") for o in overrides)
@@ -48,7 +48,7 @@ def compose_runs(overrides: Sequence[str], sweep_dir: str) -> list[RunConfig]:
                           "--sweep-dir/{hash})")
     cfgs = []
     for run in runs:
-        cfg = compose_base(tuple(run if explicit else [*run, f"run_dir={sweep_dir}/{{hash}}"]))
+        cfg = compose_base(tuple(run if explicit else [*run, f"run_dir={format_value(sweep_dir + '/{hash}')}"]))
         cfg.validate()
         cfgs.append(cfg)
     return cfgs

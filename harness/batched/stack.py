@@ -25,6 +25,7 @@ from torch import nn
 from torch.func import functional_call, stack_module_state, vmap
 
 from harness.loop import cross_entropy
+from harness.batched.stacked_ops import STACKED_OPS
 from harness.models import fused_ops
 
 # CPU's flash-attention kernel has no vmap rule: vmap loops over the runs for it (correct, and
@@ -65,14 +66,14 @@ class StackedModel:
     # ---- the stack -----------------------------------------------------------------------
     def losses(self, windows_KBW: torch.Tensor) -> torch.Tensor:
         """Mean cross-entropy of each run on its own windows [K, B, T+1] -> [K] (differentiable)."""
-        with fused_ops.composite_only():
+        with fused_ops.replaced_by(STACKED_OPS):
             return self._loss(self.params, windows_KBW[:, :, :-1], windows_KBW[:, :, 1:])
 
     @torch.no_grad()
     def token_losses(self, windows_BW: torch.Tensor) -> torch.Tensor:
         """Per-token cross-entropy of every run on the same windows [B, T+1] -> [K, B*T] (eval)."""
         shared = windows_BW.expand(self.runs, *windows_BW.shape)
-        with fused_ops.composite_only():
+        with fused_ops.replaced_by(STACKED_OPS):
             return self._token_losses(self.params, shared[:, :, :-1], shared[:, :, 1:])
 
     @torch.no_grad()

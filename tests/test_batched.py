@@ -159,3 +159,21 @@ def test_grouping_batches_compatible_runs_and_names_why_others_run_alone():
     assert set(reasons) == {2, 3, 4, 5}
     assert "optim.name=sgd" in reasons[2] and "model.arch=moe" in reasons[5]
     assert group_runs(cfgs, batch_runs=8).batches == [[0, 1, 4]]
+
+
+def test_a_diverging_run_fails_alone_and_the_batch_goes_on(train_env, tmp_path):
+    sweep = ["optim.lr=1e-3,1e30", "train.grad_clip=0", "schedule.warmup_steps=0", "train.checkpoint_every=1"]
+    proc = subprocess.run(batched_cmd(tmp_path / "batched", *sweep), cwd=ROOT, env=train_env, capture_output=True,
+                          text=True, timeout=300)
+    assert proc.returncode == 3, proc.stderr[-3000:]  # the worst run's code: non-finite loss
+    states = {}
+    for run_dir in run_dirs(tmp_path / "batched").values():
+        status = json.loads((run_dir / "status.json").read_text())
+        states[status["state"]] = (status, run_dir)
+    assert states.keys() == {"failed", "completed"}
+    failed, failed_dir = states["failed"]
+    assert "non-finite" in failed["reason"]
+    assert len(read_rows(failed_dir)) == failed["step"] - 1  # the bad step is not logged
+    assert sorted(p.name for p in (failed_dir / "checkpoints").iterdir())[-1] == f"step_{failed['step'] - 1:08d}.pt"
+    completed, completed_dir = states["completed"]
+    assert completed["step"] == 20 and [r["step"] for r in read_rows(completed_dir)] == list(range(1, 21))

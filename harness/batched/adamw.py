@@ -32,51 +32,63 @@ class RunHyper:
 
 
 class StackedAdamW:
-    """State: `step` (shared: all runs step together), and per parameter `exp_avg`, `exp_avg_sq`
-    of the stacked shape."""
+    """State: `step_count` (shared: all runs step together), and per parameter `exp_avg`,
+    `exp_avg_sq` of the stacked shape. Parameters with the same per-run settings (a role's group in
+    every run) share their per-run scalar tensors: a handful of small host-to-device copies per step."""
 
     def __init__(self, params: dict[str, torch.Tensor], hyper: dict[str, Sequence[RunHyper]]):
         self.params = params
         self.step_count = 0
         self.exp_avg = {name: torch.zeros_like(p) for name, p in params.items()}
         self.exp_avg_sq = {name: torch.zeros_like(p) for name, p in params.items()}
-        self.hyper = {name: list(hyper[name]) for name in params}
+        self.hyper = {name: tuple(hyper[name]) for name in params}
 
-    def _per_run(self, name: str, values: Sequence[float]) -> torch.Tensor:
-        """[K] floats -> a [K, 1, ...] tensor in the parameter's dtype (rounded from float64)."""
-        p = self.params[name]
-        return torch.tensor(values, dtype=torch.float64).to(p.dtype).view(-1, *([1] * (p.ndim - 1))).to(p.device)
+    def _scalars(self, rows: Sequence[Sequence[float]], like: torch.Tensor) -> torch.Tensor:
+        """Per-run scalars [S, K] (float64 on the host) -> [S, K] in `like`'s dtype on its device."""
+        return torch.tensor(rows, dtype=torch.float64).to(like.dtype).to(like.device, non_blocking=True)
 
     @torch.no_grad()
     def step(self, multipliers: Sequence[float]) -> None:
         """One update with run k's LR = base_lr x multipliers[k] (its schedule at this step)."""
         self.step_count += 1
         t = self.step_count
+        per_group: dict[tuple[tuple[RunHyper, ...], torch.dtype, torch.device], torch.Tensor] = {}
         for name, p in self.params.items():
             g = p.grad
             if g is None:
                 continue
             hs = self.hyper[name]
-            lrs = [h.base_lr * m for h, m in zip(hs, multipliers)]
-            if any(h.weight_decay for h in hs):
-                p.mul_(self._per_run(name, [1 - lr * h.weight_decay for lr, h in zip(lrs, hs)]))
+            key = (hs, p.dtype, p.device)
+            if key not in per_group:
+                lrs = [h.base_lr * m for h, m in zip(hs, multipliers)]
+                per_group[key] = self._scalars([
+                    [1 - lr * h.weight_decay for lr, h in zip(lrs, hs)],       # 0: decay factor
+                    [1 - h.beta1 for h in hs],                                 # 1: lerp weight
+                    [h.beta2 for h in hs],                                     # 2
+                    [1 - h.beta2 for h in hs],                                 # 3
+                    [(lr / (1 - h.beta1 ** t)) * -1 for lr, h in zip(lrs, hs)],  # 4: step size
+                    [(1 - h.beta2 ** t) ** 0.5 for h in hs],                   # 5: sqrt bias correction 2
+                    [h.eps for h in hs],                                       # 6
+                ], p)
+            s_SK = per_group[key].view(7, -1, *([1] * (p.ndim - 1)))
             m, v = self.exp_avg[name], self.exp_avg_sq[name]
-            m.lerp_(g, self._per_run(name, [1 - h.beta1 for h in hs]))
-            v.mul_(self._per_run(name, [h.beta2 for h in hs]))
-            v.addcmul_(g * self._per_run(name, [1 - h.beta2 for h in hs]), g)
-            step_size = [(lr / (1 - h.beta1 ** t)) * -1 for lr, h in zip(lrs, hs)]
-            denom = v.sqrt().div_(self._per_run(name, [(1 - h.beta2 ** t) ** 0.5 for h in hs]))
-            denom.add_(self._per_run(name, [h.eps for h in hs]))
-            p.addcdiv_(m * self._per_run(name, step_size), denom)
+            if any(h.weight_decay for h in hs):
+                p.mul_(s_SK[0])
+            m.lerp_(g, s_SK[1])
+            v.mul_(s_SK[2])
+            v.addcmul_(g * s_SK[3], g)
+            denom = v.sqrt().div_(s_SK[5]).add_(s_SK[6])
+            p.addcdiv_(m * s_SK[4], denom)
 
     def zero_grad(self) -> None:
         for p in self.params.values():
             p.grad = None
 
-    def keep(self, rows: Sequence[int]) -> None:
-        """Keep only the runs at `rows` (in that order): after runs left the batch."""
-        index = torch.tensor(list(rows), device=next(iter(self.params.values())).device)
+    def keep(self, rows: Sequence[int], params: dict[str, torch.Tensor]) -> None:
+        """Keep only the runs at `rows` (in that order), whose parameters are now `params`."""
+        self.params = params
+        index = torch.tensor(list(rows), device=next(iter(params.values())).device)
         for name in list(self.exp_avg):
             self.exp_avg[name] = self.exp_avg[name].index_select(0, index)
             self.exp_avg_sq[name] = self.exp_avg_sq[name].index_select(0, index)
-            self.hyper[name] = [self.hyper[name][i] for i in rows]
+            self.hyper[name] = tuple(self.hyper[name][i] for i in rows)

@@ -113,8 +113,7 @@ class BatchedTrainer:
     def _drop(self, gone: Sequence[MemberTrainer]) -> None:
         rows = [k for k, m in enumerate(self.members) if m not in gone]
         self.stack.keep(rows)
-        self.optimizer.keep(rows)
-        self.optimizer.params = self.stack.params
+        self.optimizer.keep(rows, self.stack.params)
         self.members = [self.members[k] for k in rows]
 
     # ---- one step --------------------------------------------------------------------------

@@ -11,7 +11,7 @@ CUDA (when present): a 124M-class LLaMA (d_model 768, 12 layers, 12 heads, vocab
 bf16 autocast, fused AdamW, torch.compile on (unless --no-compile), and its MFU against the device's
 peak dense bf16 FLOP/s: MFU = flops_per_token * tokens_per_s / peak.
 
-`--in-loop` (CUDA) adds the figure inside the harness's own loop: an ordinary `harness.loop.Trainer`
+`--in-loop` (CUDA) measures instead the figure inside the harness's own loop: an ordinary `harness.loop.Trainer`
 (its schedule, batch sampling, micro-batches, clipping, AdamW, loss fetch and NaN check each step)
 on the same 124M shape and random tokens, timed per `train_step`; `--loss-chunk N` sets
 train.loss_chunk when the harness has it (chunked cross-entropy).
@@ -279,7 +279,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=5, help="alternating timing rounds")
     parser.add_argument("--steps-per-round", type=int, default=4)
     parser.add_argument("--peak-tflops", type=float, default=None, help="override the device's peak bf16 TFLOP/s")
-    parser.add_argument("--in-loop", action="store_true", help="CUDA: also time harness.loop.Trainer.train_step")
+    parser.add_argument("--in-loop", action="store_true", help="CUDA: time harness.loop.Trainer.train_step (instead of the standalone rows)")
     parser.add_argument("--micro-batch", type=int, default=None, help="--in-loop: train.micro_batch_size")
     parser.add_argument("--loss-chunk", type=int, default=None, help="--in-loop: train.loss_chunk (rows per CE chunk)")
     parser.add_argument("--out", default=None, help="write the figures to this JSON file")
@@ -289,9 +289,7 @@ def main() -> None:
     if not args.skip_cpu:
         rows += bench_cpu(args)
     if torch.cuda.is_available() and not args.skip_cuda:
-        rows += bench_cuda(args)
-        if args.in_loop:
-            rows += bench_in_loop(args)
+        rows += bench_in_loop(args) if args.in_loop else bench_cuda(args)
     if args.out:
         record = {
             "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),

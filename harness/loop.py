@@ -187,6 +187,7 @@ class Trainer:
         self.unique_tokens = data.unique_tokens  # the training split: `epochs` = tokens / this
         self.counts = {**param_counts(model), "flops_per_token": self.compute.flops_per_token,
                        "optimizer_flops_per_step": self.compute.optimizer_flops_per_step}
+        model.loss_chunk = tc.loss_chunk  # chunked readout + CE inside the forward (0: outside, whole logits)
         # muP's per-role LR and weight-decay factors (empty, i.e. all 1, unless model.mup.enabled).
         multipliers = mup.optimizer_multipliers(cfg.model, cfg.optim)
         self.model: ParallelModel = wrap(model, tc, rt, lambda runner: build_optimizer(
@@ -254,7 +255,10 @@ class Trainer:
         for i in range(n_micro):
             micro = rows[i * self.micro_batch:(i + 1) * self.micro_batch]
             with self.model.accumulating(last_micro_batch=i == n_micro - 1), rt.autocast():
-                loss = cross_entropy(self.model(micro[:, :-1]), micro[:, 1:]) / n_micro
+                if tc.loss_chunk:  # the loss inside the (possibly compiled) forward, chunked
+                    loss = self.model.runner(micro[:, :-1], targets=micro[:, 1:]) / n_micro
+                else:
+                    loss = cross_entropy(self.model(micro[:, :-1]), micro[:, 1:]) / n_micro
                 # MoE aux terms (weighted) of this forward: backpropagated with the CE, logged apart.
                 aux = {k: v / n_micro for k, v in self.model.aux_losses().items()}
             (loss + sum(aux.values()) if aux else loss).backward()

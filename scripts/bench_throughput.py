@@ -13,11 +13,13 @@ peak dense bf16 FLOP/s: MFU = flops_per_token * tokens_per_s / peak.
 
 `--in-loop` (CUDA) measures instead the figure inside the harness's own loop: an ordinary `harness.loop.Trainer`
 (its schedule, batch sampling, micro-batches, clipping, AdamW, loss fetch and NaN check each step)
-on the same 124M shape and random tokens, timed per `train_step`; `--loss-chunk N` sets
-train.loss_chunk when the harness has it (chunked cross-entropy).
+on the same 124M shape and random tokens, timed per step; `--loss-chunk N` sets train.loss_chunk
+(chunked cross-entropy inside the compiled forward), `--fetch-every N` train.fetch_every (the loss
+fetched to the host every N steps, as the loop then does).
 
     python scripts/bench_throughput.py [--compile] [--out bench.json]
-    python scripts/bench_throughput.py --skip-cpu --no-hf --in-loop [--gpu-batch 32 --micro-batch 16]
+    python scripts/bench_throughput.py --skip-cpu --in-loop --gpu-batch 32 [--micro-batch 16]
+        [--loss-chunk 8192] [--fetch-every 10]
 """
 
 from __future__ import annotations
@@ -224,9 +226,8 @@ def bench_in_loop(args: argparse.Namespace) -> list[Row]:
     train = TrainConfig(steps=10_000, seq_len=seq_len, batch_size=args.gpu_batch, micro_batch_size=args.micro_batch,
                         device="cuda", precision="bf16", compile=not args.no_compile, eval_sequences=8)
     if args.loss_chunk is not None:
-        if not hasattr(train, "loss_chunk"):
-            raise SystemExit("--loss-chunk: this harness has no train.loss_chunk")
         train.loss_chunk = args.loss_chunk
+    train.fetch_every = args.fetch_every
     cfg = RunConfig(model=model_cfg, train=train, name="bench_in_loop")
     cfg.validate()
     rt = setup_runtime(cfg.train)
@@ -241,15 +242,22 @@ def bench_in_loop(args: argparse.Namespace) -> list[Row]:
     for step in range(1, args.warmup + 1):  # compilation happens here
         trainer.train_step(step)
     times = []
-    for step in range(args.warmup + 1, args.warmup + 1 + args.rounds * args.steps_per_round):
+    step = args.warmup
+    for _ in range(args.rounds * args.steps_per_round):
         torch.cuda.synchronize()
         start = time.perf_counter()
-        trainer.train_step(step)  # ends with the loss fetched to the host, as every loop step does
+        # As Trainer.fit does: fetch_every steps queued, then their numbers fetched in one transfer.
+        pending = []
+        for _ in range(args.fetch_every):
+            step += 1
+            pending.append(trainer.device_step(step))
+        trainer.fetch(pending, 1.0)
         torch.cuda.synchronize()
-        times.append(time.perf_counter() - start)
+        times.append((time.perf_counter() - start) / args.fetch_every)
     median_s = statistics.median(times)
     tokens_per_s = args.gpu_batch * seq_len / median_s
-    name = f"harness loop ({'compiled' if train.compile else 'eager'}, micro {args.micro_batch or args.gpu_batch})"
+    name = (f"harness loop ({'compiled' if train.compile else 'eager'}, micro {args.micro_batch or args.gpu_batch}, "
+            f"loss_chunk {train.loss_chunk}, fetch_every {train.fetch_every})")
     row = Row(name, device_name, args.gpu_batch, seq_len, 1e3 * median_s, tokens_per_s,
               trainer.compute.flops_per_token * tokens_per_s / peak if peak else None)
     print_table(f"{device_name}, in the harness loop, bf16, batch {args.gpu_batch} x seq {seq_len}", [row],
@@ -282,6 +290,7 @@ def main() -> None:
     parser.add_argument("--in-loop", action="store_true", help="CUDA: time harness.loop.Trainer.train_step (instead of the standalone rows)")
     parser.add_argument("--micro-batch", type=int, default=None, help="--in-loop: train.micro_batch_size")
     parser.add_argument("--loss-chunk", type=int, default=None, help="--in-loop: train.loss_chunk (rows per CE chunk)")
+    parser.add_argument("--fetch-every", type=int, default=1, help="--in-loop: train.fetch_every (host syncs)")
     parser.add_argument("--out", default=None, help="write the figures to this JSON file")
     args = parser.parse_args()
 

@@ -10,14 +10,14 @@ The loss of the stack is the sum of the K runs' losses: each run's parameters on
 loss, so each slice of a gradient is exactly that run's gradient.
 
 The model's hand-written autograd Functions (harness/models/fused_ops.py) cannot run under vmap;
-inside the stack their plain twins run instead (`fused_ops.composite_only`), the same ops torch.compile
-sees. Derived buffers (RoPE tables) are equal across runs and passed unstacked.
+inside the stack, vmap-aware twins run instead (harness/batched/stacked_ops.py, through
+`fused_ops.replaced_by`): the same arithmetic on the runs' stacked tensors, attention included (runs
+folded into its batch). Derived buffers (RoPE tables) are equal across runs and passed unstacked.
 """
 
 from __future__ import annotations
 
 import copy
-import warnings
 from typing import Sequence
 
 import torch
@@ -27,12 +27,6 @@ from torch.func import functional_call, stack_module_state, vmap
 from harness.loop import cross_entropy
 from harness.batched.stacked_ops import STACKED_OPS
 from harness.models import fused_ops
-
-# CPU's flash-attention kernel has no vmap rule: vmap loops over the runs for it (correct, and
-# only that op); the warning would repeat every step.
-warnings.filterwarnings("ignore", message=".*have not yet implemented the batching rule for "
-                        "aten::_scaled_dot_product.*")
-
 
 class StackedModel:
     """The K runs' parameters as `params[name]`: [K, ...] leaf tensors (requires_grad), on the

@@ -134,6 +134,28 @@ class SplitHeadsOp(_VmapOnly):
         return tuple(h.unflatten(0, (K, B)) for h in heads), (0, 0, 0)
 
 
+def _sdpa(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, scale: Optional[float]) -> torch.Tensor:
+    """fused_ops.causal_attention's kernel call (called directly: the replacement is active here)."""
+    return torch.nn.functional.scaled_dot_product_attention(q, k, v, is_causal=True, scale=scale,
+                                                            enable_gqa=k.shape[-3] != q.shape[-3])
+
+
+class CausalAttentionOp(_VmapOnly):
+    @staticmethod
+    def forward(q_BHTE: torch.Tensor, k_BKTE: torch.Tensor, v_BKTE: torch.Tensor, scale: Optional[float]) -> torch.Tensor:
+        return _sdpa(q_BHTE, k_BKTE, v_BKTE, scale)
+
+    @staticmethod
+    def vmap(info: Any, in_dims: tuple, q_BHTE: torch.Tensor, k_BKTE: torch.Tensor, v_BKTE: torch.Tensor,
+             scale: Optional[float]) -> tuple:
+        q, k, v = (_batched_first(x, d, info.batch_size) for x, d in zip((q_BHTE, k_BKTE, v_BKTE), in_dims))
+        K, B = q.shape[:2]
+        # Attention is per (sequence, head): the runs fold into the batch, one kernel call for all
+        # (CPU flash attention has no vmap rule; vmap would call it once per run).
+        y = _sdpa(q.flatten(0, 1), k.flatten(0, 1), v.flatten(0, 1), scale)
+        return y.unflatten(0, (K, B)), 0
+
+
 class StackedOps:
     """What `fused_ops.replaced_by` calls inside the stack's vmapped forward."""
 
@@ -145,6 +167,11 @@ class StackedOps:
     def split_heads(qkv_BTNE: torch.Tensor, n_heads: int, n_kv_heads: int, cos_TE2: Optional[torch.Tensor] = None,
                     sin_TE2: Optional[torch.Tensor] = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         return SplitHeadsOp.apply(qkv_BTNE, n_heads, n_kv_heads, cos_TE2, sin_TE2)
+
+    @staticmethod
+    def causal_attention(q_BHTE: torch.Tensor, k_BKTE: torch.Tensor, v_BKTE: torch.Tensor,
+                         scale: Optional[float]) -> torch.Tensor:
+        return CausalAttentionOp.apply(q_BHTE, k_BKTE, v_BKTE, scale)
 
     @staticmethod
     def swiglu_gate_up(x_BTD: torch.Tensor, weight_2FD: torch.Tensor) -> torch.Tensor:

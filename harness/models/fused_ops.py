@@ -54,7 +54,8 @@ _REPLACEMENT: list[Any] = [None]
 
 @contextlib.contextmanager
 def replaced_by(ops: Any) -> Iterator[None]:
-    """Inside this block rms_norm, split_heads and swiglu_gate_up call `ops`' methods of those names."""
+    """Inside this block rms_norm, split_heads, swiglu_gate_up and causal_attention call `ops`' methods
+    of those names."""
     previous = _REPLACEMENT[0]
     _REPLACEMENT[0] = ops
     try:
@@ -160,6 +161,15 @@ def split_heads(qkv_BTNE: torch.Tensor, n_heads: int, n_kv_heads: int,
     if _use_composite():
         return composite_split_heads(qkv_BTNE, n_heads, n_kv_heads, cos_TE2, sin_TE2)
     return _SplitHeads.apply(qkv_BTNE, n_heads, n_kv_heads, cos_TE2, sin_TE2)
+
+
+def causal_attention(q_BHTE: torch.Tensor, k_BKTE: torch.Tensor, v_BKTE: torch.Tensor,
+                     scale: Optional[float]) -> torch.Tensor:
+    """Causal scaled-dot-product attention (grouped-query when k/v have fewer heads than q)."""
+    if _REPLACEMENT[0] is not None:
+        return _REPLACEMENT[0].causal_attention(q_BHTE, k_BKTE, v_BKTE, scale)
+    return torch.nn.functional.scaled_dot_product_attention(q_BHTE, k_BKTE, v_BKTE, is_causal=True, scale=scale,
+                                                            enable_gqa=k_BKTE.shape[1] != q_BHTE.shape[1])
 
 
 def _autocast_dtype(x: torch.Tensor) -> torch.dtype:

@@ -85,8 +85,15 @@ def main(argv: Sequence[str] | None = None) -> None:
                         help="runs go to SWEEP_DIR/<config hash> (default runs/sweeps/<time>)")
     parser.add_argument("overrides", nargs="*", help="run overrides, Hydra syntax; a,b,c sweeps")
     args = parser.parse_args(argv)
+    from hydra.errors import HydraException
+    from omegaconf.errors import OmegaConfBaseException
+
     try:
         cfgs = compose_runs(args.overrides, args.sweep_dir)
+    except (ConfigError, HydraException, OmegaConfBaseException) as err:
+        print(f"config error: {str(err).splitlines()[0]}", file=sys.stderr)
+        sys.exit(2)
+    try:
         code = train_all(cfgs, args.batch_runs or len(cfgs))
     except ConfigError as err:
         print(f"config error: {err}", file=sys.stderr)

@@ -177,3 +177,10 @@ def test_a_diverging_run_fails_alone_and_the_batch_goes_on(train_env, tmp_path):
     assert sorted(p.name for p in (failed_dir / "checkpoints").iterdir())[-1] == f"step_{failed['step'] - 1:08d}.pt"
     completed, completed_dir = states["completed"]
     assert completed["step"] == 20 and [r["step"] for r in read_rows(completed_dir)] == list(range(1, 21))
+
+
+def test_bad_sweep_exits_2_naming_the_field_and_writes_nothing(train_env, tmp_path):
+    proc = subprocess.run(batched_cmd(tmp_path / "sweep", "optim.lrr=1e-3,2e-3"), cwd=ROOT, env=train_env,
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2 and "optim.lrr" in proc.stderr
+    assert not (tmp_path / "sweep").exists()

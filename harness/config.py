@@ -226,6 +226,14 @@ class TrainConfig:
     # auto: bf16 autocast on CUDA, fp32 on CPU (no bf16 hardware there; it is 3x slower).
     precision: str = "auto"  # auto | fp32 | bf16
     compile: bool = False
+    # Tokens per chunk of the readout + cross-entropy (harness/models/chunked_ce.py: the full fp32
+    # logits never exist; the loss runs inside the model's forward, so inside torch.compile); 0:
+    # the whole logits, the loss outside the model. Not part of the run's identity (same numbers).
+    loss_chunk: int = 0
+    # Fetch each step's loss and gradient norm to the host (and check them) every this many steps,
+    # all at once, and at checkpoint / eval / last steps: the GPU is not stalled by a sync every step.
+    # Every step still gets its curve row. Not part of the run's identity.
+    fetch_every: int = 1
     # Deterministic kernels and no TF32, for bit-identical reruns and resumes.
     deterministic: bool = False
     # CPU threads for torch (0: leave torch's default).
@@ -262,6 +270,8 @@ class TrainConfig:
             _require(self.micro_batch_size > 0 and self.batch_size % self.micro_batch_size == 0,
                      "train.micro_batch_size", f"must divide train.batch_size={self.batch_size}")
         _require(self.grad_clip >= 0, "train.grad_clip", "must be >= 0 (0 disables clipping)")
+        _require(self.fetch_every >= 1, "train.fetch_every", "must be >= 1 (1: every step)")
+        _require(self.loss_chunk >= 0, "train.loss_chunk", "must be >= 0 (tokens per chunk; 0: whole logits)")
         _one_of(self.device, "train.device", ("auto", "cpu", "cuda"))
         _one_of(self.precision, "train.precision", ("auto", "fp32", "bf16"))
         _one_of(self.parallel, "train.parallel", ("none", "ddp", "fsdp"))

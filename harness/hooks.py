@@ -81,7 +81,8 @@ class CheckpointHook(Hook):
 
 class PreemptionHook(Hook):
     """While the loop runs, the preemption signals only set a flag; after the step in which one
-    arrived (on any rank), checkpoint and raise Preempted (exit 75, relaunch to resume)."""
+    arrived (on any rank), checkpoint and raise Preempted (exit 75, relaunch to resume). With
+    train.fetch_every > 1 that is the next fetched step (at most fetch_every steps later)."""
 
     def __init__(self, signal_names: list[str], checkpoints: CheckpointHook, rt: Runtime):
         self.watcher, self.checkpoints, self.rt = PreemptionWatcher(signal_names), checkpoints, rt
@@ -90,6 +91,8 @@ class PreemptionHook(Hook):
         self.watcher.install()
 
     def on_step(self, trainer: Trainer, row: dict[str, Any]) -> None:
+        if not trainer.at_head:  # an older step of a deferred fetch: the state to save is the newest one's
+            return
         signal_name = self._agreed(self.watcher.requested)
         if signal_name is not None and trainer.step < trainer.total_steps:
             self.checkpoints.save(trainer)

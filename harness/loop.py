@@ -187,6 +187,7 @@ class Trainer:
         self.unique_tokens = data.unique_tokens  # the training split: `epochs` = tokens / this
         self.counts = {**param_counts(model), "flops_per_token": self.compute.flops_per_token,
                        "optimizer_flops_per_step": self.compute.optimizer_flops_per_step}
+        model.loss_chunk = tc.loss_chunk  # chunked readout + CE inside the forward (0: outside, whole logits)
         # muP's per-role LR and weight-decay factors (empty, i.e. all 1, unless model.mup.enabled).
         multipliers = mup.optimizer_multipliers(cfg.model, cfg.optim)
         self.model: ParallelModel = wrap(model, tc, rt, lambda runner: build_optimizer(
@@ -208,6 +209,7 @@ class Trainer:
         self.last_loss: float = float("nan")
         self.last_val_loss: float | None = None
         self.last_checkpoint: str | None = None  # file name of the checkpoint last saved or loaded
+        self.at_head = True  # the row hooks see is the newest step computed (see fit)
 
     # ---- state -------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
@@ -240,12 +242,14 @@ class Trainer:
                 "final_loss": self.last_loss, "final_val_loss": self.last_val_loss}
 
     # ---- one step ----------------------------------------------------------------------
-    def train_step(self, step: int) -> dict[str, Any]:
-        """One optimizer step; returns its curve row (without the val loss)."""
+    def device_step(self, step: int) -> dict[str, Any]:
+        """One optimizer step, nothing fetched from the device: its curve row with the loss, the
+        gradient norm and the aux terms still tensors under "_device" (`fetch` makes them floats and
+        checks them). The step is taken even when they are not finite: `fetch` then stops the run
+        at this step, before any later state is saved."""
         tc, rt = self.cfg.train, self.rt
         multiplier = self.schedule.multiplier(step)
         set_lr(self.model.optimizer, multiplier)
-        start = time.perf_counter()
         batch = train_batch(self.data, seed=tc.seed, step=step, batch_size=tc.batch_size, seq_len=tc.seq_len)
         rows = batch[rt.rank * self.rank_batch:(rt.rank + 1) * self.rank_batch].to(rt.device, non_blocking=True)
         n_micro = self.rank_batch // self.micro_batch
@@ -254,48 +258,101 @@ class Trainer:
         for i in range(n_micro):
             micro = rows[i * self.micro_batch:(i + 1) * self.micro_batch]
             with self.model.accumulating(last_micro_batch=i == n_micro - 1), rt.autocast():
-                loss = cross_entropy(self.model(micro[:, :-1]), micro[:, 1:]) / n_micro
+                if tc.loss_chunk:  # the loss inside the (possibly compiled) forward, chunked
+                    loss = self.model.runner(micro[:, :-1], targets=micro[:, 1:]) / n_micro
+                else:
+                    loss = cross_entropy(self.model(micro[:, :-1]), micro[:, 1:]) / n_micro
                 # MoE aux terms (weighted) of this forward: backpropagated with the CE, logged apart.
                 aux = {k: v / n_micro for k, v in self.model.aux_losses().items()}
             (loss + sum(aux.values()) if aux else loss).backward()
             loss_sum += loss.detach()
             for k, v in aux.items():
                 aux_sums[k] = aux_sums.get(k, 0) + v.detach().float()
-        loss_value = float(rt.mean_across_ranks(loss_sum))
-        aux_values = {k: float(rt.mean_across_ranks(v)) for k, v in aux_sums.items()}
-        grad_norm = self.model.clip_grad_norm(tc.grad_clip if tc.grad_clip > 0 else math.inf)
-        if not (math.isfinite(loss_value) and math.isfinite(grad_norm)):
-            raise NonFiniteLossError(step, loss_value, grad_norm, self.last_checkpoint)
+        on_device = {"loss": rt.mean_across_ranks(loss_sum),
+                     # ParallelModel.clip_grad_norm's clipping, without its float(): no host sync here.
+                     "grad_norm": torch.nn.utils.clip_grad_norm_(self.model.runner.parameters(),
+                                                                 tc.grad_clip if tc.grad_clip > 0 else math.inf),
+                     **{k: rt.mean_across_ranks(v) for k, v in aux_sums.items()}}  # e.g. aux_loss, z_loss
         self.model.optimizer_step()
-        elapsed = time.perf_counter() - start
         return {
             "step": step,
             **self.compute.columns(step),  # tokens, flops, optimizer_flops, total_flops
             "unique_tokens": self.unique_tokens,
             "epochs": epochs(self.compute.tokens(step), self.unique_tokens),
             "lr": self.cfg.optim.lr * multiplier,
-            "loss": loss_value,
-            "grad_norm": grad_norm,
-            "tokens_per_s": self.compute.tokens_per_step / max(elapsed, 1e-9),
-            **aux_values,  # e.g. aux_loss, z_loss: never part of `loss`
+            "_device": on_device,
         }
+
+    def fetch(self, pending: Sequence[dict[str, Any]], seconds: float) -> tuple[list[dict[str, Any]], NonFiniteLossError | None]:
+        """The rows of `pending` steps with their numbers fetched in one transfer, and `tokens_per_s`
+        over the `seconds` they took together; cut before the first step whose loss or gradient norm
+        is not finite, with the error that stops the run there (else None)."""
+        flat = torch.stack([_local(v).detach().float().reshape(()) for row in pending
+                            for v in row["_device"].values()]).tolist()
+        rows, error, i = [], None, 0
+        tokens_per_s = self.compute.tokens_per_step * len(pending) / max(seconds, 1e-9)
+        for pending_row in pending:
+            row = {k: v for k, v in pending_row.items() if k != "_device"}
+            values = dict(zip(pending_row["_device"], flat[i:i + len(pending_row["_device"])]))
+            i += len(values)
+            if not (math.isfinite(values["loss"]) and math.isfinite(values["grad_norm"])):
+                error = NonFiniteLossError(row["step"], values["loss"], values["grad_norm"], self.last_checkpoint)
+                break
+            aux = {k: v for k, v in values.items() if k not in ("loss", "grad_norm")}
+            rows.append({**row, "loss": values["loss"], "grad_norm": values["grad_norm"],
+                         "tokens_per_s": tokens_per_s, **aux})  # aux terms: never part of `loss`
+        return rows, error
+
+    def train_step(self, step: int) -> dict[str, Any]:
+        """One optimizer step with its numbers fetched; returns its curve row (without the val loss)."""
+        start = time.perf_counter()
+        rows, error = self.fetch([self.device_step(step)], time.perf_counter() - start)
+        if error is not None:
+            raise error
+        rows[0]["tokens_per_s"] = self.compute.tokens_per_step / max(time.perf_counter() - start, 1e-9)
+        return rows[0]
+
+    def fetch_due(self, step: int, n_pending: int) -> bool:
+        """Fetch the pending steps' numbers now: every `train.fetch_every` steps, and at every step
+        where a hook may save state or the loop evaluates (checkpoint, pinned, eval and last steps),
+        so a checkpoint never holds a step whose loss was not checked."""
+        tc = self.cfg.train
+        return (n_pending >= tc.fetch_every or step == self.total_steps or step in self.eval_at
+                or step % tc.checkpoint_every == 0 or step in tc.checkpoint_at)
 
     # ---- the loop ----------------------------------------------------------------------
     def fit(self, hooks: Sequence[Hook]) -> None:
-        """Train from `self.step` to the last step. Any error reaches every hook's on_error, then propagates."""
+        """Train from `self.step` to the last step. Any error reaches every hook's on_error, then propagates.
+
+        The numbers of a step (loss, gradient norm) are fetched from the device every
+        `train.fetch_every` steps (and at checkpoint and eval steps), all at once: between fetches the
+        host only queues work. Hooks then see each step's row in order; `at_head` is False while they
+        see a step older than the model's state (preemption waits for the head)."""
         self.model.train()
         try:
             for hook in hooks:
                 hook.on_start(self)
-            while self.step < self.total_steps:
-                step = self.step + 1
-                row = self.train_step(step)
-                if step in self.eval_at:
-                    row["val_loss"] = self.last_val_loss = evaluate(self.model, self.val, self.rt)
-                    row.update(expert_load_columns(self.model.expert_load()))
-                self.step, self.last_loss = step, row["loss"]
-                for hook in hooks:
-                    hook.on_step(self, row)
+            computed, pending = self.step, []
+            window_start = time.perf_counter()
+            while computed < self.total_steps:
+                computed += 1
+                pending.append(self.device_step(computed))
+                if not self.fetch_due(computed, len(pending)):
+                    continue
+                rows, error = self.fetch(pending, time.perf_counter() - window_start)
+                pending = []
+                for row in rows:
+                    step = row["step"]
+                    self.at_head = step == computed
+                    if step in self.eval_at:  # eval steps are fetch points: the model is at this step
+                        row["val_loss"] = self.last_val_loss = evaluate(self.model, self.val, self.rt)
+                        row.update(expert_load_columns(self.model.expert_load()))
+                    self.step, self.last_loss = step, row["loss"]
+                    for hook in hooks:
+                        hook.on_step(self, row)
+                if error is not None:
+                    raise error
+                window_start = time.perf_counter()
             for hook in hooks:
                 hook.on_end(self)
         except BaseException as err:
@@ -305,3 +362,8 @@ class Trainer:
         finally:
             for hook in hooks:
                 hook.close()
+
+
+def _local(value: torch.Tensor) -> torch.Tensor:
+    """A plain tensor (FSDP's gradient norm is a DTensor)."""
+    return value.full_tensor() if hasattr(value, "full_tensor") else value

@@ -11,7 +11,15 @@ CUDA (when present): a 124M-class LLaMA (d_model 768, 12 layers, 12 heads, vocab
 bf16 autocast, fused AdamW, torch.compile on (unless --no-compile), and its MFU against the device's
 peak dense bf16 FLOP/s: MFU = flops_per_token * tokens_per_s / peak.
 
+`--in-loop` (CUDA) measures instead the figure inside the harness's own loop: an ordinary `harness.loop.Trainer`
+(its schedule, batch sampling, micro-batches, clipping, AdamW, loss fetch and NaN check each step)
+on the same 124M shape and random tokens, timed per step; `--loss-chunk N` sets train.loss_chunk
+(chunked cross-entropy inside the compiled forward), `--fetch-every N` train.fetch_every (the loss
+fetched to the host every N steps, as the loop then does).
+
     python scripts/bench_throughput.py [--compile] [--out bench.json]
+    python scripts/bench_throughput.py --skip-cpu --in-loop --gpu-batch 32 [--micro-batch 16]
+        [--loss-chunk 8192] [--fetch-every 10]
 """
 
 from __future__ import annotations
@@ -199,6 +207,64 @@ def bench_cuda(args: argparse.Namespace) -> list[Row]:
     return rows
 
 
+def bench_in_loop(args: argparse.Namespace) -> list[Row]:
+    """Steps of the harness loop itself (harness.loop.Trainer.train_step) on the 124M shape."""
+    import dataclasses
+    from pathlib import Path
+
+    import numpy as np
+
+    from harness.config import RunConfig, TrainConfig
+    from harness.data.tokens import TokenData
+    from harness.loop import Trainer
+    from harness.runtime import setup_runtime
+
+    device_name = torch.cuda.get_device_name()
+    peak = args.peak_tflops * 1e12 if args.peak_tflops else detect_peak_flops(device_name)
+    model_cfg = dataclasses.replace(GPU_SHAPE)
+    seq_len = model_cfg.max_seq_len
+    train = TrainConfig(steps=10_000, seq_len=seq_len, batch_size=args.gpu_batch, micro_batch_size=args.micro_batch,
+                        device="cuda", precision="bf16", compile=not args.no_compile, eval_sequences=8)
+    if args.loss_chunk is not None:
+        train.loss_chunk = args.loss_chunk
+    train.fetch_every = args.fetch_every
+    cfg = RunConfig(model=model_cfg, train=train, name="bench_in_loop")
+    cfg.validate()
+    rt = setup_runtime(cfg.train)
+    rng = np.random.default_rng(0)
+    vocab = model_cfg.vocab_size
+    data = TokenData(train=rng.integers(0, vocab, 20_000_000, dtype=np.uint16),
+                     val=rng.integers(0, vocab, 16 * (seq_len + 1), dtype=np.uint16), vocab_size=vocab,
+                     tokenizer=None, manifest={}, cache_path=Path("."))
+    torch.manual_seed(0)
+    trainer = Trainer(cfg, rt, data, build_model(model_cfg).to(rt.device))
+    trainer.model.train()
+    for step in range(1, args.warmup + 1):  # compilation happens here
+        trainer.train_step(step)
+    times = []
+    step = args.warmup
+    for _ in range(args.rounds * args.steps_per_round):
+        torch.cuda.synchronize()
+        start = time.perf_counter()
+        # As Trainer.fit does: fetch_every steps queued, then their numbers fetched in one transfer.
+        pending = []
+        for _ in range(args.fetch_every):
+            step += 1
+            pending.append(trainer.device_step(step))
+        trainer.fetch(pending, 1.0)
+        torch.cuda.synchronize()
+        times.append((time.perf_counter() - start) / args.fetch_every)
+    median_s = statistics.median(times)
+    tokens_per_s = args.gpu_batch * seq_len / median_s
+    name = (f"harness loop ({'compiled' if train.compile else 'eager'}, micro {args.micro_batch or args.gpu_batch}, "
+            f"loss_chunk {train.loss_chunk}, fetch_every {train.fetch_every})")
+    row = Row(name, device_name, args.gpu_batch, seq_len, 1e3 * median_s, tokens_per_s,
+              trainer.compute.flops_per_token * tokens_per_s / peak if peak else None)
+    print_table(f"{device_name}, in the harness loop, bf16, batch {args.gpu_batch} x seq {seq_len}", [row],
+                trainer.counts["params"])
+    return [row]
+
+
 def _cpu_name() -> str:
     try:
         with open("/proc/cpuinfo") as f:
@@ -221,6 +287,10 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=5, help="alternating timing rounds")
     parser.add_argument("--steps-per-round", type=int, default=4)
     parser.add_argument("--peak-tflops", type=float, default=None, help="override the device's peak bf16 TFLOP/s")
+    parser.add_argument("--in-loop", action="store_true", help="CUDA: time harness.loop.Trainer.train_step (instead of the standalone rows)")
+    parser.add_argument("--micro-batch", type=int, default=None, help="--in-loop: train.micro_batch_size")
+    parser.add_argument("--loss-chunk", type=int, default=None, help="--in-loop: train.loss_chunk (rows per CE chunk)")
+    parser.add_argument("--fetch-every", type=int, default=1, help="--in-loop: train.fetch_every (host syncs)")
     parser.add_argument("--out", default=None, help="write the figures to this JSON file")
     args = parser.parse_args()
 
@@ -228,7 +298,7 @@ def main() -> None:
     if not args.skip_cpu:
         rows += bench_cpu(args)
     if torch.cuda.is_available() and not args.skip_cuda:
-        rows += bench_cuda(args)
+        rows += bench_in_loop(args) if args.in_loop else bench_cuda(args)
     if args.out:
         record = {
             "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),

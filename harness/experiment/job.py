@@ -1,5 +1,6 @@
 """The job every launcher runs: `python -m harness.experiment.job -m +experiment_plan=PLAN.json
-+experiment_run=0,3,4 hydra/launcher=...`.
++experiment_run=0,3,4 hydra/launcher=...` (a job `3+5+8` trains those runs as one stacked batch,
+harness/batched/: launch.py groups them when the spec has `batch_runs`).
 
 Hydra's sweepers only make Cartesian products, and a plan is a list of unrelated override sets.
 So the sweep has ONE synthetic axis, the run's index in plan.json; Hydra hands the list of indices
@@ -36,11 +37,15 @@ def _job(cfg: Any) -> int:
     from harness.outcome import EXIT_PREEMPTED
     from harness.train import train_main
 
-    overrides = run_overrides(cfg.experiment_plan, int(cfg.experiment_run), list(cfg.get("experiment_extra") or []))
-    run_cfg = compose(config_name="config", overrides=overrides)
+    indices = [int(i) for i in str(cfg.experiment_run).split("+")]
+    extra = list(cfg.get("experiment_extra") or [])
+    run_cfgs = [compose(config_name="config", overrides=run_overrides(cfg.experiment_plan, i, extra)) for i in indices]
     in_process = "BasicLauncher" in str(HydraConfig.get().launcher.get("_target_", ""))
     try:
-        train_main(run_cfg)
+        if len(run_cfgs) == 1:
+            train_main(run_cfgs[0])
+        else:
+            train_batch_main(run_cfgs)
     except SystemExit as exit_:
         # harness.train exits with the run's code. In a process of its own (submitit) that is the
         # job's end, as for `python -m harness.train`; in the basic launcher's shared process a
@@ -53,6 +58,21 @@ def _job(cfg: Any) -> int:
         print(f"[experiment] run {cfg.experiment_run} ended with exit code {code}", flush=True)
         return code
     return 0
+
+
+def train_batch_main(run_cfgs: list[Any]) -> None:
+    """Train composed run configs as one batch (harness/batched/run.py); exit with the worst run's code."""
+    import sys
+
+    from harness.batched.run import run_batched
+    from harness.config import ConfigError, to_run_config
+
+    try:
+        result = run_batched([to_run_config(c) for c in run_cfgs])
+    except ConfigError as err:
+        print(f"config error: {err}", file=sys.stderr)
+        sys.exit(2)
+    sys.exit(result.exit_code)
 
 
 register_configs()

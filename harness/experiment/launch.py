@@ -5,6 +5,10 @@
     slurm           hydra/launcher=slurm (GPU nodes): ONE Slurm job array, requeued on preemption
     slurm_cpu       hydra/launcher=slurm_cpu (CPU nodes, the test cluster): the same
 
+With `batch_runs: K` in the spec, the pending runs of one shape (harness/batched/compat.py) are
+grouped into jobs of up to K runs, each trained as one stacked model (a job index `3+5+8`);
+runs that cannot batch (another optimizer, a MoE, a branch) stay jobs of their own.
+
 Completed runs are not launched at all; the others are, and harness.train resumes a run that has
 a checkpoint. Hydra's output (and submitit's logs, `.submitit/`) go to DIR/launches/<time>/.
 
@@ -51,7 +55,23 @@ def stages(plan: dict[str, Any]) -> list[int]:
     return sorted({run.get("stage", 0) for run in plan["runs"]})
 
 
-def job_command(out_dir: Path, indices: Sequence[int], launcher: str, launcher_args: Sequence[str],
+def job_units(plan: dict[str, Any], indices: Sequence[int]) -> list[str]:
+    """The jobs of a stage: one index per run, or with the spec's `batch_runs` > 1 runs of one shape
+    joined into batched jobs (`3+5+8`); returned in plan order of their first run."""
+    batch_runs = int(plan.get("spec", {}).get("batch_runs") or 1)
+    if batch_runs == 1 or len(indices) < 2:
+        return [str(i) for i in indices]
+    from harness.batched.compat import group_runs
+    from harness.ladder.overrides import compose_base
+
+    cfgs = [compose_base(tuple(plan["runs"][i]["train_overrides"])) for i in indices]
+    grouping = group_runs(cfgs, batch_runs)
+    units = [[indices[j] for j in batch] for batch in grouping.batches]
+    units += [[indices[j]] for j, _ in grouping.separate]
+    return ["+".join(str(i) for i in unit) for unit in sorted(units)]
+
+
+def job_command(out_dir: Path, indices: Sequence[int | str], launcher: str, launcher_args: Sequence[str],
                 sweep_dir: Path) -> list[str]:
     extra = SLURM_RUN_SETTINGS if launcher.startswith("slurm") else []
     return [sys.executable, "-m", "harness.experiment.job", "-m",
@@ -92,8 +112,11 @@ def launch_stage(out_dir: Path, plan: dict[str, Any], indices: list[int], launch
     """One Hydra multirun over `indices` (one Slurm array with slurm)."""
     done = sum(s.state == "completed" for s in run_states(plan))
     sweep_dir = Path(out_dir).resolve() / "launches" / time.strftime("%Y-%m-%d_%H-%M-%S")
-    cmd = job_command(out_dir, indices, launcher, launcher_args, sweep_dir)
-    print(f"[experiment] launching {len(indices)} run(s){label} with {launcher} ({done} completed, skipped); "
+    units = job_units(plan, indices)
+    cmd = job_command(out_dir, units, launcher, launcher_args, sweep_dir)
+    batched = [u for u in units if "+" in u]
+    jobs = f" as {len(units)} job(s), {len(batched)} of them batched ({', '.join(batched)})" if batched else ""
+    print(f"[experiment] launching {len(indices)} run(s){label}{jobs} with {launcher} ({done} completed, skipped); "
           f"launcher output in {sweep_dir}", flush=True)
     if wait or launcher == "local":
         return subprocess.run(cmd, env=os.environ.copy()).returncode

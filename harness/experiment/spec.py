@@ -4,6 +4,7 @@
     kind: grid                 # a registered kind (harness/experiment/kinds.py)
     base: [model=llama_tiny]   # run overrides (Hydra syntax) on conf/config.yaml, for every run
     tokens_per_s: 20000        # optional: throughput for the time estimate of `plan`
+    batch_runs: 8              # optional: train up to 8 runs of one shape as one stacked job (harness/batched/)
     grid: {...}                # the kind's own section, named after the kind (its fields: kind's Config)
 
 Command-line overrides change the spec before it is checked, in OmegaConf dotlist syntax
@@ -35,6 +36,9 @@ class ExperimentSpec:
     # Training tokens per second for `plan`'s time estimate (one figure for every run: an estimate).
     tokens_per_s: Optional[float] = None
     description: str = ""
+    # Runs of one shape (harness/batched/compat.py) are trained up to this many per job as one stacked
+    # model (harness/batched/); 1: every run is its own job.
+    batch_runs: int = 1
     # The kind's own section (an instance of the kind's Config dataclass), set by load_spec.
     params: Any = None
 
@@ -43,6 +47,8 @@ class ExperimentSpec:
             raise ExperimentError(f"name: got {self.name!r}; give a non-empty name without '/'")
         if self.tokens_per_s is not None and not self.tokens_per_s > 0:
             raise ExperimentError(f"tokens_per_s: got {self.tokens_per_s!r}; must be positive (or null)")
+        if self.batch_runs < 1:
+            raise ExperimentError(f"batch_runs: got {self.batch_runs}; give 1 (no batching) or the most runs per batched job")
         for i, item in enumerate(self.base):
             if "=" not in item:
                 raise ExperimentError(f"base[{i}]: got {item!r}; each item is a run override key=value")

@@ -8,12 +8,19 @@ from torch import nn
 
 from harness.config import ModelConfig
 from harness.models import flops, mup
+from harness.models.chunked_ce import chunked_readout_cross_entropy
 from harness.models.layers import linear
 from harness.models.roles import ParamRole, initialize, spec_of
 
 
 class DecoderLM(nn.Module):
-    """Base class: `forward(input_ids[B, T]) -> logits[B, T, V]`, no loss inside."""
+    """Base class: `forward(input_ids[B, T]) -> logits[B, T, V]`, no loss inside; given `targets`
+    [B, T] as well, the mean next-token cross-entropy instead (so the loss runs inside a compiled
+    forward), computed `loss_chunk` tokens at a time when that is set (harness/models/chunked_ce.py)."""
+
+    # Tokens per chunk of the readout + cross-entropy of a forward given targets; 0: whole logits.
+    # Set by the training loop from train.loss_chunk: a way of computing, not part of the model.
+    loss_chunk: int = 0
 
     def __init__(self, cfg: ModelConfig) -> None:
         super().__init__()
@@ -51,6 +58,19 @@ class DecoderLM(nn.Module):
         if self.lm_head is not None:
             return self.lm_head(h_BTD)
         return F.linear(h_BTD, self.tok_embeddings.weight)
+
+    def _output(self, h_BTD: torch.Tensor, targets_BT: torch.Tensor | None) -> torch.Tensor:
+        """Logits of the final hidden states, or with targets the mean cross-entropy (fp32 scalar),
+        as harness.loop.cross_entropy computes it on the logits."""
+        if targets_BT is None:
+            return self._readout(h_BTD)
+        if self.loss_chunk <= 0:
+            return F.cross_entropy(self._readout(h_BTD).float().flatten(0, 1), targets_BT.flatten())
+        m = self.mup_rules.output_mult
+        if m != 1.0:
+            h_BTD = h_BTD * m
+        weight_VD = self.lm_head.weight if self.lm_head is not None else self.tok_embeddings.weight
+        return chunked_readout_cross_entropy(h_BTD, weight_VD, targets_BT, self.loss_chunk)
 
     def _check_seq_len(self, input_ids: torch.Tensor) -> None:
         seq_len, limit = input_ids.shape[1], self.config.max_seq_len

@@ -14,7 +14,8 @@ values and gradients.
 
 from __future__ import annotations
 
-from typing import Any, Optional
+import contextlib
+from typing import Any, Iterator, Optional
 
 import torch
 
@@ -46,6 +47,23 @@ class _RMSNorm(torch.autograd.Function):
         return grad_x.to(ctx.x_dtype), grad_weight.to(weight.dtype), None
 
 
+# Set by `replaced_by()`: functorch transforms (vmap over stacked runs, harness/batched/) cannot
+# run these autograd.Functions as they are; the stack supplies vmap-aware versions of the three.
+_REPLACEMENT: list[Any] = [None]
+
+
+@contextlib.contextmanager
+def replaced_by(ops: Any) -> Iterator[None]:
+    """Inside this block rms_norm, split_heads, swiglu_gate_up and causal_attention call `ops`' methods
+    of those names."""
+    previous = _REPLACEMENT[0]
+    _REPLACEMENT[0] = ops
+    try:
+        yield
+    finally:
+        _REPLACEMENT[0] = previous
+
+
 def _use_composite() -> bool:
     return torch.compiler.is_compiling()
 
@@ -55,6 +73,8 @@ def composite_rms_norm(x: torch.Tensor, weight: torch.Tensor, eps: float) -> tor
 
 
 def rms_norm(x: torch.Tensor, weight: torch.Tensor, eps: float) -> torch.Tensor:
+    if _REPLACEMENT[0] is not None:
+        return _REPLACEMENT[0].rms_norm(x, weight, eps)
     if _use_composite():
         return composite_rms_norm(x, weight, eps)
     return _RMSNorm.apply(x, weight, eps)
@@ -136,9 +156,20 @@ def split_heads(qkv_BTNE: torch.Tensor, n_heads: int, n_kv_heads: int,
                 cos_TE2: Optional[torch.Tensor] = None,
                 sin_TE2: Optional[torch.Tensor] = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """q [B,H,T,E], k [B,K,T,E], v [B,K,T,E] from qkv [B,T,H+2K,E]; q and k rotated when cos/sin [T,E/2] are given."""
+    if _REPLACEMENT[0] is not None:
+        return _REPLACEMENT[0].split_heads(qkv_BTNE, n_heads, n_kv_heads, cos_TE2, sin_TE2)
     if _use_composite():
         return composite_split_heads(qkv_BTNE, n_heads, n_kv_heads, cos_TE2, sin_TE2)
     return _SplitHeads.apply(qkv_BTNE, n_heads, n_kv_heads, cos_TE2, sin_TE2)
+
+
+def causal_attention(q_BHTE: torch.Tensor, k_BKTE: torch.Tensor, v_BKTE: torch.Tensor,
+                     scale: Optional[float]) -> torch.Tensor:
+    """Causal scaled-dot-product attention (grouped-query when k/v have fewer heads than q)."""
+    if _REPLACEMENT[0] is not None:
+        return _REPLACEMENT[0].causal_attention(q_BHTE, k_BKTE, v_BKTE, scale)
+    return torch.nn.functional.scaled_dot_product_attention(q_BHTE, k_BKTE, v_BKTE, is_causal=True, scale=scale,
+                                                            enable_gqa=k_BKTE.shape[1] != q_BHTE.shape[1])
 
 
 def _autocast_dtype(x: torch.Tensor) -> torch.dtype:
@@ -191,6 +222,8 @@ def composite_swiglu_gate_up(x_BTD: torch.Tensor, weight_2FD: torch.Tensor) -> t
 
 def swiglu_gate_up(x_BTD: torch.Tensor, weight_2FD: torch.Tensor) -> torch.Tensor:
     """silu(x W_gate^T) * (x W_up^T) for x [..., D] and the fused [W_gate; W_up] weight; returns [..., F]."""
+    if _REPLACEMENT[0] is not None:
+        return _REPLACEMENT[0].swiglu_gate_up(x_BTD, weight_2FD)
     if _use_composite():
         return composite_swiglu_gate_up(x_BTD, weight_2FD)
     h_NF = _SwiGLUGateUp.apply(x_BTD.reshape(-1, x_BTD.shape[-1]), weight_2FD)

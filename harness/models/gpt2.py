@@ -30,11 +30,11 @@ class GPT2(DecoderLM):
         self._make_readout()
         self._init_parameters()
 
-    def forward(self, input_ids: torch.Tensor) -> torch.Tensor:
+    def forward(self, input_ids: torch.Tensor, targets: torch.Tensor | None = None) -> torch.Tensor:
         self._check_seq_len(input_ids)
         seq_len = input_ids.shape[1]
         # [T, D] position rows broadcast over the batch.
         x_BTD = self._embed_scale(self.tok_embeddings(input_ids) + self.pos_embeddings.weight[:seq_len])
         for layer in self.layers:
             x_BTD = layer(x_BTD)
-        return self._readout(self.norm(x_BTD))
+        return self._output(self.norm(x_BTD), targets)

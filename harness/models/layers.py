@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from harness.models.fused_ops import rms_norm, split_heads, swiglu_gate_up
+from harness.models.fused_ops import causal_attention, rms_norm, split_heads, swiglu_gate_up
 from harness.models.roles import InitKind, ParamRole, ParamSpec, tag
 
 _ZEROS = ParamSpec(ParamRole.VECTOR, InitKind.ZEROS)
@@ -122,8 +122,7 @@ class CausalSelfAttention(nn.Module):
         rotary = self._rotary[0]
         cos_sin = rotary.tables(T, qkv_BTNE.dtype) if rotary is not None else (None, None)
         q_BHTE, k_BKTE, v_BKTE = split_heads(qkv_BTNE, self.n_heads, self.n_kv_heads, *cos_sin)
-        y_BHTE = F.scaled_dot_product_attention(q_BHTE, k_BKTE, v_BKTE, is_causal=True, scale=self.scale,
-                                                enable_gqa=self.n_kv_heads != self.n_heads)
+        y_BHTE = causal_attention(q_BHTE, k_BKTE, v_BKTE, self.scale)
         return self.out(y_BHTE.transpose(1, 2).reshape(B, T, D))
 
 

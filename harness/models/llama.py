@@ -37,9 +37,9 @@ class Llama(DecoderLM):
         """The feed-forward of each block (MoE overrides this with routed experts)."""
         return SwiGLU(cfg.d_model, cfg.ffn_dim, std=std, out_std=out_std)
 
-    def forward(self, input_ids: torch.Tensor) -> torch.Tensor:
+    def forward(self, input_ids: torch.Tensor, targets: torch.Tensor | None = None) -> torch.Tensor:
         self._check_seq_len(input_ids)  # RoPE tables cover max_seq_len positions
         x_BTD = self._embed_scale(self.tok_embeddings(input_ids))
         for layer in self.layers:
             x_BTD = layer(x_BTD)
-        return self._readout(self.norm(x_BTD))
+        return self._output(self.norm(x_BTD), targets)

@@ -25,7 +25,6 @@ paired by seed (same data order and init) and given with a Student-t interval ov
 
 from __future__ import annotations
 
-import io
 import json
 import math
 from dataclasses import dataclass, replace
@@ -37,7 +36,7 @@ import numpy as np
 from harness.experiment.curve_prediction_curves import (OPT_FILE, OPTIMIZED, SECTION, TARGET, CurveKey, curve_label,
                                                          load_curve, run_lrs, settings_key, truncated)
 from harness.experiment.kinds import Report
-from harness.files import atomic_write_bytes, atomic_write_text
+from harness.files import atomic_write_text, save_figure
 from harness.formatting import finite
 
 GROUPS = ("horizon", "peak_lr", "schedules", "optimized")
@@ -247,13 +246,7 @@ def _final_losses(table, plan: dict[str, Any]) -> dict[CurveKey, float]:
 
 
 def _save(fig, path: Path) -> Path:
-    import matplotlib.pyplot as plt
-
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=100, bbox_inches="tight")
-    plt.close(fig)
-    atomic_write_bytes(path, buffer.getvalue())
-    return path
+    return save_figure(fig, path, dpi=100)
 
 
 def _overlay(out_dir: Path, result: LawResult, curves: dict[CurveKey, Any], params) -> Path:

@@ -6,13 +6,12 @@ an LR given in `runs` and one from `axes` fall on the same axis.
 
 from __future__ import annotations
 
-import io
 import json
 from pathlib import Path
 from typing import Any
 
 from harness.experiment.kinds import Report
-from harness.files import atomic_write_bytes
+from harness.files import save_figure
 from harness.formatting import finite
 
 
@@ -47,12 +46,7 @@ def _score(row: dict[str, Any]) -> float | None:
 
 
 def _save(fig, path: Path) -> None:
-    import matplotlib.pyplot as plt
-
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=110, bbox_inches="tight")
-    plt.close(fig)
-    atomic_write_bytes(path, buffer.getvalue())
+    save_figure(fig, path)
 
 
 def _is_number(v: Any) -> bool:

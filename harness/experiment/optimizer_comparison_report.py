@@ -8,7 +8,6 @@ The walks are replayed from the runs on disk (the same code that planned them: t
 
 from __future__ import annotations
 
-import io
 import math
 from pathlib import Path
 from typing import Any, Optional
@@ -19,7 +18,7 @@ from harness.experiment.coordinate_descent import CONVERGED, MAX_ROUNDS
 from harness.experiment.kinds import Report
 from harness.experiment.results import RunResults
 from harness.experiment.speedup import Cell, pooled_noise, power_law_in_N, speedup
-from harness.files import atomic_write_bytes
+from harness.files import save_figure
 from harness.formatting import finite
 
 
@@ -41,13 +40,7 @@ def run_throughput(run_dir: Path) -> tuple[Optional[float], Optional[float]]:
 
 
 def _save(fig, path: Path) -> Path:
-    import matplotlib.pyplot as plt
-
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=110, bbox_inches="tight")
-    plt.close(fig)
-    atomic_write_bytes(path, buffer.getvalue())
-    return path
+    return save_figure(fig, path)
 
 
 def _ci(x: Optional[tuple[float, float]]) -> Optional[list[Optional[float]]]:

@@ -26,7 +26,6 @@ other sizes only), fewer than 2 distinct D overall (beta is not identified).
 
 from __future__ import annotations
 
-import io
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping, Optional, Sequence
@@ -284,10 +283,6 @@ def plot_fit(ax_or_path: Any, table: Mapping[str, Any], fits: Mapping[str, Scali
     ax.legend(fontsize=7)
     if path is None:
         return None
-    from harness.files import atomic_write_bytes
+    from harness.files import save_figure
 
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=110, bbox_inches="tight")
-    plt.close(fig)
-    atomic_write_bytes(path, buffer.getvalue())
-    return path
+    return save_figure(fig, path)

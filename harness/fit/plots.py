@@ -6,14 +6,13 @@ while the fit's outputs are computed) must not pay for it.
 
 from __future__ import annotations
 
-import io
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
 
-from harness.files import atomic_write_bytes
+from harness.files import save_figure
 
 if TYPE_CHECKING:
     import matplotlib.pyplot as plt
@@ -42,10 +41,7 @@ class Series:
 
 
 def _save(fig: plt.Figure, path: Path) -> None:
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
-    _pyplot().close(fig)
-    atomic_write_bytes(path, buf.getvalue())
+    save_figure(fig, path)
 
 
 def _residual_pct(s: Series) -> np.ndarray:

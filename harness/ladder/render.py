@@ -6,12 +6,11 @@ of `python -m harness.train` (`PlannedRun.overrides`, then the `extra` overrides
 
 from __future__ import annotations
 
-import io
 import shlex
 from pathlib import Path
 from typing import Any, Optional, Sequence
 
-from harness.files import atomic_write_bytes, atomic_write_text
+from harness.files import atomic_write_text, save_figure
 from harness.data.repetition import UniqueTokens
 from harness.formatting import duration, short_number
 from harness.ladder.plan import PlannedRun
@@ -80,10 +79,7 @@ def plot_schedules(runs: Sequence[PlannedRun], path: Path) -> None:
     if len(runs) <= 12:
         ax.legend(fontsize=7)
     fig.tight_layout()
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=100)
-    plt.close(fig)
-    atomic_write_bytes(path, buffer.getvalue())
+    save_figure(fig, path, dpi=100, tight=False)
 
 
 def dry_run(runs: Sequence[PlannedRun], out: Path, *, title: str, device_tflops: Optional[float] = None,

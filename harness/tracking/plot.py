@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import io
 from pathlib import Path
 
-from harness.files import atomic_write_bytes
+from harness.files import save_figure
 from harness.tracking.curve import read_curve
 
 
@@ -35,8 +34,4 @@ def plot_curve(curve_file: Path, out_png: Path, title: str = "") -> Path:
     ax.legend(handles=handles, loc="upper right")
     ax.set_title(title or str(curve_file.parent.name))
     fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png")
-    plt.close(fig)
-    atomic_write_bytes(out_png, buf.getvalue())
-    return out_png
+    return save_figure(fig, out_png, dpi=100, tight=False)

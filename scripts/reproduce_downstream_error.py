@@ -80,6 +80,9 @@ def load_errors(data: Path | str | None = None, which: str = "rpj", split: str =
     """reproduce_overtraining.load_models plus `error`: the model's average top-1 error on `split`."""
     models = load_models(data, which)
     evals = dataset(DATASET, data) / "exp_data" / "evals"
+    if not evals.is_dir():
+        raise DataMissing(f"public data not found: {evals} is missing; copy exp_data/evals/ of mlfoundations/scaling "
+                          "(docs/DATA.md)")
     paths = [evals / f"evaluation_{name}_heavy.json" for name in models["name"]]
     absent = [p.name for p in paths if not p.is_file()]
     if absent:

@@ -28,8 +28,8 @@ SOURCES: dict[str, str] = {
     "besiroglu2024_analyzing_chinchilla": "github.com/epoch-research/analyzing-chinchilla, commit "
                                           "92258837425e1b5f2851d624287f0120583a3d0e, data/svg_extracted_data.csv",
     "gadre2024_mlfoundations_scaling": "github.com/mlfoundations/scaling, commit a003c4913793ac2ae7ef87b28ecb562955d026d5, "
-                                       "exp_data/models/*.json (104 models) and exp_data/evals/*.json (their downstream "
-                                       "evaluations; MIT)",
+                                       "exp_data/models/*.json (104 models) and exp_data/evals/*.json (their "
+                                       "downstream evaluations; MIT)",
     "li2025_steplaw": "github.com/step-law/steplaw, commit 32a8f4cc50247695fb56cc6c9117abdf67c97763, "
                       "data/dense_lr_bs_loss.csv (no license stated)",
     "tissue2024_appendix_example": "the example points in the fitting script of Tissue et al. 2024 "

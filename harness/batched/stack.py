@@ -18,6 +18,7 @@ folded into its batch). Derived buffers (RoPE tables) are equal across runs and 
 from __future__ import annotations
 
 import copy
+import math
 from typing import Sequence
 
 import torch
@@ -25,16 +26,20 @@ from torch import nn
 from torch.func import functional_call, stack_module_state, vmap
 
 from harness.loop import cross_entropy
+from harness.batched.flat import FlatStack
 from harness.batched.stacked_ops import STACKED_OPS
 from harness.models import fused_ops
 
 class StackedModel:
     """The K runs' parameters as `params[name]`: [K, ...] leaf tensors (requires_grad), on the
-    members' device. Member modules are not touched; `write_back` / `read_from` copy one run."""
+    members' device, views into `flat` (harness/batched/flat.py: one [K, N] buffer per dtype, laid
+    out in `order`), their gradients likewise. Member modules are not touched; `write_back` copies
+    one run out."""
 
-    def __init__(self, members: Sequence[nn.Module]):
+    def __init__(self, members: Sequence[nn.Module], order: Sequence[str] | None = None):
         params, _ = stack_module_state(list(members))
-        self.params: dict[str, torch.Tensor] = {n: p.detach().clone().requires_grad_(True) for n, p in params.items()}
+        self.flat = FlatStack({n: p.detach() for n, p in params.items()}, order)
+        self.params: dict[str, torch.Tensor] = self.flat.params
         # The buffers of member 0 (RoPE tables: the same for every run of this shape).
         self.buffers = {n: b for n, b in members[0].named_buffers()}
         self.skeleton = copy.deepcopy(members[0]).to("meta")
@@ -73,17 +78,17 @@ class StackedModel:
     @torch.no_grad()
     def clip_grad_norms(self, max_norms: Sequence[float]) -> torch.Tensor:
         """Each run's gradient clipped to its own max norm, as torch.nn.utils.clip_grad_norm_ clips
-        a separate run's (norm of the per-tensor norms; coefficient max / (norm + 1e-6), at most 1);
-        returns the [K] norms before clipping."""
-        grads = [p.grad for p in self.params.values() if p.grad is not None]
-        per_tensor_PK = torch.stack([torch.linalg.vector_norm(g.flatten(1), 2, dim=1) for g in grads])
-        total_K = torch.linalg.vector_norm(per_tensor_PK, 2, dim=0)
+        a separate run's (coefficient max / (norm + 1e-6), at most 1); returns the [K] norms before
+        clipping. The norm is one reduction over each run's row of the flat gradient buffer (torch
+        takes the norm of per-tensor norms: equal up to rounding)."""
+        norms = [torch.linalg.vector_norm(g, 2, dim=1) for g in self.flat.grad.values()]
+        total_K = norms[0] if len(norms) == 1 else torch.linalg.vector_norm(torch.stack(norms), 2, dim=0)
         limit_K = torch.tensor(list(max_norms), dtype=torch.float64).to(total_K.dtype).to(total_K.device)
-        coef_K = torch.clamp(limit_K / (total_K + 1e-6), max=1.0)
-        for g in grads:
-            g.mul_(coef_K.view(-1, *([1] * (g.ndim - 1))))
+        if not all(math.isinf(m) for m in max_norms):  # no run clips: skip a pass over the buffer
+            coef_K1 = torch.clamp(limit_K / (total_K + 1e-6), max=1.0).view(-1, 1)
+            for g in self.flat.grad.values():
+                g.mul_(coef_K1.to(g.dtype))
         return total_K
-
     @torch.no_grad()
     def write_back(self, k: int, member: nn.Module) -> None:
         """Copy run k's slice into its member module (before its checkpoint is written)."""
@@ -92,5 +97,5 @@ class StackedModel:
 
     def keep(self, rows: Sequence[int]) -> None:
         """Keep only the runs at `rows`, in that order."""
-        index = torch.tensor(list(rows), device=next(iter(self.params.values())).device)
-        self.params = {n: p.detach().index_select(0, index).requires_grad_(True) for n, p in self.params.items()}
+        self.flat = self.flat.keep(rows)
+        self.params = self.flat.params

@@ -67,8 +67,12 @@ class BatchedTrainer:
         first = self.members[0]
         self.step, self.total_steps = first.step, first.total_steps
         self.micro_batch, self.batch_size = first.micro_batch, first.cfg.train.batch_size
-        self.stack = StackedModel([m.model.module for m in self.members])
-        self.optimizer = StackedAdamW(self.stack.params, self._hyper())
+        hyper = self._hyper()
+        # Parameters with equal per-run AdamW settings side by side: the optimizer's few segments.
+        kinds = list(dict.fromkeys(tuple(hs) for hs in hyper.values()))
+        order = sorted(hyper, key=lambda name: kinds.index(tuple(hyper[name])))
+        self.stack = StackedModel([m.model.module for m in self.members], order)
+        self.optimizer = StackedAdamW(self.stack.flat, hyper)
         self._read_optimizer_state()
         for m in self.members:
             m.batch = self
@@ -76,7 +80,7 @@ class BatchedTrainer:
     # ---- between the stack and the members -------------------------------------------------
     def _hyper(self) -> dict[str, list[RunHyper]]:
         """Per parameter name, each run's AdamW settings, from the groups its own optimizer has."""
-        out: dict[str, list[RunHyper]] = {name: [] for name in self.stack.params}
+        out: dict[str, list[RunHyper]] = {name: [] for name, _ in self.members[0].model.module.named_parameters()}
         for m in self.members:
             name_of = {p: n for n, p in m.model.module.named_parameters()}
             for group in m.model.optimizer.param_groups:
@@ -113,7 +117,7 @@ class BatchedTrainer:
     def _drop(self, gone: Sequence[MemberTrainer]) -> None:
         rows = [k for k, m in enumerate(self.members) if m not in gone]
         self.stack.keep(rows)
-        self.optimizer.keep(rows, self.stack.params)
+        self.optimizer.keep(rows, self.stack.flat)
         self.members = [self.members[k] for k in rows]
 
     # ---- one step --------------------------------------------------------------------------

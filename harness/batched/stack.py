@@ -39,7 +39,9 @@ class StackedModel:
     def __init__(self, members: Sequence[nn.Module], order: Sequence[str] | None = None):
         params, _ = stack_module_state(list(members))
         self.flat = FlatStack({n: p.detach() for n, p in params.items()}, order)
-        self.params: dict[str, torch.Tensor] = self.flat.params
+        # The module's own order (named_parameters): the gradient norm sums per-tensor norms in it,
+        # as torch's clip_grad_norm_ does for a separate run (another order rounds differently).
+        self.params: dict[str, torch.Tensor] = {n: self.flat.params[n] for n in params}
         # The buffers of member 0 (RoPE tables: the same for every run of this shape).
         self.buffers = {n: b for n, b in members[0].named_buffers()}
         self.skeleton = copy.deepcopy(members[0]).to("meta")
@@ -81,8 +83,8 @@ class StackedModel:
         a separate run's (coefficient max / (norm + 1e-6), at most 1); returns the [K] norms before
         clipping. The norm is one reduction over each run's row of the flat gradient buffer (torch
         takes the norm of per-tensor norms: equal up to rounding)."""
-        norms = [torch.linalg.vector_norm(g, 2, dim=1) for g in self.flat.grad.values()]
-        total_K = norms[0] if len(norms) == 1 else torch.linalg.vector_norm(torch.stack(norms), 2, dim=0)
+        per_tensor_PK = torch.stack([torch.linalg.vector_norm(p.grad.flatten(1), 2, dim=1) for p in self.params.values()])
+        total_K = torch.linalg.vector_norm(per_tensor_PK, 2, dim=0)
         limit_K = torch.tensor(list(max_norms), dtype=torch.float64).to(total_K.dtype).to(total_K.device)
         if not all(math.isinf(m) for m in max_norms):  # no run clips: skip a pass over the buffer
             coef_K1 = torch.clamp(limit_K / (total_K + 1e-6), max=1.0).view(-1, 1)
@@ -98,4 +100,4 @@ class StackedModel:
     def keep(self, rows: Sequence[int]) -> None:
         """Keep only the runs at `rows`, in that order."""
         self.flat = self.flat.keep(rows)
-        self.params = self.flat.params
+        self.params = {n: self.flat.params[n] for n in self.params}

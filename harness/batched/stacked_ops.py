@@ -33,10 +33,7 @@ class _StackedRMSNorm(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx: Any, x: torch.Tensor, weight_KD: torch.Tensor, eps: float) -> torch.Tensor:
-        x_acc = x.to(torch.promote_types(x.dtype, torch.float32))
-        norm = torch.linalg.vector_norm(x_acc, dim=-1, keepdim=True)
-        rstd = torch.rsqrt(norm.square_().div_(x.shape[-1]).add_(eps))
-        x_hat = x_acc * rstd
+        x_hat, rstd = fused_ops.rms_normalize(x, eps)
         ctx.save_for_backward(x_hat, weight_KD, rstd)
         ctx.x_dtype = x.dtype
         return x_hat.to(x.dtype) * _per_run(weight_KD, x)

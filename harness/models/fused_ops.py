@@ -20,17 +20,22 @@ from typing import Any, Iterator, Optional
 import torch
 
 
+def rms_normalize(x: torch.Tensor, eps: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """(x_hat, rstd): x_hat = x * rstd, rstd = 1 / sqrt(mean(x^2) + eps) over the last dim."""
+    # Accumulate in at least float32 (also for bf16 inputs), as Hugging Face's RMSNorm does.
+    x_acc = x.to(torch.promote_types(x.dtype, torch.float32))
+    # vector_norm reads x once with no [N, D] temporary (x.pow(2).mean() would write one).
+    norm = torch.linalg.vector_norm(x_acc, dim=-1, keepdim=True)
+    rstd = torch.rsqrt(norm.square_().div_(x.shape[-1]).add_(eps))
+    return x_acc * rstd, rstd
+
+
 class _RMSNorm(torch.autograd.Function):
     """y = x_hat * w with x_hat = x * rstd, rstd = 1 / sqrt(mean(x^2) + eps) over the last dim."""
 
     @staticmethod
     def forward(ctx: Any, x: torch.Tensor, weight: torch.Tensor, eps: float) -> torch.Tensor:
-        # Accumulate in at least float32 (also for bf16 inputs), as Hugging Face's RMSNorm does.
-        x_acc = x.to(torch.promote_types(x.dtype, torch.float32))
-        # vector_norm reads x once with no [N, D] temporary (x.pow(2).mean() would write one).
-        norm = torch.linalg.vector_norm(x_acc, dim=-1, keepdim=True)
-        rstd = torch.rsqrt(norm.square_().div_(x.shape[-1]).add_(eps))
-        x_hat = x_acc * rstd
+        x_hat, rstd = rms_normalize(x, eps)
         # x_hat is kept rather than x: backward needs it, and recomputing it would cost a pass.
         ctx.save_for_backward(x_hat, weight, rstd)
         ctx.x_dtype = x.dtype

@@ -102,6 +102,16 @@ def logits_vs_transformers(cfg, vocab: int, seq: int):
 # with a reason naming the missing directory and where the files come from, when it is absent.
 
 
+def load_script(name: str):
+    """scripts/<name>.py as a module (the scripts folder is not a package)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(name, ROOT / "scripts" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 def needs_data(*names: str) -> pytest.MarkDecorator:
     from harness.fit.data_dir import DataMissing, dataset
 

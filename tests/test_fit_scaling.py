@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 
-from conftest import needs_data
+from conftest import load_script, needs_data
 
 from harness.fit.fitter import fit_law
 from harness.fit.laws.downstream import GadreErrorLaw
@@ -22,15 +20,9 @@ from harness.fit.laws.final_loss import (
     chinchilla_optimal,
 )
 
-ROOT = Path(__file__).resolve().parents[1]
-
 
 def _load_reproduce_script():
-    spec = importlib.util.spec_from_file_location(
-        "reproduce_chinchilla", ROOT / "scripts" / "reproduce_chinchilla.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("reproduce_chinchilla")
 
 
 def grid_table() -> pd.DataFrame:

@@ -3,21 +3,12 @@ docs/DATA.md): Gadre et al.'s over-training models and Step Law's released grid.
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
 
 import pytest
 
-from conftest import needs_data
-
-ROOT = Path(__file__).resolve().parents[1]
+from conftest import load_script as _script, needs_data
 
 
-def _script(name: str):
-    spec = importlib.util.spec_from_file_location(name, ROOT / "scripts" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 @needs_data("gadre2024_mlfoundations_scaling")

@@ -212,6 +212,40 @@ class DataConfig:
 
 
 @dataclass
+class DilocoConfig:
+    """DiLoCo (Douillard et al. 2023; Charles et al. 2025), train.parallel=diloco (harness/diloco.py):
+    `replicas` model copies each take `inner_steps` steps of the run's optimizer (optim.*, on the
+    run's schedule) on their own share of the batch, then one outer step applies the averaged
+    pseudo-gradient theta_outer - mean(theta_replica) to the outer model and every replica restarts
+    from it. train.batch_size stays the GLOBAL batch (all replicas): each replica takes
+    batch_size / replicas sequences per inner step, so tokens per step match data-parallel training."""
+
+    replicas: int = 2
+    inner_steps: int = 8  # H: inner steps between outer steps (also an outer step at the last step)
+    outer_optimizer: str = "nesterov"  # nesterov (SGD with Nesterov momentum: the papers') | sgd
+    outer_lr: float = 0.7  # Douillard et al.'s value; Charles et al. tune it per (M, N)
+    outer_momentum: float = 0.9
+
+    def validate(self, batch_size: int, micro_batch_size: Optional[int]) -> None:
+        _require(self.replicas >= 1, "train.diloco.replicas", "must be a positive integer (M model replicas)")
+        _require(self.inner_steps >= 1, "train.diloco.inner_steps", "must be a positive integer (H inner steps)")
+        _one_of(self.outer_optimizer, "train.diloco.outer_optimizer", ("nesterov", "sgd"))
+        _require(self.outer_lr > 0, "train.diloco.outer_lr", "must be positive (0.7 in DiLoCo; 1 with sgd and "
+                 "momentum 0 is plain parameter averaging)")
+        _require(0 <= self.outer_momentum < 1, "train.diloco.outer_momentum", "must be in [0, 1) (0.9 in DiLoCo)")
+        _require(self.outer_optimizer != "nesterov" or self.outer_momentum > 0, "train.diloco.outer_momentum",
+                 "nesterov needs momentum > 0; use outer_optimizer=sgd for an outer step without momentum")
+        _require(batch_size % self.replicas == 0, "train.batch_size",
+                 f"{batch_size} is not divisible by train.diloco.replicas={self.replicas}; under DiLoCo the "
+                 "batch is global (replicas x per-replica batch): give a multiple of the replicas")
+        if micro_batch_size is not None:
+            per_replica = batch_size // self.replicas
+            _require(per_replica % micro_batch_size == 0, "train.micro_batch_size",
+                     f"{micro_batch_size} must divide the per-replica batch {per_replica} "
+                     f"(train.batch_size / train.diloco.replicas)")
+
+
+@dataclass
 class TrainConfig:
     steps: int = 300
     seq_len: int = 128
@@ -246,8 +280,10 @@ class TrainConfig:
     eval_sequences: int = 64
     checkpoint_every: int = 100
     keep_checkpoints: int = 2
-    # Parallelism: "none" (single process) or "ddp" / "fsdp" (under torchrun).
+    # Parallelism: "none" (single process), "ddp" / "fsdp" (under torchrun), or "diloco" (train.diloco:
+    # replicas as torchrun ranks, or simulated in one process when there are fewer ranks than replicas).
     parallel: str = "none"
+    diloco: DilocoConfig = field(default_factory=DilocoConfig)
     # Signals that make the run checkpoint at the end of the current step and exit (preemption).
     preempt_signals: list[str] = field(default_factory=lambda: ["SIGTERM", "SIGUSR1"])
     # After such a stop inside a Slurm job, requeue it with `scontrol requeue` (it then resumes).
@@ -274,7 +310,9 @@ class TrainConfig:
         _require(self.loss_chunk >= 0, "train.loss_chunk", "must be >= 0 (tokens per chunk; 0: whole logits)")
         _one_of(self.device, "train.device", ("auto", "cpu", "cuda"))
         _one_of(self.precision, "train.precision", ("auto", "fp32", "bf16"))
-        _one_of(self.parallel, "train.parallel", ("none", "ddp", "fsdp"))
+        _one_of(self.parallel, "train.parallel", ("none", "ddp", "fsdp", "diloco"))
+        if self.parallel == "diloco":
+            self.diloco.validate(self.batch_size, self.micro_batch_size)
         _require(self.num_threads >= 0, "train.num_threads", "must be >= 0")
         import signal
 

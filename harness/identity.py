@@ -54,6 +54,8 @@ def _identity(flat: dict[str, Any]) -> dict[str, Any]:
     if "train.device" in fields:
         fields["train.device"] = resolve_device(fields["train.device"])
         fields["train.precision"] = resolve_precision(fields.get("train.precision", "auto"), fields["train.device"])
+    if fields.get("train.parallel") != "diloco":  # train.diloco.* only matter under DiLoCo: other runs
+        fields = {k: v for k, v in fields.items() if not k.startswith("train.diloco.")}  # keep their hashes
     if fields.get("train.init_from") is None:
         for key in INIT_FIELDS:  # an ordinary run: its hash is what it was before these fields
             fields.pop(key, None)

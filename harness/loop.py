@@ -34,7 +34,7 @@ from harness.outcome import NonFiniteLossError
 from harness.parallel import ParallelModel, wrap
 from harness.runtime import Runtime
 
-__all__ = ["Hook", "Trainer", "ComputeBudget", "NonFiniteLossError", "evaluate", "eval_steps"]
+__all__ = ["Hook", "Trainer", "make_trainer", "ComputeBudget", "NonFiniteLossError", "evaluate", "eval_steps"]
 
 
 class Hook:
@@ -252,22 +252,7 @@ class Trainer:
         set_lr(self.model.optimizer, multiplier)
         batch = train_batch(self.data, seed=tc.seed, step=step, batch_size=tc.batch_size, seq_len=tc.seq_len)
         rows = batch[rt.rank * self.rank_batch:(rt.rank + 1) * self.rank_batch].to(rt.device, non_blocking=True)
-        n_micro = self.rank_batch // self.micro_batch
-        loss_sum = torch.zeros((), device=rt.device)
-        aux_sums: dict[str, torch.Tensor] = {}
-        for i in range(n_micro):
-            micro = rows[i * self.micro_batch:(i + 1) * self.micro_batch]
-            with self.model.accumulating(last_micro_batch=i == n_micro - 1), rt.autocast():
-                if tc.loss_chunk:  # the loss inside the (possibly compiled) forward, chunked
-                    loss = self.model.runner(micro[:, :-1], targets=micro[:, 1:]) / n_micro
-                else:
-                    loss = cross_entropy(self.model(micro[:, :-1]), micro[:, 1:]) / n_micro
-                # MoE aux terms (weighted) of this forward: backpropagated with the CE, logged apart.
-                aux = {k: v / n_micro for k, v in self.model.aux_losses().items()}
-            (loss + sum(aux.values()) if aux else loss).backward()
-            loss_sum += loss.detach()
-            for k, v in aux.items():
-                aux_sums[k] = aux_sums.get(k, 0) + v.detach().float()
+        loss_sum, aux_sums = self.accumulate_gradients(self.model, rows)
         on_device = {"loss": rt.mean_across_ranks(loss_sum),
                      # ParallelModel.clip_grad_norm's clipping, without its float(): no host sync here.
                      "grad_norm": torch.nn.utils.clip_grad_norm_(self.model.runner.parameters(),
@@ -282,6 +267,29 @@ class Trainer:
             "lr": self.cfg.optim.lr * multiplier,
             "_device": on_device,
         }
+
+    def accumulate_gradients(self, model: ParallelModel, rows: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """Forward and backward of `model` over `rows` (on the device) in micro-batches of
+        `self.micro_batch`: gradients accumulate in the model; returns the mean CE and the MoE aux
+        terms, still on the device."""
+        tc, rt = self.cfg.train, self.rt
+        n_micro = len(rows) // self.micro_batch
+        loss_sum = torch.zeros((), device=rt.device)
+        aux_sums: dict[str, torch.Tensor] = {}
+        for i in range(n_micro):
+            micro = rows[i * self.micro_batch:(i + 1) * self.micro_batch]
+            with model.accumulating(last_micro_batch=i == n_micro - 1), rt.autocast():
+                if tc.loss_chunk:  # the loss inside the (possibly compiled) forward, chunked
+                    loss = model.runner(micro[:, :-1], targets=micro[:, 1:]) / n_micro
+                else:
+                    loss = cross_entropy(model(micro[:, :-1]), micro[:, 1:]) / n_micro
+                # MoE aux terms (weighted) of this forward: backpropagated with the CE, logged apart.
+                aux = {k: v / n_micro for k, v in model.aux_losses().items()}
+            (loss + sum(aux.values()) if aux else loss).backward()
+            loss_sum += loss.detach()
+            for k, v in aux.items():
+                aux_sums[k] = aux_sums.get(k, 0) + v.detach().float()
+        return loss_sum, aux_sums
 
     def fetch(self, pending: Sequence[dict[str, Any]], seconds: float) -> tuple[list[dict[str, Any]], NonFiniteLossError | None]:
         """The rows of `pending` steps with their numbers fetched in one transfer, and `tokens_per_s`
@@ -362,6 +370,16 @@ class Trainer:
         finally:
             for hook in hooks:
                 hook.close()
+
+
+def make_trainer(cfg: RunConfig, rt: Runtime, data: TokenData, model: nn.Module) -> Trainer:
+    """The trainer `cfg.train.parallel` needs: DiLoCo's (harness/diloco.py, replicas and outer steps)
+    or the plain one (none / ddp / fsdp: the parallel mode lives in the ParallelModel alone)."""
+    if cfg.train.parallel == "diloco":
+        from harness.diloco import DilocoTrainer
+
+        return DilocoTrainer(cfg, rt, data, model)
+    return Trainer(cfg, rt, data, model)
 
 
 def _local(value: torch.Tensor) -> torch.Tensor:

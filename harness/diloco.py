@@ -112,6 +112,7 @@ class DilocoModel(ParallelModel):
 
     @classmethod
     def build(cls, module: nn.Module, cfg: TrainConfig, rt: Runtime, make_optimizer: OptimizerFactory) -> DilocoModel:
+        """`module` (as built, on rt.device) as the outer model, and this rank's replicas of it."""
         return cls(module, torch.compile(module) if cfg.compile else module, cfg, rt, make_optimizer)
 
     def train(self, mode: bool = True) -> None:
@@ -213,6 +214,9 @@ class DilocoTrainer(Trainer):
         self.counts.update({"optimizer_flops_per_step": self.compute.optimizer_flops_per_step,
                             "diloco_replicas": dc.replicas, "diloco_inner_steps": dc.inner_steps,
                             "comm_bytes_per_outer_step": comm_bytes_per_outer_step(dc.replicas, self.model.synced_bytes)})
+
+    def wrap(self, model: nn.Module, make_optimizer: OptimizerFactory) -> DilocoModel:
+        return DilocoModel.build(model, self.cfg.train, self.rt, make_optimizer)
 
     def communication(self, step: int) -> dict[str, Any]:
         """status.json's DiLoCo fields after `step` steps (besides `counts`): the bytes exchanged."""

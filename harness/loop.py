@@ -31,10 +31,10 @@ from harness.models.flops import flops_per_token
 from harness.optim.routing import build_optimizer, set_lr, step_flops
 from harness.schedules import Schedule, build_schedule
 from harness.outcome import NonFiniteLossError
-from harness.parallel import ParallelModel, wrap
+from harness.parallel import OptimizerFactory, ParallelModel, wrap
 from harness.runtime import Runtime
 
-__all__ = ["Hook", "Trainer", "make_trainer", "ComputeBudget", "NonFiniteLossError", "evaluate", "eval_steps"]
+__all__ = ["Hook", "Trainer", "ComputeBudget", "NonFiniteLossError", "evaluate", "eval_steps"]
 
 
 class Hook:
@@ -190,7 +190,7 @@ class Trainer:
         model.loss_chunk = tc.loss_chunk  # chunked readout + CE inside the forward (0: outside, whole logits)
         # muP's per-role LR and weight-decay factors (empty, i.e. all 1, unless model.mup.enabled).
         multipliers = mup.optimizer_multipliers(cfg.model, cfg.optim)
-        self.model: ParallelModel = wrap(model, tc, rt, lambda runner: build_optimizer(
+        self.model: ParallelModel = self.wrap(model, lambda runner: build_optimizer(
             runner, cfg.optim, rt.device, **multipliers))
         self.schedule: Schedule = build_schedule(cfg.schedule, total_steps=tc.steps, peak_lr=cfg.optim.lr,
                                                  batch_size=tc.batch_size,
@@ -210,6 +210,11 @@ class Trainer:
         self.last_val_loss: float | None = None
         self.last_checkpoint: str | None = None  # file name of the checkpoint last saved or loaded
         self.at_head = True  # the row hooks see is the newest step computed (see fit)
+
+    def wrap(self, model: nn.Module, make_optimizer: OptimizerFactory) -> ParallelModel:
+        """`model` as the run's parallel mode runs it, with its optimizer (harness/parallel.py);
+        DiLoCo's trainer (harness/diloco.py) returns its replicas and outer model instead."""
+        return wrap(model, self.cfg.train, self.rt, make_optimizer)
 
     # ---- state -------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
@@ -370,16 +375,6 @@ class Trainer:
         finally:
             for hook in hooks:
                 hook.close()
-
-
-def make_trainer(cfg: RunConfig, rt: Runtime, data: TokenData, model: nn.Module) -> Trainer:
-    """The trainer `cfg.train.parallel` needs: DiLoCo's (harness/diloco.py, replicas and outer steps)
-    or the plain one (none / ddp / fsdp: the parallel mode lives in the ParallelModel alone)."""
-    if cfg.train.parallel == "diloco":
-        from harness.diloco import DilocoTrainer
-
-        return DilocoTrainer(cfg, rt, data, model)
-    return Trainer(cfg, rt, data, model)
 
 
 def _local(value: torch.Tensor) -> torch.Tensor:

@@ -5,8 +5,8 @@ steps the optimizer and owns the state of both, so the training loop never asks 
 
 - none: the model as built (optionally torch.compile'd).
 - ddp:  DistributedDataParallel under torchrun (gloo on CPU, NCCL on CUDA).
-- diloco: M replicas of the model, each with its own inner optimizer, and an outer model with the
-        outer optimizer (harness/diloco.py `DilocoModel`; its trainer is `DilocoTrainer`).
+- diloco: not here: M replicas of the model with their inner optimizers and an outer model with the
+        outer optimizer (harness/diloco.py DilocoModel, a ParallelModel built by DilocoTrainer.wrap).
 - fsdp: FSDP2 `fully_shard` per transformer block, then the root (NCCL on CUDA, gloo on CPU);
         compute in the autocast dtype with fp32 master weights and fp32 gradient reduction.
         Its state is gathered and scattered by `ShardedModel` (a collective: every rank calls it).
@@ -102,9 +102,8 @@ def wrap(module: nn.Module, cfg: TrainConfig, rt: Runtime, make_optimizer: Optim
 
         runner = DistributedDataParallel(module, device_ids=[rt.local_rank] if rt.device.type == "cuda" else None)
     elif cfg.parallel == "diloco":
-        from harness.diloco import DilocoModel
-
-        return DilocoModel.build(module, cfg, rt, make_optimizer)
+        raise ValueError("train.parallel=diloco: the run's trainer is harness.diloco.DilocoTrainer, which "
+                         "builds the replicas (harness.train.new_trainer picks it)")
     elif cfg.parallel == "fsdp":
         _fully_shard(module, rt)
         kind = ShardedModel

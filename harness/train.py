@@ -29,7 +29,8 @@ from harness.data.tokens import TokenData, prepare_tokens
 from harness.device import resolve_hardware
 from harness.hooks import CheckpointHook, CurveHook, PlotHook, PreemptionHook, StatusHook
 from harness.identity import check_same_run, resolve_run_dir
-from harness.loop import Hook, Trainer, make_trainer
+from harness.diloco import DilocoTrainer
+from harness.loop import Hook, Trainer
 from harness.models import build_model
 from harness.outcome import NonFiniteLossError, outcome_of
 from harness.preemption import Preempted, requeue_slurm_job
@@ -87,7 +88,7 @@ def starting_trainer(cfg: RunConfig, rt: Runtime, data: TokenData, run: RunDir,
     model = build_model(cfg.model).to(rt.device)
     if parent is not None and parent.mode == WEIGHTS:
         load_parent_weights(model, parent)  # before the parallel wrapper shards the parameters
-    trainer = make_trainer(cfg, rt, data, model)
+    trainer = new_trainer(cfg, rt, data, model)
     if own is not None:
         trainer.resume(own)
     elif parent is not None and parent.mode == RESUME:
@@ -95,6 +96,12 @@ def starting_trainer(cfg: RunConfig, rt: Runtime, data: TokenData, run: RunDir,
         if rt.is_main:
             CurveWriter(run.curve_file).replace(parent.rows)
     return trainer
+
+
+def new_trainer(cfg: RunConfig, rt: Runtime, data: TokenData, model: torch.nn.Module) -> Trainer:
+    """DiLoCo's trainer (replicas and outer steps, harness/diloco.py) or the plain one (none / ddp /
+    fsdp: there the parallel mode lives in the ParallelModel alone)."""
+    return (DilocoTrainer if cfg.train.parallel == "diloco" else Trainer)(cfg, rt, data, model)
 
 
 def hooks(cfg: RunConfig, run: RunDir, rt: Runtime) -> list[Hook]:

@@ -48,7 +48,8 @@ def test_report_finds_a_gap_that_shrinks_beyond_the_noise(tmp_path):
     report = diloco_scaling_report(tmp_path, table, plan, params)
     s = report.summary
     trend = s["gap_trend"]["DiLoCo M=2 H=4"]
-    assert trend["verdict"] == "shrinks"
+    assert trend["verdict"].startswith("shrinks")  # (0.7, the best LR, is the grid top: flagged)
+    assert "tuning incomplete" in trend["verdict"]
     assert trend["gap_smallest"] == pytest.approx(0.20) and trend["gap_largest"] == pytest.approx(0.02)
     assert s["caveats"] == []
     assert s["laws"]["DP"]["exponent_N"] == pytest.approx(-0.1, abs=1e-3)  # the power law it was built from
@@ -64,7 +65,7 @@ def test_report_says_loudly_when_the_trend_is_within_noise(tmp_path):
     table, plan, params = synthetic({"a": 0.10, "b": 0.09, "c": 0.08}, dp_seed_spread=0.03)
     report = diloco_scaling_report(tmp_path, table, plan, params)
     trend = report.summary["gap_trend"]["DiLoCo M=2 H=4"]
-    assert trend["verdict"] == "not resolved (within noise)"
+    assert trend["verdict"].startswith("not resolved (within noise)")
     assert len(report.summary["caveats"]) == 1 and "NOT resolved" in report.summary["caveats"][0]
     assert "**CAVEAT" in report.markdown
 
@@ -89,7 +90,7 @@ def test_bad_spec_names_the_field(override, field):
 
 
 def test_presets_plan(module_env, tmp_path):
-    for name, n_sizes, n_runs in (("diloco_cpu", 3, 3 * (2 + 3 * 2 * 2)), ("diloco_gpu", 4, 4 * (3 + 3 * 2 * 4))):
+    for name, n_sizes, n_runs in (("diloco_cpu", 3, 3 * (2 + 3 * 2 * 3)), ("diloco_gpu", 4, 4 * (3 + 3 * 2 * 4))):
         out = tmp_path / name
         proc = experiment(module_env, "plan", name, "--dir", str(out), "--no-data-check")
         assert proc.returncode == 0, proc.stderr

@@ -26,6 +26,8 @@ from harness.experiment.kinds import Report
 from harness.files import save_figure
 from harness.formatting import finite, short_number
 
+MIN_SIZES_FOR_INTERVAL = 4
+
 
 def _rows(table) -> list[dict[str, Any]]:
     rows = table.to_dict("records")
@@ -46,7 +48,10 @@ def _fit(ns: list[float], losses: list[float], n_boot: int) -> dict[str, Any] | 
     if len(set(ns)) < 2:
         return None
     try:
-        law = fit_power_law({"N": np.array(ns)}, np.array(losses), n_bootstrap=n_boot if len(ns) >= 3 else 0)
+        # Intervals only from MIN_SIZES_FOR_INTERVAL sizes: resampling 3 points draws all-equal sets
+        # often enough to make the percentile interval meaningless.
+        law = fit_power_law({"N": np.array(ns)}, np.array(losses),
+                            n_bootstrap=n_boot if len(set(ns)) >= MIN_SIZES_FOR_INTERVAL else 0)
     except ValueError:
         return None
     out = law.as_dict()
@@ -129,6 +134,9 @@ def diloco_scaling_report(out_dir: Path, table, plan: dict[str, Any], params: An
         change = last - first
         resolved = noise is not None and abs(change) > 2 * noise
         verdict = ("shrinks" if change < 0 else "grows") if resolved else "not resolved (within noise)"
+        edge_sizes = [s for s in got if len(lrs) >= 2 and best[c][s]["outer_lr"] in (lrs[0], lrs[-1])]
+        if edge_sizes:  # the cell's best loss is only an upper bound of its tuned loss there
+            verdict += f"; best outer LR at a grid edge at {', '.join(edge_sizes)}: tuning incomplete"
         trend[_cell_name(*c)] = {"gap_smallest": first, "gap_largest": last, "change": change,
                                  "noise": noise, "verdict": verdict}
         if not resolved:
@@ -217,7 +225,7 @@ def diloco_scaling_report(out_dir: Path, table, plan: dict[str, Any], params: An
             continue
         ci = law.get("exponent_N_ci")
         md.append(f"| {key} | {law['formula']} | {law['exponent_N']:.4f}"
-                  + (f" ({ci[0]:.4f}, {ci[1]:.4f})" if ci else " (no interval: < 3 sizes)") + " |")
+                  + (f" ({ci[0]:.4f}, {ci[1]:.4f})" if ci else f" (no interval: < {MIN_SIZES_FOR_INTERVAL} sizes)") + " |")
     md += ["", "## Best outer LR vs N", "", "| setting | " + " | ".join(sizes) + " | law |", "|---|" + "---|" * (len(sizes) + 1)]
     for c in cells:
         law = lr_laws[_cell_name(*c)]

@@ -4,13 +4,14 @@ Per size: the data-parallel (DP) baseline's final val loss (mean over its seeds,
 the seed noise), and per DiLoCo cell (M, H) the best outer LR of the grid and its loss. Then
 
 - loss vs N per cell and for DP, each with a power law L = c N^k (harness/fit/powerlaw.py, OLS in
-  log space, bootstrap intervals over the sizes) when 2+ sizes completed;
+  log space; bootstrap intervals from 4 sizes on) when 2+ sizes completed;
 - the best outer LR vs N per cell (with a power law when it varies, and a warning when the best
   LR is an edge of the grid: the optimum may lie outside it);
 - the gap to DP, L_DiLoCo - L_DP, vs N per cell, and whether it shrinks with size (the paper's
   claim). The gap's change from the smallest to the largest size is compared with its noise,
   sqrt(2) x the pooled DP seed std (each gap holds one DiLoCo run and the DP mean); a change
-  within 2 x that noise is reported as NOT resolved, loudly.
+  within 2 x that noise is reported as NOT resolved, loudly; a verdict also says when a best
+  outer LR sits at an edge of the grid (that cell's loss is then only an upper bound).
 """
 
 from __future__ import annotations

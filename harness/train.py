@@ -27,9 +27,9 @@ from harness.config import ConfigError, RunConfig, register_configs, to_run_conf
 from harness.data.repetition import repetition_warning
 from harness.data.tokens import TokenData, prepare_tokens
 from harness.device import resolve_hardware
+from harness.diloco import DilocoTrainer
 from harness.hooks import CheckpointHook, CurveHook, PlotHook, PreemptionHook, StatusHook
 from harness.identity import check_same_run, resolve_run_dir
-from harness.diloco import DilocoTrainer
 from harness.loop import Hook, Trainer
 from harness.models import build_model
 from harness.outcome import NonFiniteLossError, outcome_of

@@ -6,6 +6,7 @@ Exit codes: 0 evaluated (or nothing left to do), 2 a usage error (the message na
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 from typing import Sequence
@@ -26,6 +27,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--task-dir", action="append", default=[], help="another directory of task YAMLs")
     args = parser.parse_args(argv)
+    os.environ.setdefault("TQDM_DISABLE", "1")  # lm-eval's per-request progress bars
     from harness.eval.runner import EvalSettings, evaluate_run
 
     settings = EvalSettings(limit=args.limit, max_samples=args.max_samples, sample_batch=args.sample_batch,

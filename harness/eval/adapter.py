@@ -145,8 +145,10 @@ class HarnessLM(LM):
             live = [i for i, d in enumerate(done) if not d]
             if not live:
                 break
-            for start in range(0, len(live), self.batch_size_per_call):
-                rows = live[start:start + self.batch_size_per_call]
+            # Short prompts, one position read per row: sampling batches many more rows than scoring.
+            step_rows = 32 * self.batch_size_per_call
+            for start in range(0, len(live), step_rows):
+                rows = live[start:start + step_rows]
                 windows = [seqs[i][-self.max_len:] for i in rows]
                 width = max(len(w) for w in windows)
                 # Left-pad so every row's last token sits in the last column (its next-token logits).
@@ -173,9 +175,10 @@ class HarnessLM(LM):
 
     def _last_logits(self, ids_BT: torch.Tensor, lengths: list[int]) -> torch.Tensor:
         """Next-token logits of each row. Left padding would sit inside a row's causal window, so
-        rows of different lengths run apart (prompts of one task mostly share a length)."""
+        rows run in groups of equal length (the k samples of one prompt share a group)."""
         width = ids_BT.shape[1]
-        if all(n == width for n in lengths):
-            return self.model(ids_BT.to(self.torch_device))[:, -1].float().cpu()
-        return torch.cat([self.model(ids_BT[b:b + 1, width - n:].to(self.torch_device))[:, -1].float().cpu()
-                          for b, n in enumerate(lengths)])
+        out = torch.empty(ids_BT.shape[0], self.model.config.vocab_size)
+        for n in sorted(set(lengths)):
+            rows = [b for b, m in enumerate(lengths) if m == n]
+            out[rows] = self.model(ids_BT[rows, width - n:].to(self.torch_device))[:, -1].float().cpu()
+        return out

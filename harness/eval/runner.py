@@ -79,11 +79,8 @@ def passuntil_rows(lm, task, settings: EvalSettings) -> list[dict[str, Any]]:
     gen_kwargs = dict(task.config.generation_kwargs or {})
 
     def sampler(items: Sequence[int], k: int) -> list[list[bool]]:
-        outcomes = []
-        for i in items:
-            texts = lm.sample([prompts[i]] * k, gen_kwargs)
-            outcomes.append([t.strip() == answers[i] for t in texts])
-        return outcomes
+        texts = lm.sample([prompts[i] for i in items for _ in range(k)], gen_kwargs)
+        return [[t.strip() == answers[i] for t in texts[j * k:(j + 1) * k]] for j, i in enumerate(items)]
 
     est = pass_until(sampler, len(docs), settings.max_samples, settings.sample_batch, settings.level)
     n = est.items

@@ -261,6 +261,11 @@ class TrainConfig:
     # its curve starting with the parent's rows; "weights": the model weights only, from step 0.
     init_from: Optional[str] = None
     init_mode: str = "resume"  # resume | weights
+    # Downstream evals during training (harness/eval, issue 17): task names of harness/eval/tasks,
+    # run on the model at the steps `eval_tasks_at` (empty: the last step) into RUN_DIR/evals.jsonl.
+    # Off by default; not part of the run's identity (evals read the model, never change it).
+    eval_tasks: list[str] = field(default_factory=list)
+    eval_tasks_at: list[int] = field(default_factory=list)
 
     def validate(self) -> None:
         for name in ("steps", "seq_len", "batch_size", "eval_every", "eval_sequences", "checkpoint_every",
@@ -285,6 +290,12 @@ class TrainConfig:
             _require(1 <= step <= self.steps, "train.checkpoint_at",
                      f"step {step} is outside the run; give steps in [1, train.steps={self.steps}]")
         self._validate_init_from()
+        for step in self.eval_tasks_at:
+            _require(1 <= step <= self.steps, "train.eval_tasks_at",
+                     f"step {step} is outside the run; give steps in [1, train.steps={self.steps}]")
+        _require(not self.eval_tasks or self.parallel != "fsdp", "train.eval_tasks",
+                 "runs on rank 0's whole model, which FSDP shards; evaluate the checkpoints afterwards "
+                 "(python -m harness.eval RUN_DIR --steps all --tasks ...)")
 
     def _validate_init_from(self) -> None:
         _one_of(self.init_mode, "train.init_mode", ("resume", "weights"))

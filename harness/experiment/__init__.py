@@ -45,3 +45,4 @@ from harness.experiment import ladder_kind  # noqa: E402,F401  (registers kind `
 from harness.experiment import cooldown  # noqa: E402,F401  (kind `cooldown_branches`)
 from harness.experiment import optimizer_comparison  # noqa: E402,F401  (kind `optimizer_comparison`)
 from harness.experiment import curve_prediction  # noqa: E402,F401  (kind `curve_prediction`)
+from harness.experiment import downstream_scaling  # noqa: E402,F401  (kind `downstream_scaling`)

@@ -110,7 +110,8 @@ def hooks(cfg: RunConfig, run: RunDir, rt: Runtime) -> list[Hook]:
         curve,
         ProgressBar() if rank0 and cfg.logging.progress else None,
         checkpoints,
-        EvalTasksHook(run, tc.eval_tasks, tc.eval_tasks_at) if rank0 and tc.eval_tasks else None,
+        EvalTasksHook(run, tc.eval_tasks, tc.eval_tasks_at, tc.eval_tasks_limit, tc.eval_tasks_max_samples)
+        if rank0 and tc.eval_tasks else None,
         StatusHook(run, origin(tc)) if rank0 else None,
         PlotHook(run, cfg) if rank0 and cfg.logging.plot else None,
         WandbMirror(cfg.logging, run.path, cfg.name, dataclasses.asdict(cfg)) if rank0 and cfg.logging.wandb else None,

@@ -12,6 +12,9 @@
 * `sequence_next.jsonl`: a synthetic generative task with a checkable answer (ours, MIT like the
   repository): four terms of an arithmetic progression, answer the next one
   ("12, 14, 16, 18," -> "20").
+* `word_repeat.jsonl`: a synthetic copying task (ours, MIT): three words of the help topics repeated
+  in a cycle, answer the next one ("alpha beta gamma alpha beta gamma alpha beta" -> "gamma"): in-context
+  copying, which small models pick up before they can continue arithmetic.
 """
 
 from __future__ import annotations
@@ -65,6 +68,18 @@ def sequence_items(n_items: int, rng: random.Random) -> list[dict]:
     return items
 
 
+def repeat_items(n_items: int, rng: random.Random) -> list[dict]:
+    from pydoc_data.topics import topics
+
+    words = sorted({w for text in topics.values() for w in text.split() if _WORD.match(w)})
+    items = []
+    for i in range(n_items):
+        cycle = rng.sample(words, 3)
+        shown = (cycle * 3)[:8]
+        items.append({"id": i, "prompt": " ".join(shown), "answer": cycle[2]})
+    return items
+
+
 def write_jsonl(path: Path, rows: list[dict]) -> None:
     path.write_text("".join(json.dumps(r) + "\n" for r in rows))
 
@@ -76,7 +91,8 @@ def main() -> None:
     args = parser.parse_args()
     write_jsonl(args.out / "pydoc_cloze.jsonl", cloze_items(args.items, random.Random(SEED)))
     write_jsonl(args.out / "sequence_next.jsonl", sequence_items(args.items // 2, random.Random(SEED + 1)))
-    print(f"wrote {args.out}/pydoc_cloze.jsonl and sequence_next.jsonl")
+    write_jsonl(args.out / "word_repeat.jsonl", repeat_items(args.items // 2, random.Random(SEED + 2)))
+    print(f"wrote pydoc_cloze.jsonl, sequence_next.jsonl and word_repeat.jsonl to {args.out}")
 
 
 if __name__ == "__main__":

@@ -70,6 +70,12 @@ def multiple_choice_rows(lm, task_name: str, task, settings: EvalSettings) -> li
     return [{"metric": k, "value": v, "n": len(items)} for k, v in metrics.items()]
 
 
+def passes(completion: str, answer: str) -> bool:
+    """A generative item passes when the completion's first word is the answer ("52" in " 52 53")."""
+    words = completion.split()
+    return bool(words) and words[0] == answer
+
+
 def passuntil_rows(lm, task, settings: EvalSettings) -> list[dict[str, Any]]:
     from harness.eval.passuntil import pass_until
 
@@ -80,7 +86,7 @@ def passuntil_rows(lm, task, settings: EvalSettings) -> list[dict[str, Any]]:
 
     def sampler(items: Sequence[int], k: int) -> list[list[bool]]:
         texts = lm.sample([prompts[i] for i in items for _ in range(k)], gen_kwargs)
-        return [[t.strip() == answers[i] for t in texts[j * k:(j + 1) * k]] for j, i in enumerate(items)]
+        return [[passes(t, answers[i]) for t in texts[j * k:(j + 1) * k]] for j, i in enumerate(items)]
 
     est = pass_until(sampler, len(docs), settings.max_samples, settings.sample_batch, settings.level)
     n = est.items

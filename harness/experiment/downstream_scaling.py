@@ -10,6 +10,8 @@ probability mass on the correct choice (harness/experiment/downstream_scaling_re
       ...
       tasks: [pydoc_cloze, sequence_next]   # harness/eval/tasks: multiple-choice and generative
       held_out: largest                 # the size whose runs the error law does not see ("largest" or a size)
+      eval_limit: null                  # items per task (null: all); train.eval_tasks_limit
+      max_samples: 256                  # PassUntil cap per item; train.eval_tasks_max_samples
 
 train.eval_tasks is not part of a run's identity, so a ladder trained earlier under the same spec maps
 to the same run directories; those completed runs are skipped (not retrained), and the report names
@@ -20,7 +22,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Optional
 
 from harness.experiment.kinds import KINDS, Report, RunRequest
 from harness.experiment.ladder_kind import LadderKind
@@ -33,6 +35,8 @@ class DownstreamScalingKind(LadderKind):
     class Config(LadderKind.Config):
         tasks: list[str] = field(default_factory=lambda: ["pydoc_cloze", "sequence_next"])
         held_out: str = "largest"
+        eval_limit: Optional[int] = None
+        max_samples: int = 256
 
         def validate(self) -> None:
             super().validate()
@@ -57,9 +61,12 @@ class DownstreamScalingKind(LadderKind):
             return max(self.sizes, key=lambda s: size_spec(s).d_model ** 2 * size_spec(s).n_layers)  # ~ non-embedding N
 
     def plan(self, spec) -> list[RunRequest]:
-        tasks = f"train.eval_tasks=[{','.join(spec.params.tasks)}]"
-        return [RunRequest(overrides=(*r.overrides, tasks), settings=r.settings, source=r.source,
-                           fields=(*r.fields, "downstream_scaling.tasks") if r.fields else ())
+        p = spec.params
+        evals = (f"train.eval_tasks=[{','.join(p.tasks)}]", f"train.eval_tasks_max_samples={p.max_samples}",
+                 f"train.eval_tasks_limit={'null' if p.eval_limit is None else p.eval_limit}")
+        fields = ("downstream_scaling.tasks", "downstream_scaling.max_samples", "downstream_scaling.eval_limit")
+        return [RunRequest(overrides=(*r.overrides, *evals), settings=r.settings, source=r.source,
+                           fields=(*r.fields, *fields) if r.fields else ())
                 for r in super().plan(spec)]
 
     def report(self, out_dir: Path, table, plan: dict[str, Any]) -> Report:

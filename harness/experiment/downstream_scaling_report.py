@@ -59,9 +59,9 @@ def fit_error_law(points: list[dict[str, Any]], held_out: str) -> dict[str, Any]
     fit = fit_law(law, {"loss": loss}, err)
     pred = law.predict(fit.theta, {"loss": np.array([p["loss"] for p in test])})
     obs = np.array([p["error"] for p in test])
-    problems = check_fit(law, fit.theta, fit.converged, {"held_out": pred}, obs)
+    problems = check_fit(law, fit.theta, fit.converged, {"held_out": pred}, err)  # observed: the fit's points
     out.update(params=fit.params, derived=fit.derived, converged=fit.converged, fit_metrics=fit.metrics,
-               problems=[str(getattr(p, "message", p)) for p in problems],
+               problems=[p.message for p in problems],
                held_out_runs=[{"run_id": p["run_id"], "loss": p["loss"], "error": p["error"], "predicted": float(q)}
                               for p, q in zip(test, pred)],
                held_out_abs_error=float(np.mean(np.abs(pred - obs))),

@@ -43,15 +43,13 @@ def task_manager(settings: EvalSettings):
 
 
 def load_tasks(names: Sequence[str], settings: EvalSettings) -> dict[str, Any]:
-    from lm_eval.tasks import get_task_dict
-
     manager = task_manager(settings)
     unknown = [n for n in names if n not in manager.all_tasks]
     if unknown:
         raise EvalError(f"--tasks: unknown task(s) {unknown}; known: {sorted(manager.all_tasks)} "
                         f"(task YAMLs in {TASKS_DIR} or a --task-dir)")
     logging.getLogger("lm_eval").setLevel(logging.ERROR)
-    tasks = get_task_dict(list(names), manager)
+    tasks = manager.load(list(names))["tasks"]
     return {n: tasks[n] for n in names}
 
 

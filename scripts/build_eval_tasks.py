@@ -12,9 +12,9 @@
 * `sequence_next.jsonl`: a synthetic generative task with a checkable answer (ours, MIT like the
   repository): four terms of an arithmetic progression, answer the next one
   ("12, 14, 16, 18," -> "20").
-* `word_repeat.jsonl`: a synthetic copying task (ours, MIT): three words of the help topics repeated
-  in a cycle, answer the next one ("alpha beta gamma alpha beta gamma alpha beta" -> "gamma"): in-context
-  copying, which small models pick up before they can continue arithmetic.
+* `word_repeat.jsonl`: a synthetic copying task (ours, MIT): two of the 60 most frequent short words
+  of the help topics alternating, answer the next one ("the object the object the object the" ->
+  "object"): in-context copying, which small models pick up before they can continue arithmetic.
 """
 
 from __future__ import annotations
@@ -69,14 +69,17 @@ def sequence_items(n_items: int, rng: random.Random) -> list[dict]:
 
 
 def repeat_items(n_items: int, rng: random.Random) -> list[dict]:
+    from collections import Counter
+
     from pydoc_data.topics import topics
 
-    words = sorted({w for text in topics.values() for w in text.split() if _WORD.match(w)})
+    # Frequent short words (mostly one or two tokens of a small BPE), so tiny models can copy them.
+    counts = Counter(w for text in topics.values() for w in text.split() if re.fullmatch(r"[a-z]{2,6}", w))
+    words = sorted(w for w, _ in counts.most_common(60))
     items = []
     for i in range(n_items):
-        cycle = rng.sample(words, 3)
-        shown = (cycle * 3)[:8]
-        items.append({"id": i, "prompt": " ".join(shown), "answer": cycle[2]})
+        a, b = rng.sample(words, 2)
+        items.append({"id": i, "prompt": " ".join([a, b] * 3 + [a]), "answer": b})
     return items
 
 

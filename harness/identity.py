@@ -15,7 +15,8 @@ last three path components, `<parent dir>/checkpoints/step_XXXXXXXX.pt` (in an e
 dir is named by its hash), and `train.init_mode`: so a branch's hash is parent hash + branch step + its
 own config, whichever directory the experiment lives in. An ordinary run (init_from null) hashes
 without either field, as it did before they existed. `train.checkpoint_at` only adds checkpoints (and
-eval points): not identity.
+eval points): not identity. Nor are `train.eval_tasks*` (downstream evals read the model; the hook
+restores the RNG state around them, so a run's numbers are the same with or without them).
 """
 
 from __future__ import annotations

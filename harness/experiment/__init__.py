@@ -33,6 +33,9 @@ Modules, one job each:
               (every curve law fitted on 3 curves, predicting the rest; paired seed differences);
               curve_prediction_curves.py the curve keys and readers both share
   results.py  the results of the runs done so far by config hash (for kinds that plan in rounds)
+  downstream_scaling.py  kind `downstream_scaling` (a ladder whose runs evaluate downstream tasks,
+              harness/eval); downstream_scaling_report.py its report (Gadre error law with a held-out
+              size, PassUntil law vs compute, probability mass on the correct choice)
   plan.py     requests -> composed, validated RunConfigs -> PlannedRun rows, plan.csv / plan.json
   launch.py   the one Hydra multirun over the plan's indices; job.py the job it runs
   status.py   each run's state from its status.json

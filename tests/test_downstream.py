@@ -32,6 +32,7 @@ def test_plan_adds_the_evals_to_every_ladder_run(module_env, tmp_path):
 @pytest.mark.parametrize("override, field", [
     ("downstream_scaling.tasks=[nope]", "downstream_scaling.tasks[0]"),
     ("downstream_scaling.held_out=d999", "downstream_scaling.held_out"),
+    ("downstream_scaling.sizes=[]", "downstream_scaling.sizes"),
 ])
 def test_bad_spec_exits_2_naming_the_field(module_env, tmp_path, override, field):
     proc = experiment(module_env, "plan", TINY, override, "--dir", str(tmp_path / "p"))

@@ -39,7 +39,10 @@ class DownstreamScalingKind(LadderKind):
         max_samples: int = 256
 
         def validate(self) -> None:
-            super().validate()
+            try:
+                super().validate()
+            except ExperimentError as err:  # the ladder's checks name its own section
+                raise ExperimentError(str(err).replace("ladder.", "downstream_scaling.")) from None
             if not self.tasks:
                 raise ExperimentError("downstream_scaling.tasks: give at least one task, e.g. [pydoc_cloze, sequence_next]")
             from harness.eval.runner import TASKS_DIR

@@ -243,3 +243,42 @@ def test_eval_tasks_hook_writes_rows_and_leaves_the_run_unchanged(train_env, tmp
 
     cfg = OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(RunConfig), plain_cfg))
     assert changed_fields(saved, cfg) == {}
+
+
+def test_rolling_loglikelihood_scores_every_token_once(tiny_run):
+    """loglikelihood_rolling over a text longer than the context (64 tokens) equals the sum of
+    per-token log-probs computed window by window here; a short text equals one direct pass."""
+    from lm_eval.api.instance import Instance
+    from transformers import AutoTokenizer
+
+    from harness.eval.adapter import HarnessLM, read_run_model_config
+
+    run, _ = tiny_run
+    tok = AutoTokenizer.from_pretrained(str(run / "tokenizer"))
+    model = build_model(read_run_model_config(run))
+    model.load_state_dict(torch.load(run / "checkpoints" / f"step_{STEP:08d}.pt", weights_only=True)["model"])
+    model.eval()
+    lm = HarnessLM(model, tok, batch_size=3)
+    short = "The value of the module is a class."
+    ids = [tok.eos_token_id] + tok.encode(short, add_special_tokens=False)
+    with torch.no_grad():
+        logp = F.log_softmax(model(torch.tensor([ids[:-1]]))[0], dim=-1)
+    direct = sum(float(logp[i, t]) for i, t in enumerate(ids[1:]))
+    long_text = " ".join([short] * 12)
+    assert len(tok.encode(long_text)) > 64
+    req = lambda text: Instance("loglikelihood_rolling", {}, (text,), 0)  # noqa: E731
+    got_short, got_long = lm.loglikelihood_rolling([req(short), req(long_text)])
+    assert got_short == pytest.approx(direct, rel=1e-5)
+    # Windows of 64 predicted tokens, each conditioned on the tokens just before it (at most 64 in context).
+    tokens = [tok.eos_token_id] + tok.encode(long_text, add_special_tokens=False)
+    total, start = 0.0, 1
+    while start < len(tokens):
+        end = min(start + 64, len(tokens))
+        ctx_start = max(0, end - 65)
+        window = tokens[ctx_start:end]
+        with torch.no_grad():
+            lp = F.log_softmax(model(torch.tensor([window[:-1]]))[0], dim=-1)
+        for pos in range(start, end):
+            total += float(lp[pos - ctx_start - 1, tokens[pos]])
+        start = end
+    assert got_long == pytest.approx(total, rel=1e-5)

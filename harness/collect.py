@@ -30,6 +30,9 @@ Every run directory below SWEEP_DIR (any depth; a directory holding both `config
 |  | harness/branch.py): that checkpoint file and its step (for a cooldown branch, where it left |
 |  | its parent); empty for ordinary runs |
 | `curve`, `run_dir` | paths of the run's curve.jsonl and directory |
+| `acc/<task>`, `error/<task>`, ..., `error` | downstream evals of RUN_DIR/evals.jsonl (harness/eval): each |
+|  | task's last evaluated step; `error` = mean error of the multiple-choice tasks at the final step, |
+|  | the target of `--law gadre-error` (harness/eval/join.py); absent for runs without evals |
 
 One naming from sweep to fit: every fit and analysis of harness/fit reads N, N_total, D, B, lr, wd,
 C and loss from this table as they are (`python -m harness.fit steplaw DIR/runs.csv`).
@@ -155,6 +158,11 @@ def collect_run(run_dir: Path) -> dict[str, Any]:
         "init_from": init_from, "branch_step": branch_step,
         "curve": str(curve_path) if curve_path.is_file() else None, "run_dir": str(run_dir),
     }
+    # Downstream evals (harness/eval/join.py): <metric>/<task> of each task's last eval, and `error`
+    # (mean MC error at the final step: the gadre-error law's target).
+    from harness.eval.join import eval_columns
+
+    row.update(eval_columns(run_dir, status.get("step")))
     for key, value in flatten(config).items():
         if key not in ("name",):
             row.setdefault(key, _cell(value))

@@ -297,6 +297,15 @@ class TrainConfig:
     # its curve starting with the parent's rows; "weights": the model weights only, from step 0.
     init_from: Optional[str] = None
     init_mode: str = "resume"  # resume | weights
+    # Downstream evals during training (harness/eval, issue 17): task names of harness/eval/tasks,
+    # run on the model at the steps `eval_tasks_at` (empty: the last step) into RUN_DIR/evals.jsonl,
+    # on the first `eval_tasks_limit` items of each task (null: all), PassUntil drawing at most
+    # `eval_tasks_max_samples` samples per item. Off by default; none of these is part of the run's
+    # identity (evals read the model, never change it).
+    eval_tasks: list[str] = field(default_factory=list)
+    eval_tasks_at: list[int] = field(default_factory=list)
+    eval_tasks_limit: Optional[int] = None
+    eval_tasks_max_samples: int = 256
 
     def validate(self) -> None:
         for name in ("steps", "seq_len", "batch_size", "eval_every", "eval_sequences", "checkpoint_every",
@@ -323,6 +332,15 @@ class TrainConfig:
             _require(1 <= step <= self.steps, "train.checkpoint_at",
                      f"step {step} is outside the run; give steps in [1, train.steps={self.steps}]")
         self._validate_init_from()
+        for step in self.eval_tasks_at:
+            _require(1 <= step <= self.steps, "train.eval_tasks_at",
+                     f"step {step} is outside the run; give steps in [1, train.steps={self.steps}]")
+        _require(self.eval_tasks_limit is None or self.eval_tasks_limit > 0, "train.eval_tasks_limit",
+                 "must be a positive number of items, or null for all")
+        _require(self.eval_tasks_max_samples > 0, "train.eval_tasks_max_samples", "must be >= 1")
+        _require(not self.eval_tasks or self.parallel != "fsdp", "train.eval_tasks",
+                 "runs on rank 0's whole model, which FSDP shards; evaluate the checkpoints afterwards "
+                 "(python -m harness.eval RUN_DIR --steps all --tasks ...)")
 
     def _validate_init_from(self) -> None:
         _one_of(self.init_mode, "train.init_mode", ("resume", "weights"))

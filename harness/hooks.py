@@ -147,3 +147,53 @@ class PlotHook(Hook):
         params = trainer.counts["params"] / 1e6
         title = f"{self.cfg.name}: {self.cfg.model.arch} {params:.2f}M params, {self.cfg.schedule.name}"
         plot_curve(self.run.curve_file, self.run.plot_file, title=title)
+
+
+class EvalTasksHook(Hook):
+    """train.eval_tasks: downstream evals (harness/eval) of the model at the steps `at` (empty: the
+    last step; train.eval_tasks_limit / eval_tasks_max_samples: items per task, PassUntil cap), rows appended to RUN_DIR/evals.jsonl (rank 0; a relaunch skips the (step, task)
+    pairs already there). The global RNG state is saved and restored around each eval (lm-eval
+    seeds torch's, Python's and numpy's), and sampling uses its own generator, so the run's numbers do not change. With
+    train.fetch_every > 1 a step is evaluated when it is the newest computed step (as checkpoints)."""
+
+    def __init__(self, run: RunDir, tasks: list[str], at: Collection[int], limit: int | None = None,
+                 max_samples: int = 256):
+        from harness.eval.runner import EvalSettings
+
+        self.run, self.task_names, self.at = run, list(tasks), frozenset(at)
+        self.settings = EvalSettings(limit=limit, max_samples=max_samples)
+        self.tasks: dict[str, Any] | None = None
+
+    def on_start(self, trainer: Trainer) -> None:
+        from harness.eval.runner import load_tasks
+
+        self.tasks = load_tasks(self.task_names, self.settings)  # lm-eval missing or a bad name: fail before training
+
+    def on_step(self, trainer: Trainer, row: dict[str, Any]) -> None:
+        wanted = trainer.step in self.at if self.at else trainer.step == trainer.total_steps
+        if wanted and trainer.at_head:
+            self.evaluate(trainer)
+
+    def evaluate(self, trainer: Trainer) -> None:
+        from transformers import AutoTokenizer
+
+        from harness.eval.runner import evaluate_model, load_tasks
+        from harness.loop import rng_state, set_rng_state
+
+        settings = self.settings
+        if self.tasks is None:
+            self.tasks = load_tasks(self.task_names, settings)
+        import numpy as np
+
+        model = trainer.model.module
+        saved, saved_np, was_training = rng_state(), np.random.get_state(), model.training
+        try:
+            model.eval()
+            tokenizer = AutoTokenizer.from_pretrained(str(self.run.path / "tokenizer"))
+            columns = trainer.compute.columns(trainer.step)
+            evaluate_model(model, tokenizer, self.run.path, trainer.step, columns["tokens"], columns["flops"],
+                           self.tasks, settings)
+        finally:
+            model.train(was_training)
+            set_rng_state(saved)
+            np.random.set_state(saved_np)

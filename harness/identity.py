@@ -15,7 +15,8 @@ last three path components, `<parent dir>/checkpoints/step_XXXXXXXX.pt` (in an e
 dir is named by its hash), and `train.init_mode`: so a branch's hash is parent hash + branch step + its
 own config, whichever directory the experiment lives in. An ordinary run (init_from null) hashes
 without either field, as it did before they existed. `train.checkpoint_at` only adds checkpoints (and
-eval points): not identity.
+eval points): not identity. Nor are `train.eval_tasks*` (downstream evals read the model; the hook
+restores the RNG state around them, so a run's numbers are the same with or without them).
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ from harness.device import resolve_device, resolve_precision
 NON_IDENTITY_FIELDS = ("logging.", "data.cache_dir", "train.num_threads", "train.compile", "train.loss_chunk",
                        "train.fetch_every", "train.eval_every",
                        "train.checkpoint_every", "train.keep_checkpoints", "train.preempt_signals",
-                       "train.requeue", "train.checkpoint_at", "run_dir", "name")
+                       "train.requeue", "train.checkpoint_at", "train.eval_tasks", "run_dir", "name")
 HASH_TOKEN = "{hash}"
 INIT_FIELDS = ("train.init_from", "train.init_mode")
 

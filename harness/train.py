@@ -28,7 +28,7 @@ from harness.data.repetition import repetition_warning
 from harness.data.tokens import TokenData, prepare_tokens
 from harness.device import resolve_hardware
 from harness.diloco import DilocoTrainer
-from harness.hooks import CheckpointHook, CurveHook, PlotHook, PreemptionHook, StatusHook
+from harness.hooks import CheckpointHook, CurveHook, EvalTasksHook, PlotHook, PreemptionHook, StatusHook
 from harness.identity import check_same_run, resolve_run_dir
 from harness.loop import Hook, Trainer
 from harness.models import build_model
@@ -117,6 +117,8 @@ def hooks(cfg: RunConfig, run: RunDir, rt: Runtime) -> list[Hook]:
         curve,
         ProgressBar() if rank0 and cfg.logging.progress else None,
         checkpoints,
+        EvalTasksHook(run, tc.eval_tasks, tc.eval_tasks_at, tc.eval_tasks_limit, tc.eval_tasks_max_samples)
+        if rank0 and tc.eval_tasks else None,
         StatusHook(run, origin(tc)) if rank0 else None,
         PlotHook(run, cfg) if rank0 and cfg.logging.plot else None,
         WandbMirror(cfg.logging, run.path, cfg.name, dataclasses.asdict(cfg)) if rank0 and cfg.logging.wandb else None,

@@ -35,6 +35,9 @@ Modules, one job each:
   diloco_scaling.py  kind `diloco_scaling` (DiLoCo M x H x outer LR grid vs data-parallel at matched tokens
               across sizes); diloco_scaling_report.py its report (power laws in N, best outer LR, gap vs N)
   results.py  the results of the runs done so far by config hash (for kinds that plan in rounds)
+  downstream_scaling.py  kind `downstream_scaling` (a ladder whose runs evaluate downstream tasks,
+              harness/eval); downstream_scaling_report.py its report (Gadre error law with a held-out
+              size, PassUntil law vs compute, probability mass on the correct choice)
   plan.py     requests -> composed, validated RunConfigs -> PlannedRun rows, plan.csv / plan.json
   launch.py   the one Hydra multirun over the plan's indices; job.py the job it runs
   status.py   each run's state from its status.json
@@ -48,3 +51,4 @@ from harness.experiment import cooldown  # noqa: E402,F401  (kind `cooldown_bran
 from harness.experiment import optimizer_comparison  # noqa: E402,F401  (kind `optimizer_comparison`)
 from harness.experiment import curve_prediction  # noqa: E402,F401  (kind `curve_prediction`)
 from harness.experiment import diloco_scaling  # noqa: E402,F401  (kind `diloco_scaling`)
+from harness.experiment import downstream_scaling  # noqa: E402,F401  (kind `downstream_scaling`)

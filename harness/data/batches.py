@@ -23,7 +23,12 @@ _TRAIN_STREAM_ID = 0x7472_6169  # "trai"
 
 
 def train_batch(data: TokenData, *, seed: int, step: int, batch_size: int, seq_len: int) -> torch.Tensor:
-    """`batch_size` windows of `seq_len + 1` tokens at uniformly random offsets of the train split."""
+    """`batch_size` windows of `seq_len + 1` tokens at uniformly random offsets of the train split
+    (of a mixture: each row from a source drawn by weight, harness/data/mixture.py)."""
+    from harness.data.mixture import is_mixture, mixture_batch
+
+    if is_mixture(data):
+        return mixture_batch(data, seed=seed, step=step, batch_size=batch_size, seq_len=seq_len)  # type: ignore[arg-type]
     if seed < 0 or step < 0:
         raise ValueError(f"train_batch: seed and step must be >= 0, got seed={seed}, step={step}")
     _check_shape(batch_size, seq_len)

@@ -71,7 +71,12 @@ class TokenData:
 
 
 def prepare_tokens(cfg: DataConfig) -> TokenData:
-    """Read, tokenize and cache `cfg`'s text (or reuse the cache), and split it into train/val."""
+    """Read, tokenize and cache `cfg`'s text (or reuse the cache), and split it into train/val.
+    A mixture (`data.sources`) gives a MixtureData instead (harness/data/mixture.py)."""
+    if cfg.sources:
+        from harness.data.mixture import prepare_mixture
+
+        return prepare_mixture(cfg)  # type: ignore[return-value]
     cfg.validate()
     spec = source_spec(cfg)
     documents = list(iter_documents(cfg))
@@ -79,7 +84,12 @@ def prepare_tokens(cfg: DataConfig) -> TokenData:
         raise ConfigError(f"data.source: {cfg.source!r} yielded no text; point it at non-empty data")
     text_hash = hash_texts(documents)
     tokenizer = load_tokenizer(cfg, documents, text_hash=text_hash)
+    return build_token_data(cfg, documents, tokenizer, spec=spec, text_hash=text_hash)
 
+
+def build_token_data(cfg: DataConfig, documents: Sequence[str], tokenizer: PreTrainedTokenizerFast, *,
+                     spec: dict[str, Any], text_hash: str) -> TokenData:
+    """Tokenize `documents` into the cache (or reuse it) and split it into train/val."""
     key = token_cache_key(spec, text_hash, tokenizer)
     cache_path = resolve_cache_dir(cfg) / "tokens" / key
     if (cache_path / MANIFEST_FILE).is_file():

@@ -30,6 +30,9 @@ Every run directory below SWEEP_DIR (any depth; a directory holding both `config
 |  | harness/branch.py): that checkpoint file and its step (for a cooldown branch, where it left |
 |  | its parent); empty for ordinary runs |
 | `curve`, `run_dir` | paths of the run's curve.jsonl and directory |
+| `val_loss/<name>`, `tokens/<name>` | a data mixture's (data.sources, harness/data/mixture.py) last val loss |
+|  | on source <name>'s fixed val set, and the tokens that source gave the run; status.json, else the |
+|  | curve's last row holding them; absent for single-source sweeps |
 
 One naming from sweep to fit: every fit and analysis of harness/fit reads N, N_total, D, B, lr, wd,
 C and loss from this table as they are (`python -m harness.fit steplaw DIR/runs.csv`).
@@ -155,10 +158,27 @@ def collect_run(run_dir: Path) -> dict[str, Any]:
         "init_from": init_from, "branch_step": branch_step,
         "curve": str(curve_path) if curve_path.is_file() else None, "run_dir": str(run_dir),
     }
+    row.update(mixture_columns(status, rows))
     for key, value in flatten(config).items():
         if key not in ("name",):
             row.setdefault(key, _cell(value))
     return row
+
+
+def mixture_columns(status: dict[str, Any], rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """`val_loss/<name>` and `tokens/<name>` of a mixture run: status.json's final values, else the
+    curve's last row that holds each."""
+    out: dict[str, Any] = {}
+    for row in reversed(rows):  # oldest value last: newer rows win through setdefault
+        for key, value in row.items():
+            if key.startswith(("val_loss/", "tokens/")):
+                out.setdefault(key, value)
+    for key, value in status.items():
+        if key.startswith("final_val_loss/"):
+            out[key[len("final_"):]] = finite(value)
+        elif key.startswith("tokens/"):
+            out[key] = value
+    return out
 
 
 def collect(root: Path) -> pd.DataFrame:

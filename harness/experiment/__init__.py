@@ -32,6 +32,8 @@ Modules, one job each:
               curve law optimizes, harness/fit/schedule_opt.py); curve_prediction_report.py its report
               (every curve law fitted on 3 curves, predicting the rest; paired seed differences);
               curve_prediction_curves.py the curve keys and readers both share
+  mixture_sweep.py  kind `mixture_sweep` (a base proxy continued on several general:domain ratios,
+              per-domain losses vs ratio and tokens, the CMR law); mixture_sweep_report.py its report
   results.py  the results of the runs done so far by config hash (for kinds that plan in rounds)
   plan.py     requests -> composed, validated RunConfigs -> PlannedRun rows, plan.csv / plan.json
   launch.py   the one Hydra multirun over the plan's indices; job.py the job it runs
@@ -45,3 +47,4 @@ from harness.experiment import ladder_kind  # noqa: E402,F401  (registers kind `
 from harness.experiment import cooldown  # noqa: E402,F401  (kind `cooldown_branches`)
 from harness.experiment import optimizer_comparison  # noqa: E402,F401  (kind `optimizer_comparison`)
 from harness.experiment import curve_prediction  # noqa: E402,F401  (kind `curve_prediction`)
+from harness.experiment import mixture_sweep  # noqa: E402,F401  (kind `mixture_sweep`)

@@ -53,8 +53,10 @@ class CMRLossLaw(Law):
     params = (
         Param("p", 0.01, 2.0, (0.2, 0.5, 1.0)),
         Param("q", 0.1, 5.0, (0.5, 1.0, 2.0)),
-        Param("a", -20.0, 20.0, (-0.5, -0.05, 0.0, 0.1)),
-        Param("b", -20.0, 20.0, (-0.5, 0.0, 0.1, 0.5)),
+        # No exact zeros among the starts: the fitter scales each parameter by its start's magnitude
+        # (1 at zero), and a unit first step in a or b drives the loss negative and stalls L-BFGS-B.
+        Param("a", -20.0, 20.0, (-0.5, -0.05, -0.005, 0.01)),
+        Param("b", -20.0, 20.0, (-0.5, -0.01, 0.01, 0.5)),
     )
 
     def __init__(self, t_ref: float | None = None):
@@ -74,6 +76,19 @@ class CMRLossLaw(Law):
         with np.errstate(all="ignore"):
             out = data["L0"][None, :] + data["t"][None, :] ** p * (a + b * data["ratio"][None, :] ** q)
         return out[0] if single else out
+
+    def jacobian(self, theta: np.ndarray, data: Mapping[str, Any]) -> tuple[np.ndarray, np.ndarray]:
+        """Analytic: finite differences scale their step by |theta|, which is 0 at the a = 0 / b = 0 starts."""
+        p, q, a, b = (float(v) for v in theta)
+        t, r = data["t"], data["ratio"]
+        tp = t ** p
+        with np.errstate(divide="ignore", invalid="ignore"):
+            rq = r ** q
+            drq_dq = np.where(r > 0, rq * np.log(np.where(r > 0, r, 1.0)), 0.0)
+        inner = a + b * rq
+        pred = data["L0"] + tp * inner
+        jac = np.stack([np.log(t) * tp * inner, tp * b * drq_dq, tp, tp * rq], axis=1)
+        return pred, jac
 
     def critical_ratio(self, theta: Sequence[float], tokens: float, tolerance: float = 0.0) -> float:
         """The largest r with L(r, tokens) <= L0 + tolerance (nan when b <= 0 or none is feasible)."""
@@ -144,6 +159,10 @@ def fit_cmr(ratio: Sequence[float], tokens: Sequence[float], general_loss: Seque
         raise CMRError(f"cmr: no domain ratio keeps the general loss within {tolerance} of the base at T={budget:g} "
                        "(even r = 0 loses general ability): raise the tolerance or check the base run")
     warnings = []
+    r2 = general.metrics.get("r2", float("nan"))
+    if not r2 >= 0.5:
+        warnings.append(f"WARNING: the general-loss surface fits the sweep poorly (R² {r2:.2f} < 0.5): the CMR rests "
+                        "on a law the data barely support; average seeds or train the proxies longer")
     lo_r, hi_r = float(r.min()), float(r.max())
     if not lo_r <= cmr <= hi_r:
         warnings.append(f"WARNING: the CMR {cmr:.3g} lies outside the sampled ratios [{lo_r:g}, {hi_r:g}]: it is an "

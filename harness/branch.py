@@ -135,6 +135,29 @@ def _lr_mismatch(cfg: RunConfig, parent: ParentCheckpoint) -> list[str]:
     return []
 
 
+def tokenizer_ids(manifest: dict[str, Any]) -> set[str]:
+    """The tokenizer fingerprints a data manifest records (one source, or each source of a mixture)."""
+    parts = manifest.get("mixture", [manifest])
+    return {p["tokenizer"]["id"] for p in parts if isinstance(p.get("tokenizer"), dict) and "id" in p["tokenizer"]}
+
+
+def check_parent_tokenizer(parent: ParentCheckpoint, data_manifest: dict[str, Any]) -> None:
+    """Refuse a parent trained with another tokenizer: its embeddings would be read with other token
+    ids, silently, whenever the vocab sizes agree. Parents whose env.json lacks the manifest pass."""
+    import json
+
+    env_file = parent.run_dir / "env.json"
+    if not env_file.is_file():
+        return
+    theirs = tokenizer_ids(json.loads(env_file.read_text()).get("data_manifest") or {})
+    mine = tokenizer_ids(data_manifest)
+    if theirs and mine and theirs != mine:
+        raise ConfigError(f"train.init_from: the parent {parent.run_dir} was trained with tokenizer {sorted(theirs)}, "
+                          f"this run tokenizes with {sorted(mine)}; its token ids would mean other text. Use the "
+                          "parent's data.tokenizer / data.vocab_size (for a mixture: the same data.sources, names, "
+                          "sources and weights; change the mix with data.weight_schedule, which the tokenizer ignores)")
+
+
 def load_parent_weights(model: Any, parent: ParentCheckpoint) -> None:
     """init_mode=weights: the parent's weights into the model as built (before any parallel wrapper).
     Shapes are compared first, so a mismatch names the tensors that differ."""

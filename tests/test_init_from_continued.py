@@ -114,3 +114,13 @@ def test_init_from_forms_and_identity(tmp_path):
         cfg(str(tmp_path / "nothing_here"))
     with pytest.raises(ConfigError, match="train.init_optimizer"):
         to_run_config({"train": {"steps": 20, "init_from": file_form, "init_optimizer": True}})  # resume mode
+
+
+def test_a_parent_with_another_tokenizer_is_refused(train_env, tmp_path, parent):
+    # Same vocab size (same shapes), but a BPE trained on other text: the token ids mean other strings.
+    run_dir = tmp_path / "other_tokenizer"
+    proc = train(train_env, f"run_dir={run_dir}", "data.max_chars=200000", "schedule=constant", "train.steps=2",
+                 f"train.init_from={parent}@6", "train.init_mode=weights")
+    assert proc.returncode == 2, proc.stderr
+    assert "train.init_from" in proc.stderr and "tokenizer" in proc.stderr
+    assert not (run_dir / "curve.jsonl").exists()

@@ -18,24 +18,26 @@
   uniformly in that source's train split, all from one generator seeded by (seed, step) alone, so a
   resumed run draws the batch it would have drawn, as for one source (harness/data/batches.py).
   Tokens per source are counted exactly from the same draws (`source_rows`).
+
+Preparing a mixture (reading, the tokenizer, the caches) is harness.data.tokens.prepare_mixture;
+this module holds the prepared MixtureData and its sampling.
 """
 
 from __future__ import annotations
 
-import dataclasses
-import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 import torch
 from transformers import PreTrainedTokenizerFast
 
-from harness.config import ConfigError, DataConfig, SourceConfig
-from harness.data.tokens import TokenData
+from harness.config import ConfigError
+from harness.data.batches import _gather_windows, val_batches
 
-log = logging.getLogger(__name__)
+if TYPE_CHECKING:  # harness.data.tokens prepares mixtures (prepare_mixture) and imports this module
+    from harness.data.tokens import TokenData
 
 # Mixed into the seed like batches._TRAIN_STREAM_ID, but a different stream: "mixt".
 _MIXTURE_STREAM_ID = 0x6D69_7874
@@ -48,6 +50,7 @@ class MixtureData:
     Duck-types the parts of TokenData the rest of the harness reads (vocab_size, tokenizer, manifest,
     unique_tokens, eos_id)."""
 
+    is_mixture: ClassVar[bool] = True  # what harness.data.batches dispatches on (it cannot import this module)
     names: tuple[str, ...]
     parts: tuple[TokenData, ...]  # one per source, same order as names
     weights: np.ndarray  # float64[n_sources], normalised: the weights before the first switch
@@ -72,6 +75,10 @@ class MixtureData:
     def cache_path(self) -> Path:
         return self.parts[0].cache_path
 
+    def train_batch(self, *, seed: int, step: int, batch_size: int, seq_len: int) -> torch.Tensor:
+        """What harness.data.batches.train_batch returns for a mixture (it calls this)."""
+        return mixture_batch(self, seed=seed, step=step, batch_size=batch_size, seq_len=seq_len)
+
     def weights_at(self, step: int) -> np.ndarray:
         """The normalised sampling weights of optimizer step `step` (the last switch at or before it)."""
         current = self.weights
@@ -82,66 +89,7 @@ class MixtureData:
 
 
 def is_mixture(data: Any) -> bool:
-    return isinstance(data, MixtureData)
-
-
-def _normalised(weights: list[float]) -> np.ndarray:
-    w = np.asarray(weights, dtype=np.float64)
-    return w / w.sum()
-
-
-def source_config(cfg: DataConfig, source: SourceConfig) -> DataConfig:
-    """A single-source DataConfig for one source of the mixture (same tokenizer and cache settings)."""
-    return dataclasses.replace(cfg, source=source.source, max_chars=source.max_chars, hf_config=source.hf_config,
-                               split=source.split, text_field=source.text_field, sources=[], weight_schedule=[])
-
-
-def tokenizer_sample(documents: list[list[str]], weights: np.ndarray, total_chars: int) -> list[str]:
-    """Each source's first documents up to its weighted share of `total_chars` (the last one cut)."""
-    sample: list[str] = []
-    for docs, share in zip(documents, weights):
-        budget = int(round(share * total_chars))
-        for doc in docs:
-            if budget <= 0:
-                break
-            sample.append(doc[:budget])
-            budget -= len(sample[-1])
-    return sample
-
-
-def prepare_mixture(cfg: DataConfig) -> MixtureData:
-    """Read every source, train (or load) the one tokenizer, tokenize each source into its cache."""
-    from harness.data.sources import iter_documents, source_spec
-    from harness.data.tokenizer import hash_texts, load_tokenizer
-    from harness.data.tokens import build_token_data
-
-    cfg.validate()
-    weights = _normalised([s.weight for s in cfg.sources])
-    single = [source_config(cfg, s) for s in cfg.sources]
-    documents = []
-    for s, sub in zip(cfg.sources, single):
-        docs = list(iter_documents(sub))
-        if not docs:
-            raise ConfigError(f"data.sources: {s.name} ({s.source!r}) yielded no text; point it at non-empty data")
-        documents.append(docs)
-    sample = tokenizer_sample(documents, weights, cfg.tokenizer_chars) if cfg.tokenizer == "bpe" else []
-    tokenizer = load_tokenizer(cfg, sample)
-    parts = []
-    for s, sub, docs in zip(cfg.sources, single, documents):
-        try:
-            parts.append(build_token_data(sub, docs, tokenizer, spec=source_spec(sub), text_hash=hash_texts(docs)))
-        except ConfigError as err:
-            raise ConfigError(f"data.sources[{s.name}]: {err}") from None
-    schedule = tuple((p.step, _normalised([p.weights[s.name] for s in cfg.sources])) for p in cfg.weight_schedule)
-    manifest = {
-        "mixture": [{"name": s.name, "weight": float(w), "cache": str(p.cache_path), **p.manifest}
-                    for s, w, p in zip(cfg.sources, weights, parts)],
-        "weight_schedule": [{"step": step, "weights": dict(zip((s.name for s in cfg.sources), map(float, w)))}
-                            for step, w in schedule],
-        "tokenizer_sample_chars": sum(map(len, sample)),
-    }
-    return MixtureData(names=tuple(s.name for s in cfg.sources), parts=tuple(parts), weights=weights,
-                       schedule=schedule, tokenizer=tokenizer, manifest=manifest)
+    return getattr(data, "is_mixture", False) is True
 
 
 def _generator(seed: int, step: int) -> np.random.Generator:
@@ -158,8 +106,6 @@ def source_rows(data: MixtureData, *, seed: int, step: int, batch_size: int) -> 
 
 def mixture_batch(data: MixtureData, *, seed: int, step: int, batch_size: int, seq_len: int) -> torch.Tensor:
     """LongTensor[batch_size, seq_len + 1]: row i is a window of source source_rows(...)[i]."""
-    from harness.data.batches import _gather_windows
-
     rng = _generator(seed, step)
     rows = rng.choice(len(data.parts), size=batch_size, p=data.weights_at(step))
     window = seq_len + 1
@@ -190,8 +136,6 @@ def tokens_per_source(data: MixtureData, *, seed: int, first_step: int, last_ste
 
 def val_sets(data: MixtureData, *, n_sequences: int, seq_len: int) -> dict[str, torch.Tensor]:
     """Each source's fixed val windows (harness/data/batches.val_batches on its own val split)."""
-    from harness.data.batches import val_batches
-
     out = {}
     for name, part in zip(data.names, data.parts):
         try:

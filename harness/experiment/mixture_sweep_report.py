@@ -3,7 +3,8 @@ the fitted CMR surfaces (harness/fit/laws/cmr.py) and the critical mixture ratio
 
 Points: each continued run's `val_loss/<general>` and `val_loss/<domain>` at the step of each T
 (its curve rows; they are eval steps), T = (step) x tokens per step; the base run's final values are
-L_g0 and L_d0. When the sweep does not determine the CMR (fit not converged, no forgetting seen, no
+L_g0 and L_d0. A continued run that has not completed gives the points it has reached (its LR is
+constant, so a point does not depend on the run's length), with a warning naming it. When the sweep does not determine the CMR (fit not converged, no forgetting seen, no
 feasible ratio) the report says why, loudly, and gives the measured table anyway.
 """
 
@@ -39,10 +40,12 @@ def sweep_points(table, general: str, domain: str, tokens_per_step: int) -> dict
             continue
         if s.get("role") != "continued":
             continue
-        if not done:
-            missing.append(s.get("ratio"))
+        if not (isinstance(curve, str) and Path(curve).is_file()):
+            missing.append((s.get("ratio"), 0))
             continue
         by_step = {r["step"]: r for r in read_curve(Path(curve)) if g_key in r}
+        if not done:  # a run still going (or stopped) gives the points it reached: its LR is constant
+            missing.append((s.get("ratio"), max(by_step, default=0)))
         for step in s.get("token_steps", []):
             r = by_step.get(step)
             if r is not None and finite(r[g_key]) is not None and finite(r[d_key]) is not None:
@@ -58,7 +61,8 @@ def mixture_report(out_dir: Path, table, plan: dict[str, Any]) -> Report:
     general, domain = p.get("general", "general"), p.get("domain", "code")
     tokens_per_step = int(p.get("batch_size", 16)) * int(p.get("seq_len", 128))
     found = sweep_points(table, general, domain, tokens_per_step)
-    warnings = [f"continued run at ratio {r} did not complete; left out" for r in found["missing"]]
+    warnings = [f"continued run at ratio {r} has not completed (evaluated up to step {step}): only its points up "
+                f"to there are used" for r, step in found["missing"]]
     base, pts = found["base"], found["points"]
     result, refused = None, None
     if base is None:

@@ -190,8 +190,9 @@ def fit_cmr(ratio: Sequence[float], tokens: Sequence[float], general_loss: Seque
         d_table = {"ratio": r, "T": T, "L0": np.full_like(r, domain_base)}
         _, d_fit = _fit(d_table, np.asarray(domain_loss, dtype=float), t_ref)
         domain = d_fit.to_json()
-        if not d_fit.converged:
-            warnings.append("WARNING: the domain-loss fit did not converge; its curves in the report are unreliable")
+        if not d_fit.converged or not d_fit.metrics.get("r2", float("nan")) >= 0.5:
+            warnings.append(f"WARNING: the domain-loss surface fits poorly (R² {d_fit.metrics.get('r2', float('nan')):.2f}, "
+                            f"converged {d_fit.converged}); its dashed curves in the report are unreliable")
     by_tokens = {float(t): law.critical_ratio(general.theta, float(t), tolerance) for t in np.unique(T)}
     return CMRResult(cmr=cmr, interval=interval, level=level, tokens=budget, tolerance=tolerance,
                      general=general.to_json(), domain=domain, t_ref=t_ref, n_boot_ok=len(boots),

@@ -5,7 +5,14 @@
                        1..k, so the branch's curve is a full curve (e.g. a cooldown branched off a
                        constant-LR run at k, which equals an independent run with the same schedule)
     init_mode=weights  the parent's model weights only: a fresh run (step 0, new optimizer, no rows
-                       copied) initialised from a trained model
+                       copied) initialised from a trained model, with its own schedule and data
+      + train.init_optimizer=true: also the parent's optimizer state (Adam moments, per-parameter step
+                       counts), under this run's hyperparameters (LR, weight decay, betas: this run's
+                       param groups are kept) and schedule, from step 0: continued pre-training
+
+`train.init_from` may name the checkpoint file, `<parent run dir>@<step>` or `<parent run dir>` (its
+newest checkpoint); harness/config.py rewrites the last two to the file. status.json and env.json
+carry `parent_curve` (the parent's curve.jsonl) next to init_from / init_mode / branch_step.
 
 The parent is used only while the run has no checkpoint of its own: a preempted branch resumes
 from its own newest checkpoint, and a completed one is skipped, as every run is.
@@ -31,7 +38,8 @@ from harness.tracking.curve import read_curve
 RESUME, WEIGHTS = "resume", "weights"
 # Fields a branch may change relative to its parent without a warning: its schedule and length,
 # and where it starts from.
-BRANCH_MAY_CHANGE = ("schedule.", "train.steps", "train.init_from", "train.init_mode")
+BRANCH_MAY_CHANGE = ("schedule.", "train.steps", "train.init_from", "train.init_mode", "train.init_optimizer",
+                     "data.weight_schedule")
 
 
 @dataclass(frozen=True)
@@ -54,7 +62,9 @@ def origin(tc: TrainConfig) -> dict[str, Any]:
     run started from and the step of that checkpoint. Empty for an ordinary run."""
     if tc.init_from is None:
         return {}
-    return {"init_from": tc.init_from, "init_mode": tc.init_mode, "branch_step": checkpoint_step(tc.init_from)}
+    extra = {"init_optimizer": True} if tc.init_optimizer else {}
+    return {"init_from": tc.init_from, "init_mode": tc.init_mode, "branch_step": checkpoint_step(tc.init_from),
+            **extra, "parent_curve": str(Path(tc.init_from).parent.parent / "curve.jsonl")}
 
 
 def open_parent(cfg: RunConfig) -> ParentCheckpoint:
@@ -125,13 +135,62 @@ def _lr_mismatch(cfg: RunConfig, parent: ParentCheckpoint) -> list[str]:
     return []
 
 
+def tokenizer_ids(manifest: dict[str, Any]) -> set[str]:
+    """The tokenizer fingerprints a data manifest records (one source, or each source of a mixture)."""
+    parts = manifest.get("mixture", [manifest])
+    return {p["tokenizer"]["id"] for p in parts if isinstance(p.get("tokenizer"), dict) and "id" in p["tokenizer"]}
+
+
+def check_parent_tokenizer(parent: ParentCheckpoint, data_manifest: dict[str, Any]) -> None:
+    """Refuse a parent trained with another tokenizer: its embeddings would be read with other token
+    ids, silently, whenever the vocab sizes agree. Parents whose env.json lacks the manifest pass."""
+    import json
+
+    env_file = parent.run_dir / "env.json"
+    if not env_file.is_file():
+        return
+    theirs = tokenizer_ids(json.loads(env_file.read_text()).get("data_manifest") or {})
+    mine = tokenizer_ids(data_manifest)
+    if theirs and mine and theirs != mine:
+        raise ConfigError(f"train.init_from: the parent {parent.run_dir} was trained with tokenizer {sorted(theirs)}, "
+                          f"this run tokenizes with {sorted(mine)}; its token ids would mean other text. Use the "
+                          "parent's data.tokenizer / data.vocab_size (for a mixture: the same data.sources, names, "
+                          "sources and weights; change the mix with data.weight_schedule, which the tokenizer ignores)")
+
+
 def load_parent_weights(model: Any, parent: ParentCheckpoint) -> None:
-    """init_mode=weights: the parent's weights into the model as built (before any parallel wrapper)."""
+    """init_mode=weights: the parent's weights into the model as built (before any parallel wrapper).
+    Shapes are compared first, so a mismatch names the tensors that differ."""
+    own = model.state_dict()
+    theirs = parent.state.get("model", {})
+    differ = [f"{k}: {tuple(theirs[k].shape)} in the parent, {tuple(v.shape)} here" for k, v in own.items()
+              if k in theirs and tuple(theirs[k].shape) != tuple(v.shape)]
+    if differ:
+        raise ConfigError(f"train.init_from: {parent.path} has other tensor shapes than this run's model "
+                          f"({'; '.join(differ[:3])}{'; ...' if len(differ) > 3 else ''}); the model config "
+                          "(and data.vocab_size / the tokenizer) must match the parent's")
     try:
-        model.load_state_dict(parent.state["model"])
+        model.load_state_dict(theirs)
     except (RuntimeError, KeyError) as err:
         raise ConfigError(f"train.init_from: {parent.path} does not fit this run's model ({err}); "
                           "the model config must match the parent's") from None
+
+
+def load_parent_optimizer(trainer: Any, parent: ParentCheckpoint) -> None:
+    """init_optimizer=true: the parent's optimizer state (moments, step counts) under this run's param
+    groups (its LR, weight decay, ...), after the model's weights were loaded."""
+    optimizer = trainer.model.optimizer
+    mine = optimizer.state_dict()
+    theirs = parent.state.get("optimizer")
+    if theirs is None or len(theirs.get("param_groups", [])) != len(mine["param_groups"]):
+        raise ConfigError(f"train.init_optimizer: {parent.path} holds no optimizer state of this run's kind "
+                          f"(optim.name={trainer.cfg.optim.name}); start with init_optimizer=false or give a "
+                          "parent trained with the same optimizer")
+    try:
+        optimizer.load_state_dict({"state": theirs["state"], "param_groups": mine["param_groups"]})
+    except (RuntimeError, KeyError, ValueError) as err:
+        raise ConfigError(f"train.init_optimizer: {parent.path}'s optimizer state does not fit this run's "
+                          f"optimizer ({err}); the optimizer and model must match the parent's") from None
 
 
 def continue_parent(trainer: Any, parent: ParentCheckpoint) -> None:

@@ -33,6 +33,9 @@ Every run directory below SWEEP_DIR (any depth; a directory holding both `config
 | `acc/<task>`, `error/<task>`, ..., `error` | downstream evals of RUN_DIR/evals.jsonl (harness/eval): each |
 |  | task's last evaluated step; `error` = mean error of the multiple-choice tasks at the final step, |
 |  | the target of `--law gadre-error` (harness/eval/join.py); absent for runs without evals |
+| `val_loss/<name>`, `tokens/<name>` | a data mixture's (data.sources, harness/data/mixture.py) last val loss |
+|  | on source <name>'s fixed val set, and the tokens that source gave the run; status.json, else the |
+|  | curve's last row holding them; absent for single-source sweeps |
 
 One naming from sweep to fit: every fit and analysis of harness/fit reads N, N_total, D, B, lr, wd,
 C and loss from this table as they are (`python -m harness.fit steplaw DIR/runs.csv`).
@@ -163,10 +166,27 @@ def collect_run(run_dir: Path) -> dict[str, Any]:
     from harness.eval.join import eval_columns
 
     row.update(eval_columns(run_dir, status.get("step")))
+    row.update(mixture_columns(status, rows))
     for key, value in flatten(config).items():
         if key not in ("name",):
             row.setdefault(key, _cell(value))
     return row
+
+
+def mixture_columns(status: dict[str, Any], rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """`val_loss/<name>` and `tokens/<name>` of a mixture run: status.json's final values, else the
+    curve's last row that holds each."""
+    out: dict[str, Any] = {}
+    for row in reversed(rows):  # oldest value last: newer rows win through setdefault
+        for key, value in row.items():
+            if key.startswith(("val_loss/", "tokens/")):
+                out.setdefault(key, value)
+    for key, value in status.items():
+        if key.startswith("final_val_loss/"):
+            out[key[len("final_"):]] = finite(value)
+        elif key.startswith("tokens/"):
+            out[key] = value
+    return out
 
 
 def collect(root: Path) -> pd.DataFrame:

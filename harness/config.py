@@ -175,17 +175,47 @@ class ModelConfig:
 
 
 @dataclass
+class SourceConfig:
+    """One source of a data mixture (`data.sources[i]`): any kind `data.source` takes."""
+
+    name: str = ""  # the key of its val_loss/<name> and tokens/<name> columns and of weight_schedule
+    source: str = "embedded"
+    # Sampling weight before the first weight_schedule switch (normalised over the sources); also
+    # the share of this source in the tokenizer's training sample.
+    weight: float = 1.0
+    max_chars: Optional[int] = None
+    hf_config: Optional[str] = None
+    split: str = "train"
+    text_field: str = "text"
+
+
+@dataclass
+class WeightPhase:
+    """From optimizer step `step` on (inclusive), sample the sources with `weights` ({name: weight})."""
+
+    step: int = 1
+    weights: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass
 class DataConfig:
     """Where text comes from and how it becomes tokens.
 
     `source`:
       - "embedded": English/technical text that ships with every Python install (pydoc topics and
-        the standard library's sources); works offline with no download.
+        the standard library's sources); works offline with no download. "embedded:prose" is the
+        pydoc topics alone (English), "embedded:code" the stdlib's .py files alone (Python).
       - "hf:<name>" (optionally with `hf_config`): a dataset from the Hugging Face hub.
       - "deb:<package>": text from an installed Debian package, e.g. "deb:dict-gcide" (harness/data/debian_text.py).
       - a local path or glob of .txt / .jsonl / .json / .parquet files.
     `tokenizer`: "bpe" trains a byte-level BPE of `vocab_size` on the training text (cached);
       anything else is a pretrained tokenizer name or path for `AutoTokenizer.from_pretrained`.
+    `sources` (a mixture, harness/data/mixture.py): a list of {name, source, weight, ...}; when given,
+      `source`/`max_chars`/`hf_config`/`split`/`text_field` above are unused, each source is tokenized
+      with ONE tokenizer (a BPE trained on `tokenizer_chars` characters drawn from the sources by
+      weight, or the pretrained `tokenizer`), holds out its own `val_tokens`, and each training row
+      comes from one source drawn by weight, as a pure function of (seed, step). `weight_schedule`
+      switches the weights at given steps (continued pre-training on another mix).
     """
 
     source: str = "embedded"
@@ -197,10 +227,14 @@ class DataConfig:
     # Cap on characters read from the source (None = all); keeps tiny runs tiny.
     max_chars: Optional[int] = None
     # Tokens held out as the fixed validation split (taken from the end of the token stream,
-    # never trained on).
+    # never trained on); per source for a mixture.
     val_tokens: int = 65536
     # Where token caches (memmap + manifest) and trained tokenizers live.
     cache_dir: str = "${oc.env:HARNESS_CACHE,${oc.env:HOME}/.cache/harness}"
+    # ---- mixtures (empty: one source, as above; not part of the identity then) ----
+    sources: list[SourceConfig] = field(default_factory=list)
+    weight_schedule: list[WeightPhase] = field(default_factory=list)
+    tokenizer_chars: int = 2_000_000
 
     def validate(self) -> None:
         _require(bool(self.source), "data.source", "must be 'embedded', 'hf:<name>' or a path/glob")
@@ -209,6 +243,35 @@ class DataConfig:
         _require(self.val_tokens > 0, "data.val_tokens", "must be positive")
         if self.max_chars is not None:
             _require(self.max_chars > 0, "data.max_chars", "must be positive, or null for all text")
+        self._validate_mixture()
+
+    def _validate_mixture(self) -> None:
+        names = [s.name for s in self.sources]
+        for i, s in enumerate(self.sources):
+            where = f"data.sources[{i}]"
+            _require(bool(s.name) and "/" not in s.name, f"{where}.name",
+                     "give each source a short name without '/' (it names the val_loss/<name> column)")
+            _require(bool(s.source), f"{where}.source", "must be 'embedded', 'hf:<name>', 'deb:<pkg>' or a path")
+            _require(s.weight >= 0, f"{where}.weight", "must be >= 0")
+            if s.max_chars is not None:
+                _require(s.max_chars > 0, f"{where}.max_chars", "must be positive, or null for all text")
+        _require(len(set(names)) == len(names), "data.sources", f"names must be unique, got {names}")
+        if self.sources:
+            _require(sum(s.weight for s in self.sources) > 0, "data.sources",
+                     "the weights sum to 0; give at least one source a positive weight")
+            _require(self.tokenizer_chars > 0, "data.tokenizer_chars", "must be positive")
+        _require(not self.weight_schedule or bool(self.sources), "data.weight_schedule",
+                 "switches the weights of data.sources, which is empty; give data.sources")
+        last = 0
+        for i, phase in enumerate(self.weight_schedule):
+            where = f"data.weight_schedule[{i}]"
+            _require(phase.step > last, f"{where}.step",
+                     f"must be >= 1 and increasing (previous {last}), got {phase.step}")
+            last = phase.step
+            _require(set(phase.weights) == set(names), f"{where}.weights",
+                     f"give a weight for each source {names}, got {sorted(phase.weights)}")
+            _require(all(w >= 0 for w in phase.weights.values()) and sum(phase.weights.values()) > 0,
+                     f"{where}.weights", "must be >= 0 with a positive sum")
 
 
 @dataclass
@@ -291,12 +354,17 @@ class TrainConfig:
     # Steps at which a checkpoint is saved and kept forever (never rotated out by keep_checkpoints),
     # e.g. the branch points of a cooldown study. They are also eval steps.
     checkpoint_at: list[int] = field(default_factory=list)
-    # Start from another run's checkpoint file, `<parent run dir>/checkpoints/step_XXXXXXXX.pt`
-    # (harness/branch.py), when this run has no checkpoint of its own. init_mode "resume": a branch,
-    # continuing the parent's model, optimizer, RNG and step (< train.steps) under this run's schedule,
-    # its curve starting with the parent's rows; "weights": the model weights only, from step 0.
+    # Start from another run's checkpoint file, `<parent run dir>/checkpoints/step_XXXXXXXX.pt`, or
+    # `<parent run dir>@<step>` (that step's checkpoint) or `<parent run dir>` (its newest checkpoint),
+    # both rewritten to the file form when the config is built (harness/branch.py), when this run has
+    # no checkpoint of its own. init_mode "resume": a branch, continuing the parent's model, optimizer,
+    # RNG and step (< train.steps) under this run's schedule, its curve starting with the parent's rows;
+    # "weights": the model weights only, from step 0 with this run's schedule and data;
+    # init_optimizer=true with it also takes the parent's optimizer state (Adam moments and step
+    # counts; this run's LR and hyperparameters).
     init_from: Optional[str] = None
     init_mode: str = "resume"  # resume | weights
+    init_optimizer: bool = False
     # Downstream evals during training (harness/eval, issue 17): task names of harness/eval/tasks,
     # run on the model at the steps `eval_tasks_at` (empty: the last step) into RUN_DIR/evals.jsonl,
     # on the first `eval_tasks_limit` items of each task (null: all), PassUntil drawing at most
@@ -306,6 +374,10 @@ class TrainConfig:
     eval_tasks_at: list[int] = field(default_factory=list)
     eval_tasks_limit: Optional[int] = None
     eval_tasks_max_samples: int = 256
+
+    def __post_init__(self) -> None:
+        if self.init_from is not None:
+            self.init_from = checkpoint_file_of(self.init_from)
 
     def validate(self) -> None:
         for name in ("steps", "seq_len", "batch_size", "eval_every", "eval_sequences", "checkpoint_every",
@@ -348,11 +420,41 @@ class TrainConfig:
             return
         step = checkpoint_step(self.init_from)
         _require(step is not None, "train.init_from",
-                 f"{self.init_from!r} is not a checkpoint file; give <parent run dir>/checkpoints/step_XXXXXXXX.pt")
+                 f"{self.init_from!r} is not a checkpoint file, nor a run directory with checkpoints; give "
+                 "<parent run dir>/checkpoints/step_XXXXXXXX.pt, <parent run dir>@<step> or <parent run dir>")
+        _require(not self.init_optimizer or self.init_mode == "weights", "train.init_optimizer",
+                 "applies to init_mode=weights (init_mode=resume always takes the optimizer state)")
+        _require(not (self.init_optimizer and self.parallel == "diloco"), "train.init_optimizer",
+                 "is not supported under train.parallel=diloco (the run's optimizer there is the outer one); "
+                 "start a DiLoCo run from the parent's weights with init_optimizer=false")
         if self.init_mode == "resume":
             _require(step < self.steps, "train.init_from",
                      f"branches at step {step}, which must be smaller than train.steps={self.steps}; "
                      "raise train.steps or branch from an earlier checkpoint")
+
+
+def checkpoint_file_of(init_from: str) -> str:
+    """`train.init_from` in its file form: `<dir>@<step>` -> `<dir>/checkpoints/step_<step>.pt`; a run
+    directory -> its newest checkpoint file; a checkpoint file (or anything else) unchanged (validate()
+    then names what is wrong)."""
+    import os
+    import re
+
+    from harness.checkpoint import checkpoint_path, latest_checkpoint
+
+    if checkpoint_step(init_from) is not None:
+        return init_from
+    at = re.fullmatch(r"(.+)@(\d+)", init_from)
+    if at:
+        from pathlib import Path
+
+        return str(checkpoint_path(Path(at.group(1)) / "checkpoints", int(at.group(2))))
+    if os.path.isdir(init_from):
+        from pathlib import Path
+
+        newest = latest_checkpoint(Path(init_from) / "checkpoints")
+        return str(newest) if newest is not None else init_from
+    return init_from
 
 
 @dataclass

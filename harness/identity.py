@@ -17,6 +17,9 @@ own config, whichever directory the experiment lives in. An ordinary run (init_f
 without either field, as it did before they existed. `train.checkpoint_at` only adds checkpoints (and
 eval points): not identity. Nor are `train.eval_tasks*` (downstream evals read the model; the hook
 restores the RNG state around them, so a run's numbers are the same with or without them).
+eval points): not identity. `train.init_optimizer` enters only when true, and the mixture fields
+(`data.sources`, `data.weight_schedule`, `data.tokenizer_chars`) only when `data.sources` is given
+(which then replaces the single-source fields): single-source runs keep their hashes.
 """
 
 from __future__ import annotations
@@ -36,7 +39,9 @@ NON_IDENTITY_FIELDS = ("logging.", "data.cache_dir", "train.num_threads", "train
                        "train.checkpoint_every", "train.keep_checkpoints", "train.preempt_signals",
                        "train.requeue", "train.checkpoint_at", "train.eval_tasks", "run_dir", "name")
 HASH_TOKEN = "{hash}"
-INIT_FIELDS = ("train.init_from", "train.init_mode")
+INIT_FIELDS = ("train.init_from", "train.init_mode", "train.init_optimizer")
+# A single-source run (data.sources empty) hashes without these, as it did before mixtures existed.
+MIXTURE_FIELDS = ("data.sources", "data.weight_schedule", "data.tokenizer_chars")
 
 
 def flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -62,6 +67,14 @@ def _identity(flat: dict[str, Any]) -> dict[str, Any]:
             fields.pop(key, None)
     else:
         fields["train.init_from"] = location_free(fields["train.init_from"])
+        if not fields.get("train.init_optimizer"):  # weights alone: the hash it had before the flag existed
+            fields.pop("train.init_optimizer", None)
+    if not fields.get("data.sources"):
+        for key in MIXTURE_FIELDS:
+            fields.pop(key, None)
+    else:  # a mixture does not read the single-source fields
+        for key in ("data.source", "data.max_chars", "data.hf_config", "data.split", "data.text_field"):
+            fields.pop(key, None)
     return dict(sorted(fields.items()))
 
 

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
+import numpy as np
 import torch
 import torch.distributed as dist
 import torch.nn.functional as F
@@ -24,6 +25,7 @@ from torch import nn
 from harness.checkpoint import load_checkpoint
 from harness.config import ConfigError, RunConfig
 from harness.data.batches import train_batch, val_batches
+from harness.data.mixture import is_mixture, source_rows, tokens_per_source, val_sets
 from harness.data.repetition import epochs
 from harness.data.tokens import TokenData
 from harness.models import mup
@@ -34,7 +36,7 @@ from harness.outcome import NonFiniteLossError
 from harness.parallel import OptimizerFactory, ParallelModel, wrap
 from harness.runtime import Runtime
 
-__all__ = ["Hook", "Trainer", "ComputeBudget", "NonFiniteLossError", "evaluate", "eval_steps"]
+__all__ = ["Hook", "Trainer", "ComputeBudget", "NonFiniteLossError", "evaluate", "evaluate_sources", "eval_steps"]
 
 
 class Hook:
@@ -140,6 +142,16 @@ def evaluate(model: Any, batches: Sequence[torch.Tensor], rt: Runtime) -> float:
     return float(total[0] / total[1])
 
 
+def evaluate_sources(model: Any, val: dict[str, Sequence[torch.Tensor]], weights: Sequence[float],
+                     rt: Runtime) -> dict[str, float]:
+    """A mixture's val columns: `val_loss/<name>` on each source's fixed val set (`evaluate`), and
+    `val_loss`, their mean weighted by `weights` (the sampling weights of the step: the loss of the
+    mix being trained on)."""
+    per_source = {f"val_loss/{name}": evaluate(model, batches, rt) for name, batches in val.items()}
+    mixed = sum(float(w) * loss for w, loss in zip(weights, per_source.values()))
+    return {"val_loss": mixed, **per_source}
+
+
 def expert_load_columns(load_LE: torch.Tensor | None) -> dict[str, Any]:
     """Curve columns for a MoE's per-layer expert load (fraction of routed tokens per expert):
     `expert_load_l{i}` (the fractions), `expert_load_max_over_mean_l{i}` (1 = perfectly balanced)
@@ -200,9 +212,16 @@ class Trainer:
         if self.rank_batch % self.micro_batch:
             raise ConfigError(f"train.micro_batch_size: {self.micro_batch} must divide the per-rank batch "
                               f"{self.rank_batch} (batch_size / world size)")
-        # One fixed set of windows, evaluated in micro-batch sized chunks.
-        (val_windows,) = val_batches(data, batch_size=tc.eval_sequences, seq_len=tc.seq_len, n_batches=1)
-        self.val = list(val_windows.split(self.micro_batch))
+        # One fixed set of windows (per source for a mixture), evaluated in micro-batch sized chunks.
+        self.mixture = is_mixture(data)
+        if self.mixture:
+            self.val_by_source = {name: list(windows.split(self.micro_batch)) for name, windows in
+                                  val_sets(data, n_sequences=tc.eval_sequences, seq_len=tc.seq_len).items()}
+            self.source_tokens = np.zeros(len(data.names), dtype=np.int64)  # cumulative, up to self.step
+        else:
+            (val_windows,) = val_batches(data, batch_size=tc.eval_sequences, seq_len=tc.seq_len, n_batches=1)
+            self.val = list(val_windows.split(self.micro_batch))
+        self.last_val_columns: dict[str, float] = {}  # a mixture's val_loss/<name> of the last eval
         # Pinned checkpoints (train.checkpoint_at, e.g. branch points) also get a val loss.
         self.eval_at = eval_steps(tc.steps, tc.eval_every, self.schedule.phase_boundaries()) | set(tc.checkpoint_at)
         self.step = 0
@@ -244,7 +263,28 @@ class Trainer:
         tokens = self.compute.tokens(self.step)
         return {"step": self.step, **self.compute.columns(self.step), "unique_tokens": self.unique_tokens,
                 "epochs": epochs(tokens, self.unique_tokens),
-                "final_loss": self.last_loss, "final_val_loss": self.last_val_loss}
+                "final_loss": self.last_loss, "final_val_loss": self.last_val_loss,
+                **{f"final_{k}": v for k, v in self.last_val_columns.items() if k != "val_loss"},
+                **(self.source_token_columns() if self.mixture else {})}
+
+    # ---- mixtures ------------------------------------------------------------------------
+    def source_token_columns(self) -> dict[str, int]:
+        """`tokens/<name>`: tokens each source gave this run's steps 1..self.step."""
+        return {f"tokens/{name}": int(n) for name, n in zip(self.data.names, self.source_tokens)}
+
+    def count_source_tokens(self, step: int) -> None:
+        """Add step `step`'s rows (drawn as its batch draws them) to the per-source token counts."""
+        tc = self.cfg.train
+        rows = source_rows(self.data, seed=tc.seed, step=step, batch_size=tc.batch_size)
+        self.source_tokens += np.bincount(rows, minlength=len(self.data.names)) * tc.seq_len
+
+    def evaluate_now(self, step: int) -> dict[str, Any]:
+        """The val columns of the model as it is after `step`: `val_loss` (plus `val_loss/<name>` per
+        source of a mixture, and `val_loss` the mixture by the step's weights)."""
+        if not self.mixture:
+            return {"val_loss": evaluate(self.model, self.val, self.rt)}
+        self.last_val_columns = evaluate_sources(self.model, self.val_by_source, self.data.weights_at(step), self.rt)
+        return dict(self.last_val_columns)
 
     # ---- one step ----------------------------------------------------------------------
     def device_step(self, step: int) -> dict[str, Any]:
@@ -264,9 +304,12 @@ class Trainer:
                                                                  tc.grad_clip if tc.grad_clip > 0 else math.inf),
                      **{k: rt.mean_across_ranks(v) for k, v in aux_sums.items()}}  # e.g. aux_loss, z_loss
         self.model.optimizer_step()
+        if self.mixture:
+            self.count_source_tokens(step)
         return {
             "step": step,
             **self.compute.columns(step),  # tokens, flops, optimizer_flops, total_flops
+            **(self.source_token_columns() if self.mixture else {}),  # tokens/<name>, cumulative
             "unique_tokens": self.unique_tokens,
             "epochs": epochs(self.compute.tokens(step), self.unique_tokens),
             "lr": self.cfg.optim.lr * multiplier,
@@ -346,6 +389,10 @@ class Trainer:
             for hook in hooks:
                 hook.on_start(self)
             computed, pending = self.step, []
+            if self.mixture:  # resumed (or branched) at self.step: the counts of steps 1..self.step
+                tc = self.cfg.train
+                self.source_tokens = tokens_per_source(self.data, seed=tc.seed, first_step=1, last_step=self.step,
+                                                       batch_size=tc.batch_size, seq_len=tc.seq_len)
             window_start = time.perf_counter()
             while computed < self.total_steps:
                 computed += 1
@@ -358,7 +405,8 @@ class Trainer:
                     step = row["step"]
                     self.at_head = step == computed
                     if step in self.eval_at:  # eval steps are fetch points: the model is at this step
-                        row["val_loss"] = self.last_val_loss = evaluate(self.model, self.val, self.rt)
+                        row.update(self.evaluate_now(step))
+                        self.last_val_loss = row["val_loss"]
                         row.update(expert_load_columns(self.model.expert_load()))
                     self.step, self.last_loss = step, row["loss"]
                     for hook in hooks:

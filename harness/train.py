@@ -21,7 +21,8 @@ from typing import Any
 import torch
 from omegaconf import OmegaConf
 
-from harness.branch import RESUME, WEIGHTS, ParentCheckpoint, continue_parent, load_parent_weights, open_parent, origin
+from harness.branch import (RESUME, WEIGHTS, ParentCheckpoint, check_parent_tokenizer, continue_parent,
+                            load_parent_optimizer, load_parent_weights, open_parent, origin)
 from harness.checkpoint import latest_checkpoint
 from harness.config import ConfigError, RunConfig, register_configs, to_run_config
 from harness.data.repetition import repetition_warning
@@ -59,6 +60,8 @@ def run_training(cfg: RunConfig) -> dict[str, Any]:
     trainer = None
     try:
         data = tokens_rank0_first(cfg, rt)
+        if parent is not None:
+            check_parent_tokenizer(parent, data.manifest)  # before this run's directory is written
         if rt.is_main:
             warn_if_repeating(cfg, data)
             start_run_dir(run, cfg, rt, data)
@@ -89,6 +92,8 @@ def starting_trainer(cfg: RunConfig, rt: Runtime, data: TokenData, run: RunDir,
     if parent is not None and parent.mode == WEIGHTS:
         load_parent_weights(model, parent)  # before the parallel wrapper shards the parameters
     trainer = new_trainer(cfg, rt, data, model)
+    if parent is not None and parent.mode == WEIGHTS and cfg.train.init_optimizer:
+        load_parent_optimizer(trainer, parent)
     if own is not None:
         trainer.resume(own)
     elif parent is not None and parent.mode == RESUME:

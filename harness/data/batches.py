@@ -11,11 +11,15 @@ compute the same global batch and take their rows of it.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 import torch
 
 from harness.config import ConfigError
-from harness.data.tokens import TokenData
+
+if TYPE_CHECKING:  # harness.data.tokens prepares mixtures, whose module imports this one
+    from harness.data.tokens import TokenData
 
 # Mixed into the seed so the training stream is independent of any other generator seeded with
 # the run seed (model init, dropout, ...). Any fixed constant works; changing it changes all runs.
@@ -23,7 +27,10 @@ _TRAIN_STREAM_ID = 0x7472_6169  # "trai"
 
 
 def train_batch(data: TokenData, *, seed: int, step: int, batch_size: int, seq_len: int) -> torch.Tensor:
-    """`batch_size` windows of `seq_len + 1` tokens at uniformly random offsets of the train split."""
+    """`batch_size` windows of `seq_len + 1` tokens at uniformly random offsets of the train split
+    (of a mixture: each row from a source drawn by weight, harness/data/mixture.py)."""
+    if getattr(data, "is_mixture", False):  # a MixtureData: it draws each row's source, then the window
+        return data.train_batch(seed=seed, step=step, batch_size=batch_size, seq_len=seq_len)
     if seed < 0 or step < 0:
         raise ValueError(f"train_batch: seed and step must be >= 0, got seed={seed}, step={step}")
     _check_shape(batch_size, seq_len)
@@ -45,6 +52,9 @@ def val_batches(data: TokenData, *, batch_size: int, seq_len: int, n_batches: in
     Depends only on the val split and the three sizes: the same every call and every run on the
     same data, so validation curves are comparable point to point.
     """
+    if getattr(data, "is_mixture", False):
+        raise ConfigError("data.sources: a mixture has one fixed val set per source "
+                          "(harness.data.mixture.val_sets), not one")
     _check_shape(batch_size, seq_len)
     if n_batches <= 0:
         raise ValueError(f"val_batches: n_batches must be positive, got {n_batches}")

@@ -4,6 +4,9 @@ Three kinds of source:
   - "embedded": text that ships with Python itself, so a fresh machine with no network can train.
     The `pydoc_data.topics` help pages (English prose) plus the standard library's own `.py`
     sources. Documents are put in a fixed pseudo-random order (see `embedded_documents`).
+    "embedded:prose" is the pydoc topics alone (~0.47M characters of English) and "embedded:code"
+    the stdlib sources alone (Python): two offline sources that differ in kind, for mixtures
+    (harness/data/mixture.py). Both ship with CPython (PSF License, see docs/DATA.md).
   - "hf:<name>": a Hugging Face hub dataset, streamed (`hf_config`, `split`, `text_field`).
   - "deb:<package>": text from an installed Debian package (harness/data/debian_text.py), e.g.
     `deb:dict-gcide` (~40 MB of English, `bash scripts/install_debian_text.sh`); offline once installed.
@@ -46,6 +49,9 @@ _STDLIB_EXCLUDED_DIRS = frozenset(
     {"site-packages", "dist-packages", "test", "tests", "idle_test", "__pycache__", "encodings"}
 )
 
+# The embedded source and its two parts (pydoc prose, stdlib code), each a source of its own.
+EMBEDDED_PARTS = ("embedded", "embedded:prose", "embedded:code")
+
 _SUFFIX_TO_BUILDER = {".txt": "text", ".jsonl": "json", ".json": "json", ".parquet": "parquet"}
 
 
@@ -53,7 +59,7 @@ def iter_documents(cfg: DataConfig) -> Iterator[str]:
     """Yield the documents of `cfg.source`, non-empty, capped at `effective_max_chars(cfg)`."""
     kind = source_kind(cfg.source)
     if kind == "embedded":
-        docs: Iterable[str] = embedded_documents()
+        docs: Iterable[str] = embedded_documents(cfg.source)
     elif kind == "hf":
         docs = hf_documents(cfg)
     elif kind == "deb":
@@ -65,7 +71,7 @@ def iter_documents(cfg: DataConfig) -> Iterator[str]:
 
 def source_kind(source: str) -> str:
     """'embedded', 'hf', 'deb' or 'local'."""
-    if source == "embedded":
+    if source in EMBEDDED_PARTS:
         return "embedded"
     if source.startswith("hf:"):
         return "hf"
@@ -112,14 +118,16 @@ def _cap_chars(docs: Iterable[str], max_chars: Optional[int]) -> Iterator[str]:
 # --- embedded ---------------------------------------------------------------------------------
 
 
-def embedded_documents() -> list[str]:
-    """The pydoc topics and the stdlib's `.py` files, in a fixed pseudo-random order.
+def embedded_documents(part: str = "embedded") -> list[str]:
+    """The pydoc topics and the stdlib's `.py` files (`part`: both, "embedded:prose" the topics
+    alone, "embedded:code" the files alone), in a fixed pseudo-random order.
 
     Sorted first (deterministic on any machine), then permuted with a fixed seed: the validation
     split is the END of the token stream and `max_chars` keeps its START, so an alphabetical order
     would validate on `xml`/`zipfile`/`zoneinfo` code alone and train small runs on prose alone.
     """
-    docs = pydoc_topic_texts() + stdlib_source_texts()
+    prose = pydoc_topic_texts() if part != "embedded:code" else []
+    docs = prose + (stdlib_source_texts() if part != "embedded:prose" else [])
     order = np.random.default_rng(_EMBEDDED_ORDER_SEED).permutation(len(docs))
     return [docs[i] for i in order]
 

@@ -9,10 +9,14 @@ place (see `cache.atomic_directory`), so a crash never leaves a half-written cac
 
 The split is not part of the cache: the LAST `val_tokens` tokens are validation, everything
 before them is training, so changing `val_tokens` reuses the same file.
+
+A mixture (`data.sources`) is prepared by `prepare_mixture`: one tokenizer over a weighted sample of
+the sources, then each source into its own cache and split (harness/data/mixture.py: MixtureData).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import hashlib
 import json
@@ -22,15 +26,18 @@ import sys
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from transformers import PreTrainedTokenizerFast
 
-from harness.config import ConfigError, DataConfig
+from harness.config import ConfigError, DataConfig, SourceConfig
 from harness.data.cache import atomic_directory, resolve_cache_dir
 from harness.data.sources import iter_documents, source_spec
 from harness.data.tokenizer import hash_texts, load_tokenizer, tokenizer_id
+
+if TYPE_CHECKING:
+    from harness.data.mixture import MixtureData
 
 log = logging.getLogger(__name__)
 
@@ -71,7 +78,10 @@ class TokenData:
 
 
 def prepare_tokens(cfg: DataConfig) -> TokenData:
-    """Read, tokenize and cache `cfg`'s text (or reuse the cache), and split it into train/val."""
+    """Read, tokenize and cache `cfg`'s text (or reuse the cache), and split it into train/val.
+    A mixture (`data.sources`) gives a MixtureData instead (harness/data/mixture.py)."""
+    if cfg.sources:
+        return prepare_mixture(cfg)  # type: ignore[return-value]
     cfg.validate()
     spec = source_spec(cfg)
     documents = list(iter_documents(cfg))
@@ -79,7 +89,12 @@ def prepare_tokens(cfg: DataConfig) -> TokenData:
         raise ConfigError(f"data.source: {cfg.source!r} yielded no text; point it at non-empty data")
     text_hash = hash_texts(documents)
     tokenizer = load_tokenizer(cfg, documents, text_hash=text_hash)
+    return build_token_data(cfg, documents, tokenizer, spec=spec, text_hash=text_hash)
 
+
+def build_token_data(cfg: DataConfig, documents: Sequence[str], tokenizer: PreTrainedTokenizerFast, *,
+                     spec: dict[str, Any], text_hash: str) -> TokenData:
+    """Tokenize `documents` into the cache (or reuse it) and split it into train/val."""
     key = token_cache_key(spec, text_hash, tokenizer)
     cache_path = resolve_cache_dir(cfg) / "tokens" / key
     if (cache_path / MANIFEST_FILE).is_file():
@@ -95,6 +110,66 @@ def prepare_tokens(cfg: DataConfig) -> TokenData:
     manifest["split"] = {"n_train": int(train.shape[0]), "n_val": int(val.shape[0])}
     return TokenData(train=train, val=val, vocab_size=len(tokenizer), tokenizer=tokenizer,
                      manifest=manifest, cache_path=cache_path)
+
+
+# --- mixtures (harness/data/mixture.py) ----------------------------------------------------------
+
+
+def _normalised(weights: list[float]) -> np.ndarray:
+    w = np.asarray(weights, dtype=np.float64)
+    return w / w.sum()
+
+
+def source_config(cfg: DataConfig, source: SourceConfig) -> DataConfig:
+    """A single-source DataConfig for one source of the mixture (same tokenizer and cache settings)."""
+    return dataclasses.replace(cfg, source=source.source, max_chars=source.max_chars, hf_config=source.hf_config,
+                               split=source.split, text_field=source.text_field, sources=[], weight_schedule=[])
+
+
+def tokenizer_sample(documents: list[list[str]], weights: np.ndarray, total_chars: int) -> list[str]:
+    """Each source's first documents up to its weighted share of `total_chars` (the last one cut)."""
+    sample: list[str] = []
+    for docs, share in zip(documents, weights):
+        budget = int(round(share * total_chars))
+        for doc in docs:
+            if budget <= 0:
+                break
+            sample.append(doc[:budget])
+            budget -= len(sample[-1])
+    return sample
+
+
+def prepare_mixture(cfg: DataConfig) -> "MixtureData":
+    """Read every source, train (or load) the one tokenizer, tokenize each source into its cache."""
+    from harness.data.mixture import MixtureData
+
+    cfg.validate()
+    weights = _normalised([s.weight for s in cfg.sources])
+    single = [source_config(cfg, s) for s in cfg.sources]
+    documents = []
+    for s, sub in zip(cfg.sources, single):
+        docs = list(iter_documents(sub))
+        if not docs:
+            raise ConfigError(f"data.sources: {s.name} ({s.source!r}) yielded no text; point it at non-empty data")
+        documents.append(docs)
+    sample = tokenizer_sample(documents, weights, cfg.tokenizer_chars) if cfg.tokenizer == "bpe" else []
+    tokenizer = load_tokenizer(cfg, sample)
+    parts = []
+    for s, sub, docs in zip(cfg.sources, single, documents):
+        try:
+            parts.append(build_token_data(sub, docs, tokenizer, spec=source_spec(sub), text_hash=hash_texts(docs)))
+        except ConfigError as err:
+            raise ConfigError(f"data.sources[{s.name}]: {err}") from None
+    schedule = tuple((p.step, _normalised([p.weights[s.name] for s in cfg.sources])) for p in cfg.weight_schedule)
+    manifest = {
+        "mixture": [{"name": s.name, "weight": float(w), "cache": str(p.cache_path), **p.manifest}
+                    for s, w, p in zip(cfg.sources, weights, parts)],
+        "weight_schedule": [{"step": step, "weights": dict(zip((s.name for s in cfg.sources), map(float, w)))}
+                            for step, w in schedule],
+        "tokenizer_sample_chars": sum(map(len, sample)),
+    }
+    return MixtureData(names=tuple(s.name for s in cfg.sources), parts=tuple(parts), weights=weights,
+                       schedule=schedule, tokenizer=tokenizer, manifest=manifest)
 
 
 def token_cache_key(spec: dict[str, Any], text_hash: str, tokenizer: PreTrainedTokenizerFast) -> str:

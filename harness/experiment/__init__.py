@@ -34,6 +34,8 @@ Modules, one job each:
               curve_prediction_curves.py the curve keys and readers both share
   diloco_scaling.py  kind `diloco_scaling` (DiLoCo M x H x outer LR grid vs data-parallel at matched tokens
               across sizes); diloco_scaling_report.py its report (power laws in N, best outer LR, gap vs N)
+  mixture_sweep.py  kind `mixture_sweep` (a base proxy continued on several general:domain ratios,
+              per-domain losses vs ratio and tokens, the CMR law); mixture_sweep_report.py its report
   results.py  the results of the runs done so far by config hash (for kinds that plan in rounds)
   downstream_scaling.py  kind `downstream_scaling` (a ladder whose runs evaluate downstream tasks,
               harness/eval); downstream_scaling_report.py its report (Gadre error law with a held-out
@@ -52,3 +54,4 @@ from harness.experiment import optimizer_comparison  # noqa: E402,F401  (kind `o
 from harness.experiment import curve_prediction  # noqa: E402,F401  (kind `curve_prediction`)
 from harness.experiment import diloco_scaling  # noqa: E402,F401  (kind `diloco_scaling`)
 from harness.experiment import downstream_scaling  # noqa: E402,F401  (kind `downstream_scaling`)
+from harness.experiment import mixture_sweep  # noqa: E402,F401  (kind `mixture_sweep`)

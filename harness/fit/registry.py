@@ -63,6 +63,9 @@ SCALING_LAWS: dict[str, LawFactory] = {
     "chinchilla-journey": _law("journey", "JourneyChinchillaLaw"),
     # Kaplan's L(N, S_min) with B_crit(L): columns N, step, B (tokens), loss (harness/fit/laws/critical_batch.py).
     "kaplan-steps": _law("critical_batch", "KaplanStepsLaw"),
+    # Continued pre-training on a general:domain mix: one source's loss over the domain ratio and the
+    # continued tokens, columns ratio, T, L0, loss; the CMR from it (harness/fit/laws/cmr.py).
+    "cmr": _law("cmr", "CMRLossLaw"),
     # Downstream error from loss: columns loss, error (harness/fit/laws/downstream.py).
     "gadre-error": _law("downstream", "GadreErrorLaw"),
 }

@@ -128,10 +128,55 @@ def needs_data(*names: str) -> pytest.MarkDecorator:
 from slurm_helpers import slurm_conf, slurm_env  # noqa: E402,F401  (fixtures, session-scoped)
 
 
-def run_experiment(env: dict[str, str], *args: str, timeout: float = 900) -> subprocess.CompletedProcess:
-    """`python -m harness.experiment ARGS` from the repository root, output captured."""
+# `python -m harness.experiment` commands that train nothing. They run in this process by default, through
+# the `main(argv)` that the module's __main__ exits with: a fresh interpreter costs ~4 s of CPU (torch,
+# transformers, Hydra) and these commands are called ~100 times. `run` and `launch` keep the real
+# subprocess: the jobs they start write to the launcher's file descriptors, which the tests read.
+IN_PROCESS_COMMANDS = frozenset({"plan", "status", "report"})
+
+
+def run_experiment(env: dict[str, str], *args: str, timeout: float = 900,
+                   in_process: bool | None = None) -> subprocess.CompletedProcess:
+    """`python -m harness.experiment ARGS` from the repository root, output captured. In this process
+    (`in_process`, default: the command trains nothing) or in a subprocess (with `timeout`)."""
+    if in_process is None:
+        in_process = args[0] in IN_PROCESS_COMMANDS
+    if in_process:
+        return _experiment_in_process(env, args)
     return subprocess.run([sys.executable, "-m", "harness.experiment", *args], cwd=ROOT, env=env,
                           capture_output=True, text=True, timeout=timeout)
+
+
+def _experiment_in_process(env: dict[str, str], args: tuple[str, ...]) -> subprocess.CompletedProcess:
+    """What the subprocess would give: its exit code, stdout and stderr, under `env` and cwd ROOT
+    (the environment is swapped wholesale, as a subprocess gets it, and restored after)."""
+    import contextlib
+    import io
+    import traceback
+
+    from harness.experiment.cli import main
+
+    out, err = io.StringIO(), io.StringIO()
+    saved_env, saved_cwd = dict(os.environ), os.getcwd()
+    os.environ.clear()
+    os.environ.update(env)
+    os.chdir(ROOT)
+    try:
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            try:
+                code = main(list(args))
+            except SystemExit as exit_:  # argparse; sys.exit("message")
+                code = exit_.code if isinstance(exit_.code, int) else 0 if exit_.code is None else 1
+                if isinstance(exit_.code, str):
+                    print(exit_.code, file=sys.stderr)
+            except Exception:  # what the interpreter does with an uncaught exception
+                traceback.print_exc()
+                code = 1
+    finally:
+        os.environ.clear()
+        os.environ.update(saved_env)
+        os.chdir(saved_cwd)
+    return subprocess.CompletedProcess(["harness.experiment", *args], code, out.getvalue(), err.getvalue())
 
 
 @pytest.fixture(scope="module")

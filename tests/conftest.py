@@ -40,12 +40,17 @@ def harness_cache(tmp_path_factory) -> Path:
 
 @pytest.fixture
 def train_env(harness_cache, tmp_path) -> dict[str, str]:
+    return training_env(harness_cache, tmp_path / "hf_home")
+
+
+def training_env(harness_cache: Path, hf_home: Path) -> dict[str, str]:
+    """The environment of a training subprocess: the session's token cache, offline, a private HF home."""
     env = dict(os.environ)
     env.update({
         "HARNESS_CACHE": str(harness_cache),
         "HF_HUB_OFFLINE": "1",
         "HF_DATASETS_OFFLINE": "1",
-        "HF_HOME": str(tmp_path / "hf_home"),
+        "HF_HOME": str(hf_home),
         "TOKENIZERS_PARALLELISM": "false",
         "WANDB_MODE": "offline",
         "WANDB_SILENT": "true",
@@ -180,10 +185,42 @@ def _experiment_in_process(env: dict[str, str], args: tuple[str, ...]) -> subpro
 
 
 @pytest.fixture(scope="module")
-def module_env(tmp_path_factory) -> dict[str, str]:
-    """An environment for experiment subprocesses: a private token cache and HF home, offline."""
+def module_env(harness_cache, tmp_path_factory) -> dict[str, str]:
+    """An environment for experiment subprocesses: the session's token cache (each BPE is trained once
+    per session, not per module; the cache's directories are written atomically), a private HF home,
+    offline."""
     env = dict(os.environ)
-    env.update({"HARNESS_CACHE": str(tmp_path_factory.mktemp("cache")), "HF_HUB_OFFLINE": "1",
+    env.update({"HARNESS_CACHE": str(harness_cache), "HF_HUB_OFFLINE": "1",
                 "HF_DATASETS_OFFLINE": "1", "HF_HOME": str(tmp_path_factory.mktemp("hf_home")),
                 "TOKENIZERS_PARALLELISM": "false", "WANDB_MODE": "offline", "PYTHONUNBUFFERED": "1"})
     return env
+
+
+# ---- parallel runs (pytest-xdist, `-n 2 --dist loadgroup` in scripts/test.sh) --------------------
+# loadgroup sends the tests of one xdist_group to one worker and spreads the rest one by one. Two kinds
+# of tests must stay together, so they are grouped here rather than marked by hand (new test files get
+# the same treatment):
+#   - the Slurm tests share ONE cluster per session (tests/slurm_helpers.py): a second worker would
+#     start it too and stop it under the first one's jobs when its session ends;
+#   - tests sharing an expensive module-scoped fixture of their module (a trained grid, a sweep):
+#     split over two workers, each would train it.
+
+
+def xdist_group_of(item: pytest.Item) -> str | None:
+    if item.get_closest_marker("slurm") is not None or "slurm_conf" in item.fixturenames:
+        return "slurm"
+    module_file = item.nodeid.split("::")[0]
+    for name in item.fixturenames:
+        defs = item._fixtureinfo.name2fixturedefs.get(name, ())
+        # Cheap module fixtures (conftest's module_env, an autouse environment patch) need no group.
+        if defs and defs[-1].scope == "module" and defs[-1].baseid == module_file and not defs[-1]._autouse:
+            return module_file
+    return None
+
+
+@pytest.hookimpl(tryfirst=True)  # before xdist's own hook reads the marks
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        group = xdist_group_of(item)
+        if group is not None:
+            item.add_marker(pytest.mark.xdist_group(group))

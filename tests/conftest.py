@@ -210,17 +210,26 @@ def xdist_group_of(item: pytest.Item) -> str | None:
     if item.get_closest_marker("slurm") is not None or "slurm_conf" in item.fixturenames:
         return "slurm"
     module_file = item.nodeid.split("::")[0]
-    for name in item.fixturenames:
+    for name in item.fixturenames:  # the whole closure: fixtures of fixtures too
         defs = item._fixtureinfo.name2fixturedefs.get(name, ())
         # Cheap module fixtures (conftest's module_env, an autouse environment patch) need no group.
         if defs and defs[-1].scope == "module" and defs[-1].baseid == module_file and not defs[-1]._autouse:
-            return module_file
+            return Path(module_file).stem
     return None
 
 
 @pytest.hookimpl(tryfirst=True)  # before xdist's own hook reads the marks
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    loadgroup = getattr(config.option, "loadgroup", False)  # set on xdist's workers under --dist loadgroup
     for item in items:
         group = xdist_group_of(item)
-        if group is not None:
-            item.add_marker(pytest.mark.xdist_group(group))
+        if group is None:
+            continue
+        item.add_marker(pytest.mark.xdist_group(group))
+        if loadgroup and hasattr(item, "_id"):
+            # xdist 3.8 tells the scheduler an item's group by renaming it `<nodeid>@<group>` through
+            # `item._nodeid`, which pytest 9 no longer reads (it keeps a NodeId in `item._id`): without
+            # this every test is its own group. Same rename, where pytest 9 reads it.
+            from _pytest.nodeid import NodeId
+
+            item._id = NodeId.parse(f"{item.nodeid}@{group}")

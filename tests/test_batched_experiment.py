@@ -32,7 +32,7 @@ def test_batch_runs_groups_the_grid_into_one_stacked_job(module_env, tmp_path):
         assert max(abs(b["loss"] - s["loss"]) / s["loss"] for b, s in zip(b_rows, s_rows)) <= 1e-5
 
     relaunch = experiment(module_env, "run", "grid_tiny", "batch_runs=4", BASE, "--dir", str(batched),
-                          "--launcher", "local")
+                          "--launcher", "local", in_process=True)  # launches nothing
     assert relaunch.returncode == 0 and "nothing to launch" in relaunch.stdout
 
 

@@ -30,7 +30,8 @@ def read_plan_csv(path: Path) -> list[dict[str, str]]:
 
 def test_plan_writes_the_table_and_trains_nothing(module_env, tmp_path):
     out = tmp_path / "exp"
-    proc = experiment(module_env, "plan", TINY_GRID, "--dir", str(out), "--tokens-per-s", "1000")
+    proc = experiment(module_env, "plan", TINY_GRID, "--dir", str(out), "--tokens-per-s", "1000",
+                      in_process=False)  # the one real `python -m harness.experiment plan`
     assert proc.returncode == 0, proc.stderr
     rows = read_plan_csv(out / "plan.csv")
     assert [r["overrides"] for r in rows] == ["optim.lr=0.001 schedule=cosine", "optim.lr=0.001 schedule=wsd",
@@ -87,7 +88,8 @@ def test_a_run_planned_twice_is_planned_once(module_env, tmp_path):
 def test_bad_spec_exits_2_naming_the_field_and_writes_nothing(module_env, tmp_path, overrides, field):
     out = tmp_path / "exp"
     for command in ("plan", "run"):
-        proc = experiment(module_env, command, TINY_GRID, *overrides, "--dir", str(out))
+        # in process: a bad spec stops `run` before it launches anything
+        proc = experiment(module_env, command, TINY_GRID, *overrides, "--dir", str(out), in_process=True)
         assert proc.returncode == 2, proc.stdout + proc.stderr
         assert f"error: {field}" in proc.stderr, proc.stderr
         assert "Traceback" not in proc.stderr
@@ -191,7 +193,7 @@ def test_relaunch_trains_nothing(finished_grid, module_env):
     curves = sorted((out / "runs").glob("*/curve.jsonl"))
     before = {c: (c.read_bytes(), c.stat().st_mtime_ns, c.with_name("status.json").read_bytes()) for c in curves}
     launches = sorted((out / "launches").iterdir())
-    proc = experiment(module_env, "run", TINY_GRID, "--dir", str(out))
+    proc = experiment(module_env, "run", TINY_GRID, "--dir", str(out), in_process=True)  # launches nothing
     assert proc.returncode == 0, proc.stderr
     assert "all 4 run(s) completed; nothing to launch" in proc.stdout
     assert sorted((out / "launches").iterdir()) == launches  # no launch at all
@@ -312,7 +314,8 @@ def test_slurm_relaunch_trains_nothing(slurm_grid, slurm_env):
     assert len(curves) == 4
     before = {c: (c.read_bytes(), c.stat().st_mtime_ns) for c in curves}
     launches = sorted((out / "launches").iterdir())
-    proc = experiment(slurm_env, "run", TINY_GRID, "--dir", str(out), "--launcher", "slurm_cpu")
+    proc = experiment(slurm_env, "run", TINY_GRID, "--dir", str(out), "--launcher", "slurm_cpu",
+                      in_process=True)  # submits nothing
     assert proc.returncode == 0, proc.stderr
     assert "all 4 run(s) completed; nothing to launch" in proc.stdout
     assert sorted((out / "launches").iterdir()) == launches  # no job submitted

@@ -143,7 +143,8 @@ def test_report_of_a_plan_with_no_run_is_written(module_env, tmp_path):
 def test_bad_spec_exits_2_naming_the_field_and_writes_nothing(module_env, tmp_path, overrides, field):
     out = tmp_path / "exp"
     for command in ("plan", "run"):
-        proc = experiment(module_env, command, TINY, *overrides, "--dir", str(out))
+        # in process: a bad spec stops `run` before it launches anything
+        proc = experiment(module_env, command, TINY, *overrides, "--dir", str(out), in_process=True)
         assert proc.returncode == 2, proc.stdout + proc.stderr
         assert f"error: {field}" in proc.stderr, proc.stderr
         assert not out.exists()

@@ -208,7 +208,7 @@ def test_relaunch_of_a_finished_comparison_trains_nothing(finished, module_env):
     curves = sorted((out / "runs").glob("*/curve.jsonl"))
     before = {c: (c.read_bytes(), c.stat().st_mtime_ns) for c in curves}
     launches = sorted((out / "launches").iterdir())
-    proc = experiment(module_env, "run", TINY, "--dir", str(out))
+    proc = experiment(module_env, "run", TINY, "--dir", str(out), in_process=True)  # launches nothing
     assert proc.returncode == 0, proc.stderr
     assert "nothing to launch" in proc.stdout and "round 2" not in proc.stdout
     assert sorted((out / "launches").iterdir()) == launches

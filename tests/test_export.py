@@ -27,7 +27,7 @@ def export_cmd(*args: str) -> list[str]:
     ("gpt2", ["model.arch=gpt2", "model.n_kv_heads=null", "model.tie_embeddings=true", "optim=lion"]),
     ("moe", ["model=moe_tiny"]),
 ])
-def test_export_reproduces_logits(train_env, tmp_path, arch, overrides):
+def test_export_reproduces_logits(train_env, tmp_path, capsys, arch, overrides):
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     from harness.checkpoint import load_checkpoint
@@ -67,12 +67,15 @@ def test_export_reproduces_logits(train_env, tmp_path, arch, overrides):
             got = hf_model(input_ids=x).logits
         torch.testing.assert_close(got, expected, atol=1e-5, rtol=1e-5)
 
-    # The newest checkpoint by default; an existing OUT_DIR is refused unless --overwrite.
-    proc = subprocess.run(export_cmd(run_dir, out), cwd=ROOT, env=train_env, capture_output=True, text=True)
-    assert proc.returncode == 2 and str(out) in proc.stderr and "--overwrite" in proc.stderr
-    proc = subprocess.run(export_cmd(run_dir, out, "--overwrite"), cwd=ROOT, env=train_env, capture_output=True,
-                          text=True, timeout=300)
-    assert proc.returncode == 0, proc.stderr
+    # The newest checkpoint by default; an existing OUT_DIR is refused unless --overwrite. In process,
+    # through the `main(argv)` that `python -m harness.export` exits with (the run above was its subprocess).
+    from harness.export import main
+
+    capsys.readouterr()
+    assert main([str(run_dir), str(out)]) == 2
+    err = capsys.readouterr().err
+    assert str(out) in err and "--overwrite" in err
+    assert main([str(run_dir), str(out), "--overwrite"]) == 0, capsys.readouterr().err
     assert json.loads((out / "harness_export.json").read_text())["step"] == 20
 
 

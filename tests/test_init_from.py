@@ -9,9 +9,11 @@ curve whose first k rows are the parent's.
 from __future__ import annotations
 
 import json
+import shutil
 import signal
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -43,12 +45,25 @@ def branch_point(parent_dir, step: int = 6) -> str:
     return str(parent_dir / "checkpoints" / f"step_{step:08d}.pt")
 
 
+@pytest.fixture(scope="module")
+def trained_parent(harness_cache, tmp_path_factory) -> tuple[Path, subprocess.CompletedProcess]:
+    """The parent, trained once for the module (a launch costs ~4 s of interpreter start)."""
+    from conftest import training_env
+
+    run_dir = tmp_path_factory.mktemp("parent") / "run"
+    return run_dir, train(training_env(harness_cache, tmp_path_factory.mktemp("hf_home")), f"run_dir={run_dir}",
+                          *PARENT)
+
+
 @pytest.fixture
-def parent(train_env, tmp_path):
-    run_dir = tmp_path / "exp" / "runs" / "parent"
-    proc = train(train_env, f"run_dir={run_dir}", *PARENT)
+def parent(trained_parent, tmp_path):
+    """A copy of the parent at tmp_path/exp/runs/parent, so a test may branch beside it and collect both
+    (`run_dir` is not part of a run's identity, and a branch names its parent by its checkpoint's path)."""
+    run_dir, proc = trained_parent
     assert proc.returncode == 0, proc.stderr
-    return run_dir
+    copy = tmp_path / "exp" / "runs" / "parent"
+    shutil.copytree(run_dir, copy)
+    return copy
 
 
 def test_branch_equals_an_independent_run_and_starts_with_the_parents_rows(train_env, tmp_path, parent):

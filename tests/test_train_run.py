@@ -8,9 +8,11 @@ refusal to resume under a changed config, and the wandb mirror (offline mode).
 from __future__ import annotations
 
 import json
+import shutil
 import signal
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import yaml
@@ -18,9 +20,44 @@ import yaml
 from conftest import ROOT, TINY, read_rows, run_train, train_cmd, wait_for_rows
 
 
-def test_run_writes_complete_run_directory(train_env, tmp_path):
-    run_dir = tmp_path / "run"
-    proc = run_train(train_env, f"run_dir={run_dir}", "logging.plot=true")
+# Runs that several tests read, trained once per module (a launch costs ~4 s of interpreter start).
+# Tests that change a run directory work on a copy (`run_dir` is not part of a run's identity).
+# The uninterrupted run the kill / preemption tests compare with: deterministic, one thread.
+RESUMABLE = ["train.steps=200", "train.checkpoint_every=20", "train.deterministic=true", "train.num_threads=1",
+             "train.eval_every=50"]
+
+
+@pytest.fixture(scope="module")
+def completed_run(harness_cache, tmp_path_factory) -> tuple[Path, subprocess.CompletedProcess]:
+    """A TINY run to its end (with the loss plot), and its launch."""
+    run_dir = tmp_path_factory.mktemp("completed") / "run"
+    return run_dir, run_train(module_train_env(harness_cache, tmp_path_factory), f"run_dir={run_dir}",
+                              "logging.plot=true")
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(harness_cache, tmp_path_factory) -> Path:
+    run_dir = tmp_path_factory.mktemp("uninterrupted") / "run"
+    proc = run_train(module_train_env(harness_cache, tmp_path_factory), f"run_dir={run_dir}", *RESUMABLE)
+    assert proc.returncode == 0, proc.stderr
+    return run_dir
+
+
+def module_train_env(harness_cache, tmp_path_factory) -> dict[str, str]:
+    """conftest's `train_env`, for module-scoped fixtures (which cannot use a function-scoped one)."""
+    from conftest import training_env
+
+    return training_env(harness_cache, tmp_path_factory.mktemp("hf_home"))
+
+
+def copy_of(run_dir: Path, tmp_path: Path) -> Path:
+    copy = tmp_path / "copy"
+    shutil.copytree(run_dir, copy)
+    return copy
+
+
+def test_run_writes_complete_run_directory(completed_run):
+    run_dir, proc = completed_run
     assert proc.returncode == 0, proc.stderr
     for name in ("config.yaml", "env.json", "curve.jsonl", "status.json", "curve.png", "tokenizer/tokenizer.json"):
         assert (run_dir / name).is_file(), name
@@ -67,13 +104,8 @@ def test_bad_config_fails_before_compute_and_writes_nothing(train_env, tmp_path,
     assert not run_dir.exists()
 
 
-def test_sigkill_and_resume_is_bit_identical(train_env, tmp_path):
-    common = ["train.steps=300", "train.checkpoint_every=20", "train.deterministic=true", "train.num_threads=1",
-              "train.eval_every=50"]
-    reference = tmp_path / "reference"
-    proc = run_train(train_env, f"run_dir={reference}", *common)
-    assert proc.returncode == 0, proc.stderr
-
+def test_sigkill_and_resume_is_bit_identical(train_env, tmp_path, uninterrupted):
+    common, reference = RESUMABLE, uninterrupted
     killed = tmp_path / "killed"
     child = subprocess.Popen(train_cmd(f"run_dir={killed}", *common), cwd=ROOT, env=train_env,
                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
@@ -82,7 +114,7 @@ def test_sigkill_and_resume_is_bit_identical(train_env, tmp_path):
     child.wait()
     assert child.returncode == -signal.SIGKILL
     rows_at_kill = read_rows(killed)
-    assert 50 <= len(rows_at_kill) < 300
+    assert 50 <= len(rows_at_kill) < 200
     status = json.loads((killed / "status.json").read_text())
     assert status["state"] == "running"  # a killed run cannot say anything else
 
@@ -94,7 +126,7 @@ def test_sigkill_and_resume_is_bit_identical(train_env, tmp_path):
     assert status["resumed_from"] <= len(rows_at_kill)
 
     ref_rows, resumed_rows = read_rows(reference), read_rows(killed)
-    assert [r["step"] for r in resumed_rows] == list(range(1, 301))  # no row duplicated or missing
+    assert [r["step"] for r in resumed_rows] == list(range(1, 201))  # no row duplicated or missing
     assert [r["loss"] for r in resumed_rows] == [r["loss"] for r in ref_rows]  # bit-identical
     assert [r.get("val_loss") for r in resumed_rows] == [r.get("val_loss") for r in ref_rows]
     assert [r["lr"] for r in resumed_rows] == [r["lr"] for r in ref_rows]
@@ -117,9 +149,9 @@ def test_nan_loss_stops_run_and_keeps_last_good_checkpoint(train_env, tmp_path):
     assert len(read_rows(run_dir)) == failed_step - 1  # the bad step is not logged as a normal row
 
 
-def test_completed_run_is_skipped(train_env, tmp_path):
-    run_dir = tmp_path / "run"
-    assert run_train(train_env, f"run_dir={run_dir}").returncode == 0
+def test_completed_run_is_skipped(train_env, tmp_path, completed_run):
+    assert completed_run[1].returncode == 0, completed_run[1].stderr
+    run_dir = copy_of(completed_run[0], tmp_path)
     before = (run_dir / "curve.jsonl").read_bytes()
     proc = run_train(train_env, f"run_dir={run_dir}")
     assert proc.returncode == 0
@@ -142,11 +174,11 @@ def test_completed_run_is_skipped(train_env, tmp_path):
     assert (run_dir / "curve.jsonl").read_bytes() == before
 
 
-def test_run_killed_after_last_checkpoint_completes_with_its_real_final_losses(train_env, tmp_path):
+def test_run_killed_after_last_checkpoint_completes_with_its_real_final_losses(train_env, tmp_path, completed_run):
     """Killed between its final checkpoint and `completed` in status.json: the relaunch resumes at the
     last step, trains nothing, and must still report the final losses the curve holds."""
-    run_dir = tmp_path / "run"
-    assert run_train(train_env, f"run_dir={run_dir}").returncode == 0
+    assert completed_run[1].returncode == 0, completed_run[1].stderr
+    run_dir = copy_of(completed_run[0], tmp_path)
     rows = read_rows(run_dir)
     status_file = run_dir / "status.json"
     status_file.write_text(json.dumps({"state": "running", "step": 0}))  # what a kill there leaves
@@ -213,11 +245,8 @@ def test_grad_accumulation_ddp_and_fsdp_match_single_process(train_env, tmp_path
 
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGUSR1])
-def test_preemption_signal_checkpoints_and_resume_continues_curve(train_env, tmp_path, sig):
-    common = ["train.steps=200", "train.checkpoint_every=50", "train.deterministic=true", "train.num_threads=1"]
-    reference = tmp_path / "reference"
-    assert run_train(train_env, f"run_dir={reference}", *common).returncode == 0
-
+def test_preemption_signal_checkpoints_and_resume_continues_curve(train_env, tmp_path, sig, uninterrupted):
+    common, reference = RESUMABLE, uninterrupted
     run_dir = tmp_path / "preempted"
     child = subprocess.Popen(train_cmd(f"run_dir={run_dir}", *common), cwd=ROOT, env=train_env,
                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)

@@ -38,6 +38,8 @@ def why_not_batchable(cfg: RunConfig) -> str | None:
         return "optim.amsgrad: the stacked AdamW has no amsgrad; this run trains separately"
     if cfg.train.eval_tasks:  # the downstream-eval hook (harness/hooks.py) runs in the single-run loop only
         return "train.eval_tasks: downstream evals run in the single-run trainer; this run trains separately"
+    if cfg.data.sources:  # the stacked trainer reads one val set; a mixture has one per source
+        return "data.sources: a data mixture's per-source val sets run in the single-run trainer; this run trains separately"
     if cfg.model.arch not in BATCHABLE_ARCHS:
         return f"model.arch={cfg.model.arch}: only {', '.join(BATCHABLE_ARCHS)} batch; this run trains separately"
     if cfg.train.parallel != "none":

@@ -163,6 +163,11 @@ def fit_cmr(ratio: Sequence[float], tokens: Sequence[float], general_loss: Seque
     if not r2 >= 0.5:
         warnings.append(f"WARNING: the general-loss surface fits the sweep poorly (R² {r2:.2f} < 0.5): the CMR rests "
                         "on a law the data barely support; average seeds or train the proxies longer")
+    # A parameter resting on its box (e.g. q = 5) is set by the box, not the data: the CMR it gives
+    # is only as good as that arbitrary bound.
+    from harness.fit.fit_checks import bound_problems
+
+    warnings += [f"WARNING: general-loss surface: {p.message}" for p in bound_problems(law, general.theta)]
     lo_r, hi_r = float(r.min()), float(r.max())
     if not lo_r <= cmr <= hi_r:
         warnings.append(f"WARNING: the CMR {cmr:.3g} lies outside the sampled ratios [{lo_r:g}, {hi_r:g}]: it is an "

@@ -36,7 +36,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.experiment.kinds import KINDS, PARENT_RUN_DIR, ExperimentKind, Report, RunRequest
-from harness.experiment.spec import ExperimentError
+from harness.experiment.spec import ExperimentError, check_sizes
 
 INDEPENDENT_SCHEDULES = ("cosine", "wsd", "none")
 BRANCH_COOLDOWNS = ("sqrt", "linear", "cosine")
@@ -86,16 +86,8 @@ class CooldownBranchesKind(ExperimentKind):
 
         def validate(self) -> None:
             from harness.ladder import RECIPES
-            from harness.ladder.errors import LadderError
-            from harness.ladder.sizes import size_spec
 
-            if not self.sizes:
-                raise ExperimentError("cooldown_branches.sizes: give at least one size (e.g. [d64, d128])")
-            for i, name in enumerate(self.sizes):
-                try:
-                    size_spec(str(name))
-                except LadderError as err:
-                    raise ExperimentError(f"cooldown_branches.sizes[{i}]: {err}") from None
+            check_sizes("cooldown_branches", self.sizes, "[d64, d128]")
             if len(self.tokens) < 2 or any(not t > 0 for t in self.tokens):
                 raise ExperimentError("cooldown_branches.tokens: give at least two positive token counts "
                                       "(the D of each grid point)")

@@ -39,7 +39,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.experiment.kinds import KINDS, ExperimentKind, Report, RunRequest
-from harness.experiment.spec import ExperimentError
+from harness.experiment.spec import ExperimentError, check_sizes
 
 SECTION = "diloco_scaling"
 SEED_STRIDE = 1000
@@ -68,18 +68,9 @@ class DilocoScalingKind(ExperimentKind):
         def validate(self) -> None:
             from harness.config import DilocoConfig
             from harness.checks import ConfigError
-            from harness.ladder import LadderError, size_spec
 
             s = SECTION
-            if not self.sizes:
-                raise ExperimentError(f"{s}.sizes: give at least one size, e.g. [d32, d64, d96] (2+ for a power law)")
-            for i, spec in enumerate(self.sizes):
-                try:
-                    size_spec(str(spec))
-                except LadderError as err:
-                    raise ExperimentError(f"{s}.sizes[{i}]: {err}") from None
-            if len(set(map(str, self.sizes))) != len(self.sizes):
-                raise ExperimentError(f"{s}.sizes: a size is given twice")
+            check_sizes(s, self.sizes, "[d32, d64, d96] (2+ for a power law)")
             if not self.tokens_per_param > 0:
                 raise ExperimentError(f"{s}.tokens_per_param: got {self.tokens_per_param}; must be positive")
             for name in ("replicas", "inner_steps", "outer_lrs"):

@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any, Optional
 
 from harness.experiment.kinds import KINDS, ExperimentKind, Report, RunRequest
-from harness.experiment.spec import ExperimentError
+from harness.experiment.spec import ExperimentError, check_sizes
 
 # Lines of PlannedRun.overrides the experiment layer sets itself (DIR/runs/<hash>, <name>-<hash>).
 _SET_BY_EXPERIMENT = ("run_dir=", "name=")
@@ -53,15 +53,7 @@ class LadderKind(ExperimentKind):
         level: float = 0.95
 
         def validate(self) -> None:
-            from harness.ladder import LadderError, size_spec
-
-            if not self.sizes:
-                raise ExperimentError("ladder.sizes: give at least one size, e.g. [d64, d96, d128, d192]")
-            for i, spec in enumerate(self.sizes):
-                try:
-                    size_spec(spec)
-                except LadderError as err:
-                    raise ExperimentError(f"ladder.sizes[{i}]: {err}") from None
+            check_sizes("ladder", self.sizes, "[d64, d96, d128, d192]")
             if not self.tokens_per_param and not self.budgets:
                 raise ExperimentError("ladder.tokens_per_param / ladder.budgets: both empty; give data multiples "
                                       "(tokens_per_param: [5, 10, 20]) and/or FLOP budgets (budgets: [1e14, 3e14])")

@@ -52,7 +52,7 @@ from typing import Any, Callable, Optional
 
 from harness.experiment.coordinate_descent import CONVERGED, MAX_ROUNDS, Walk, descend
 from harness.experiment.kinds import KINDS, ExperimentKind, Report, RunRequest
-from harness.experiment.spec import CONF_DIR, ExperimentError
+from harness.experiment.spec import CONF_DIR, ExperimentError, check_sizes
 
 SECTION = "optimizer_comparison"
 SEED_STRIDE = 1000
@@ -125,8 +125,6 @@ class OptimizerComparisonKind(ExperimentKind):
         level: float = 0.95
 
         def validate(self) -> None:
-            from harness.ladder import LadderError, size_spec
-
             s = SECTION
             if not self.variants:
                 raise ExperimentError(f"{s}.variants: give at least the baseline, e.g. "
@@ -162,13 +160,7 @@ class OptimizerComparisonKind(ExperimentKind):
                                               f"{', '.join(grid) or 'none'})")
                     if any(o.split("=", 1)[0].lstrip("+") == axis for o in v.overrides):
                         raise ExperimentError(f"{where}.overrides: sets {axis}, which is also searched; drop one")
-            if not self.sizes:
-                raise ExperimentError(f"{s}.sizes: give at least one size, e.g. [d32, d64]")
-            for i, spec in enumerate(self.sizes):
-                try:
-                    size_spec(str(spec))
-                except LadderError as err:
-                    raise ExperimentError(f"{s}.sizes[{i}]: {err}") from None
+            check_sizes(s, self.sizes)
             if not self.tokens_per_param:
                 raise ExperimentError(f"{s}.tokens_per_param: give the data multiples, e.g. [10, 20]")
             for i, value in enumerate(self.tokens_per_param):

@@ -28,6 +28,22 @@ class ExperimentError(ConfigError):
     """A bad spec or override; the message names the field and the fix (exit code 2)."""
 
 
+def check_sizes(section: str, sizes: Sequence[Any], example: str = "[d32, d64]") -> None:
+    """`<section>.sizes` of a kind built on the ladder: at least one, each a ladder size (d64,
+    4x256, ...), none given twice (it would plan the same runs twice)."""
+    from harness.ladder import LadderError, size_spec
+
+    if not sizes:
+        raise ExperimentError(f"{section}.sizes: give at least one size, e.g. {example}")
+    for i, spec in enumerate(sizes):
+        try:
+            size_spec(str(spec))
+        except LadderError as err:
+            raise ExperimentError(f"{section}.sizes[{i}]: {err}") from None
+    if len(set(map(str, sizes))) != len(sizes):
+        raise ExperimentError(f"{section}.sizes: a size is given twice")
+
+
 @dataclass
 class ExperimentSpec:
     name: str

@@ -113,12 +113,8 @@ def _plots(out_dir: Path, name: str, points, error_fit, pu_fits, mc_tasks, gen_t
         grid = np.linspace(min(losses) - 0.1, max(losses) + 0.1, 100)
         theta = np.array([error_fit["params"][k] for k in ("epsilon", "log_k", "gamma")])
         ax.plot(grid, GadreErrorLaw().predict(theta, {"loss": grid}), "k-", alpha=0.6, label="Gadre law (fit)")
-    ax.set_xlabel("final val loss")
-    ax.set_ylabel("mean MC error")
-    ax.set_title(f"{name}: task error vs loss")
-    ax.legend(fontsize=7)
-    plots.append(out_dir / "error_vs_loss.png")
-    _save(fig, plots[-1])
+    plots.append(_finish(fig, ax, "final val loss", "mean MC error", f"{name}: task error vs loss",
+                         out_dir / "error_vs_loss.png", legend_size=7))
     # 2. PassUntil vs compute
     if gen_tasks:
         fig, ax = plt.subplots(figsize=(6, 4.2))
@@ -137,12 +133,8 @@ def _plots(out_dir: Path, name: str, points, error_fit, pu_fits, mc_tasks, gen_t
                 ax.plot(cs, np.exp(-fit["a"] * cs ** fit["b"]), "-", color=f"C{i}", alpha=0.6, label=fit["formula"])
         ax.set_xscale("log")
         ax.set_yscale("log")
-        ax.set_xlabel("training FLOPs C")
-        ax.set_ylabel("PassUntil pass rate per sample")
-        ax.set_title(f"{name}: PassUntil vs compute")
-        ax.legend(fontsize=6)
-        plots.append(out_dir / "passuntil_vs_compute.png")
-        _save(fig, plots[-1])
+        plots.append(_finish(fig, ax, "training FLOPs C", "PassUntil pass rate per sample",
+                             f"{name}: PassUntil vs compute", out_dir / "passuntil_vs_compute.png"))
     # 3. probability mass
     if mc_tasks:
         fig, axes = plt.subplots(1, 2, figsize=(10, 4.2))
@@ -165,6 +157,16 @@ def _plots(out_dir: Path, name: str, points, error_fit, pu_fits, mc_tasks, gen_t
         plots.append(out_dir / "probability_mass.png")
         _save(fig, plots[-1])
     return plots
+
+
+def _finish(fig: Any, ax: Any, xlabel: str, ylabel: str, title: str, path: Path, legend_size: int = 6) -> Path:
+    """Label one plot's axes, add its legend and save it to `path` (returned)."""
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    ax.legend(fontsize=legend_size)
+    _save(fig, path)
+    return path
 
 
 def downstream_report(out_dir: Path, table, plan: dict[str, Any], params: Any) -> Report:

@@ -161,6 +161,21 @@ def test_grouping_batches_compatible_runs_and_names_why_others_run_alone():
     assert group_runs(cfgs, batch_runs=8).batches == [[0, 1, 4]]
 
 
+def test_mixture_and_eval_runs_train_separately():
+    """The stacked trainer reads one val set and runs no hooks: a data mixture (per-source val sets)
+    and downstream evals during training fall back to separate runs, with the reason named."""
+    from harness.batched.compat import group_runs
+    from harness.ladder.overrides import compose_base
+
+    base = ["model=llama_tiny", "train=tiny"]
+    cfgs = [compose_base(tuple([*base, *extra])) for extra in (
+        ["optim.lr=1e-3"], ["optim.lr=2e-3"], ["data=prose_code"], ["train.eval_tasks=[pydoc_cloze]"])]
+    grouping = group_runs(cfgs, batch_runs=4)
+    assert grouping.batches == [[0, 1]]
+    reasons = dict(grouping.separate)
+    assert "data.sources" in reasons[2] and "train.eval_tasks" in reasons[3]
+
+
 def test_a_diverging_run_fails_alone_and_the_batch_goes_on(train_env, tmp_path):
     sweep = ["optim.lr=1e-3,1e30", "train.grad_clip=0", "schedule.warmup_steps=0", "train.checkpoint_every=1"]
     proc = subprocess.run(batched_cmd(tmp_path / "batched", *sweep), cwd=ROOT, env=train_env, capture_output=True,

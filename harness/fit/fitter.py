@@ -187,8 +187,23 @@ def _fd_jacobian(law: Law, theta: np.ndarray, data: Mapping[str, Any]) -> tuple[
 
 def _refine(law: Law, theta0: np.ndarray, data: Mapping[str, Any], log_y: np.ndarray, w: np.ndarray,
             delta: float, maxiter: int) -> tuple[np.ndarray, float, bool]:
-    """L-BFGS-B from theta0 in a rescaled space; returns (theta, raw objective, converged)."""
-    scale = np.where(np.abs(theta0) > 0, np.abs(theta0), 1.0)
+    """L-BFGS-B from theta0 in a rescaled space; returns (theta, raw objective, converged).
+
+    L-BFGS-B's first step has unit length in the rescaled space (~100% of each parameter). When that
+    step lands where the law is invalid (a non-positive prediction: the _BAD value) the line search
+    can give up at theta0 and report "CONVERGENCE: REL_REDUCTION_OF_F" without having moved. Such a
+    run is retried with variables 100x finer (a first step of ~1%), and a run that still has not
+    moved counts as converged only when its projected gradient is negligible."""
+    for fine in (1.0, 0.01):
+        theta, obj, converged, moved = _refine_once(law, theta0, data, log_y, w, delta, maxiter, fine)
+        if moved or converged:
+            break
+    return theta, obj, converged
+
+
+def _refine_once(law: Law, theta0: np.ndarray, data: Mapping[str, Any], log_y: np.ndarray, w: np.ndarray,
+                 delta: float, maxiter: int, fine: float) -> tuple[np.ndarray, float, bool, bool]:
+    scale = fine * np.where(np.abs(theta0) > 0, np.abs(theta0), 1.0)
     inv_d2 = 1.0 / delta**2
     bounds = [(lo / s if np.isfinite(lo) else None, hi / s if np.isfinite(hi) else None)
               for (lo, hi), s in zip(law.bounds, scale)]
@@ -209,10 +224,12 @@ def _refine(law: Law, theta0: np.ndarray, data: Mapping[str, Any], log_y: np.nda
     res = minimize(fun, theta0 / scale, jac=True, method="L-BFGS-B", bounds=bounds,
                    options={"maxiter": maxiter, "maxfun": 4 * maxiter, "ftol": 1e-13, "gtol": 1e-9})
     theta = _clip_to_bounds(law, res.x * scale)
+    moved = not np.array_equal(res.x, theta0 / scale)
     # L-BFGS-B often ends "ABNORMAL" (line search at machine precision) exactly at the optimum;
-    # call that converged when the projected gradient is negligible relative to the objective.
-    converged = bool(res.success) or _projected_grad_small(res, bounds)
-    return theta, float(res.fun) / inv_d2, converged
+    # call that converged when the projected gradient is negligible relative to the objective. A
+    # "success" that never left the start is only trusted on the same terms (see _refine).
+    converged = (bool(res.success) and moved) or _projected_grad_small(res, bounds)
+    return theta, float(res.fun) / inv_d2, converged, moved
 
 
 def _projected_grad_small(res: Any, bounds: list[tuple[float | None, float | None]]) -> bool:

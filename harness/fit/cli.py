@@ -78,7 +78,9 @@ def _add_law_fit(sub: argparse._SubParsersAction, mode: str, laws: dict) -> None
                        help=("farseer is EXPERIMENTAL: the paper's decomposition and staged fit are followed, but its "
                              "closed form is a guess (not read in the paper); it needs >= 5 model sizes. "
                              "kaplan-steps (columns N, step, B) and chinchilla-journey (N_avg, D) are seed laws "
-                             "checked on synthetic data only. See harness/fit/laws/"))
+                             "checked on synthetic data only. cmr (columns ratio, T, L0) has an ASSUMED loss surface "
+                             "L0 + (T/T_ref)^p (a + b r^q) (the CMR paper's text was not available); its critical "
+                             "ratio comes from the mixture_sweep report (docs/MIXTURES.md). See harness/fit/laws/"))
     p.add_argument("--fit", required=True, nargs="+", type=Path, help="input files to fit on")
     p.add_argument("--predict", nargs="*", default=[], type=Path, help="input files to predict")
     p.add_argument("--out", required=True, type=Path, help="output directory")

@@ -175,15 +175,11 @@ class EvalTasksHook(Hook):
             self.evaluate(trainer)
 
     def evaluate(self, trainer: Trainer) -> None:
+        import numpy as np
         from transformers import AutoTokenizer
 
-        from harness.eval.runner import evaluate_model, load_tasks
+        from harness.eval.runner import evaluate_model
         from harness.loop import rng_state, set_rng_state
-
-        settings = self.settings
-        if self.tasks is None:
-            self.tasks = load_tasks(self.task_names, settings)
-        import numpy as np
 
         model = trainer.model.module
         saved, saved_np, was_training = rng_state(), np.random.get_state(), model.training
@@ -192,7 +188,7 @@ class EvalTasksHook(Hook):
             tokenizer = AutoTokenizer.from_pretrained(str(self.run.path / "tokenizer"))
             columns = trainer.compute.columns(trainer.step)
             evaluate_model(model, tokenizer, self.run.path, trainer.step, columns["tokens"], columns["flops"],
-                           self.tasks, settings)
+                           self.tasks, self.settings)
         finally:
             model.train(was_training)
             set_rng_state(saved)

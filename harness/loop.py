@@ -25,7 +25,7 @@ from torch import nn
 from harness.checkpoint import load_checkpoint
 from harness.config import ConfigError, RunConfig
 from harness.data.batches import train_batch, val_batches
-from harness.data.mixture import is_mixture, source_rows, tokens_per_source, val_sets
+from harness.data.mixture import is_mixture, tokens_per_source, val_sets
 from harness.data.repetition import epochs
 from harness.data.tokens import TokenData
 from harness.models import mup
@@ -275,8 +275,8 @@ class Trainer:
     def count_source_tokens(self, step: int) -> None:
         """Add step `step`'s rows (drawn as its batch draws them) to the per-source token counts."""
         tc = self.cfg.train
-        rows = source_rows(self.data, seed=tc.seed, step=step, batch_size=tc.batch_size)
-        self.source_tokens += np.bincount(rows, minlength=len(self.data.names)) * tc.seq_len
+        self.source_tokens += tokens_per_source(self.data, seed=tc.seed, first_step=step, last_step=step,
+                                                batch_size=tc.batch_size, seq_len=tc.seq_len)
 
     def evaluate_now(self, step: int) -> dict[str, Any]:
         """The val columns of the model as it is after `step`: `val_loss` (plus `val_loss/<name>` per

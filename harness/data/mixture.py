@@ -98,16 +98,21 @@ def _generator(seed: int, step: int) -> np.random.Generator:
     return np.random.Generator(np.random.PCG64(np.random.SeedSequence([_MIXTURE_STREAM_ID, seed, step])))
 
 
+def _draw_sources(data: MixtureData, rng: np.random.Generator, step: int, batch_size: int) -> np.ndarray:
+    """The first draws of a step's generator: each row's source index, by the step's weights."""
+    return rng.choice(len(data.parts), size=batch_size, p=data.weights_at(step))
+
+
 def source_rows(data: MixtureData, *, seed: int, step: int, batch_size: int) -> np.ndarray:
     """int64[batch_size]: the source index of each row of step `step`'s batch (the first draws of
     the step's generator, so counting tokens per source needs no windows)."""
-    return _generator(seed, step).choice(len(data.parts), size=batch_size, p=data.weights_at(step))
+    return _draw_sources(data, _generator(seed, step), step, batch_size)
 
 
 def mixture_batch(data: MixtureData, *, seed: int, step: int, batch_size: int, seq_len: int) -> torch.Tensor:
     """LongTensor[batch_size, seq_len + 1]: row i is a window of source source_rows(...)[i]."""
     rng = _generator(seed, step)
-    rows = rng.choice(len(data.parts), size=batch_size, p=data.weights_at(step))
+    rows = _draw_sources(data, rng, step, batch_size)
     window = seq_len + 1
     out = torch.empty((batch_size, window), dtype=torch.int64)
     for k, (name, part) in enumerate(zip(data.names, data.parts)):

@@ -44,7 +44,6 @@ from torch import nn
 
 from harness.config import ConfigError, RunConfig, TrainConfig
 from harness.data.batches import train_batch
-from harness.data.repetition import epochs
 from harness.data.tokens import TokenData
 from harness.loop import ComputeBudget, Trainer
 from harness.models.roles import spec_of, tag
@@ -246,13 +245,7 @@ class DilocoTrainer(Trainer):
             replica.optimizer_step()
         on_device = {"loss": model.replica_mean(losses), "grad_norm": model.replica_mean(norms),
                      **{k: model.replica_mean(v) for k, v in aux_sums.items()}}
-        row: dict[str, Any] = {
-            "step": step,
-            **self.compute.columns(step),  # tokens, flops, optimizer_flops, total_flops: all replicas
-            "unique_tokens": self.unique_tokens,
-            "epochs": epochs(self.compute.tokens(step), self.unique_tokens),
-            "lr": self.cfg.optim.lr * multiplier,
-        }
+        row = self.step_columns(step, multiplier)  # tokens and FLOPs of all replicas (self.compute)
         if is_outer_step(step, self.dc.inner_steps, self.total_steps):
             on_device["pseudo_grad_norm"] = model.outer_step()
             comm = self.communication(step)

@@ -304,6 +304,11 @@ class Trainer:
                                                                  tc.grad_clip if tc.grad_clip > 0 else math.inf),
                      **{k: rt.mean_across_ranks(v) for k, v in aux_sums.items()}}  # e.g. aux_loss, z_loss
         self.model.optimizer_step()
+        return {**self.step_columns(step, multiplier), "_device": on_device}
+
+    def step_columns(self, step: int, multiplier: float) -> dict[str, Any]:
+        """The host-side columns of step `step`'s row, once its optimizer step is taken (a mixture's
+        per-source token counts advance here)."""
         if self.mixture:
             self.count_source_tokens(step)
         return {
@@ -313,7 +318,6 @@ class Trainer:
             "unique_tokens": self.unique_tokens,
             "epochs": epochs(self.compute.tokens(step), self.unique_tokens),
             "lr": self.cfg.optim.lr * multiplier,
-            "_device": on_device,
         }
 
     def accumulate_gradients(self, model: ParallelModel, rows: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:

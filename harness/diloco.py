@@ -236,7 +236,7 @@ class DilocoTrainer(Trainer):
         clip = tc.grad_clip if tc.grad_clip > 0 else math.inf
         for i, replica in zip(model.replica_ids, model.replicas):
             set_lr(replica.optimizer, multiplier)
-            rows = batch[i * self.replica_batch:(i + 1) * self.replica_batch].to(rt.device, non_blocking=True)
+            rows = rt.to_device(batch[i * self.replica_batch:(i + 1) * self.replica_batch])
             loss, aux = self.accumulate_gradients(replica, rows)
             losses.append(loss)
             norms.append(torch.nn.utils.clip_grad_norm_(replica.runner.parameters(), clip))

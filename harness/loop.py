@@ -131,7 +131,7 @@ def evaluate(model: Any, batches: Sequence[torch.Tensor], rt: Runtime) -> float:
     model.train(False)
     total = torch.zeros(2, device=rt.device, dtype=torch.float64)  # [sum of losses, tokens]
     for i in range(rt.rank, len(batches), rt.world_size):
-        batch = batches[i].to(rt.device, non_blocking=True)
+        batch = rt.to_device(batches[i])
         with rt.autocast():
             losses = cross_entropy(model(batch[:, :-1]), batch[:, 1:], reduction="none")
         total += torch.stack([losses.double().sum(), torch.tensor(losses.numel(), device=rt.device,
@@ -296,7 +296,7 @@ class Trainer:
         multiplier = self.schedule.multiplier(step)
         set_lr(self.model.optimizer, multiplier)
         batch = train_batch(self.data, seed=tc.seed, step=step, batch_size=tc.batch_size, seq_len=tc.seq_len)
-        rows = batch[rt.rank * self.rank_batch:(rt.rank + 1) * self.rank_batch].to(rt.device, non_blocking=True)
+        rows = rt.to_device(batch[rt.rank * self.rank_batch:(rt.rank + 1) * self.rank_batch])
         loss_sum, aux_sums = self.accumulate_gradients(self.model, rows)
         on_device = {"loss": rt.mean_across_ranks(loss_sum),
                      # ParallelModel.clip_grad_norm's clipping, without its float(): no host sync here.

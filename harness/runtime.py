@@ -34,6 +34,14 @@ class Runtime:
             return contextlib.nullcontext()
         return torch.autocast(device_type=self.device.type, dtype=self.autocast_dtype)
 
+    def to_device(self, batch: torch.Tensor) -> torch.Tensor:
+        """A host batch on the run's device without a host sync: a copy from pageable memory makes
+        the host wait for the stream, which would undo train.fetch_every's queueing, so on CUDA the
+        batch is pinned first (the caching host allocator keeps the buffer until the copy is done)."""
+        if self.device.type != "cuda":
+            return batch.to(self.device)
+        return batch.pin_memory().to(self.device, non_blocking=True)
+
     def barrier(self) -> None:
         if self.distributed:
             dist.barrier()

@@ -262,6 +262,8 @@ def bench_in_loop(args: argparse.Namespace) -> list[Row]:
               trainer.compute.flops_per_token * tokens_per_s / peak if peak else None)
     print_table(f"{device_name}, in the harness loop, bf16, batch {args.gpu_batch} x seq {seq_len}", [row],
                 trainer.counts["params"])
+    if torch.cuda.is_available():
+        print(f"peak GPU memory allocated: {torch.cuda.max_memory_allocated() / 2**30:.1f} GiB")
     return [row]
 
 

@@ -6,6 +6,9 @@
 #   optim   every registered optimizer (and an MoE proxy, compiled) for 60 steps on CUDA in one Hydra
 #           multirun: finite, falling loss and tokens/s per optimizer
 #   moe     the 1M MoE compiled (also run by optim), counting torch.compile recompiles
+#   batched K=16 stacked 3.4M proxies vs sequential (scripts/bench_batched.py --device cuda)
+#   mfu     in-loop MFU of the 124M LLaMA (bench_throughput.py --in-loop) for MFU_VARIANTS
+#   diloco  2 simulated DiLoCo replicas on CUDA
 #   dist    torchrun DDP and FSDP2 (1 rank each), then an FSDP relaunch from its step-30 checkpoint
 #
 # Choose sections with GPU_CHECKS="bench single optim dist" (default: all). Pure-Python packages the
@@ -18,7 +21,7 @@ export HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 TOKENIZERS_PARALLELISM=false PYTHO
 export HARNESS_CACHE="${HARNESS_CACHE:-/tmp/harness_cache}"
 site=""; [ -d .gpu_site ] && site=":$PWD/.gpu_site"
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}$site"
-checks="${GPU_CHECKS:-bench single optim dist}"
+checks="${GPU_CHECKS:-bench batched mfu single optim diloco dist}"
 runs=/tmp/gpu_runs; rm -rf "$runs"; mkdir -p "$runs"
 py="${PYTHON:-python3}"
 want() { [[ " $checks " == *" $1 "* ]]; }
@@ -29,6 +32,33 @@ if want bench; then
   echo "== bench: throughput / MFU (eager and compiled, batch ${BENCH_BATCH:-32} x 1024)"
   timeout 240 $py scripts/bench_throughput.py --skip-cpu --no-hf --gpu-batch ${BENCH_BATCH:-32} \
       --out "$out/bench_gpu.json" 2>&1 | tee "$out/bench.log" | grep -v Warn | tail -12
+fi
+
+if want batched; then
+  echo "== batched: K=16 LLaMA 4 x 256 (3.4M) proxies stacked vs sequential, bf16 eager (issue 14)"
+  timeout ${BATCHED_TIMEOUT:-150} $py scripts/bench_batched.py --device cuda --rounds 4 --steps 3 \
+      --out "$out/bench_batched_gpu.json" 2>&1 | grep -v Warn | tail -5
+fi
+
+if want mfu; then
+  # In-loop MFU of the 124M LLaMA (vocab 50,304, seq 1024, compiled, bf16): harness.loop.Trainer's own steps.
+  # Variants as "batch:micro:loss_chunk:fetch_every" (0 = off), each a fresh process (its own compile).
+  for v in ${MFU_VARIANTS:-32:32:0:1 32:32:8192:10 64:64:8192:10}; do
+    IFS=: read -r gb mb lc fe <<<"$v"
+    chunk=""; [ "$lc" != 0 ] && chunk="--loss-chunk $lc"
+    echo "== mfu: batch $gb, micro $mb, loss_chunk $lc, fetch_every $fe"
+    timeout ${MFU_TIMEOUT:-130} $py scripts/bench_throughput.py --skip-cpu --in-loop --gpu-batch $gb --micro-batch $mb \
+        $chunk --fetch-every $fe --warmup 3 --rounds 3 --steps-per-round $(( fe > 1 ? 2 : 10 )) \
+        --out "$out/mfu_${gb}_${mb}_${lc}_${fe}.json" 2>&1 | grep -v Warn | tail -4
+  done
+fi
+
+if want diloco; then
+  echo "== diloco: 2 simulated replicas of the 1M LLaMA on CUDA (bf16), 40 steps, H=10"
+  timeout 120 $py -m harness.train model=llama_1m train=gpu train.steps=40 train.batch_size=32 train.seq_len=256 \
+      train.compile=false train.eval_every=20 train.eval_sequences=64 train.checkpoint_every=1000 \
+      train.parallel=diloco train.diloco.replicas=2 train.diloco.inner_steps=10 logging.progress=false \
+      logging.plot=false run_dir=$runs/diloco 2>&1 | grep -v Warn | tail -3
 fi
 
 big=(model=llama_124m train=gpu data.vocab_size=8192 data.val_tokens=300000 logging.progress=false logging.plot=false

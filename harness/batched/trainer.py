@@ -128,7 +128,8 @@ class BatchedTrainer:
         start = time.perf_counter()
         windows_KBW = torch.stack([
             train_batch(m.data, seed=m.cfg.train.seed, step=step, batch_size=self.batch_size,
-                        seq_len=m.cfg.train.seq_len) for m in members]).to(rt.device, non_blocking=True)
+                        seq_len=m.cfg.train.seq_len) for m in members])
+        windows_KBW = rt.to_device(windows_KBW)
         n_micro = self.batch_size // self.micro_batch
         loss_sum_K = torch.zeros(len(members), device=rt.device)
         for i in range(n_micro):
@@ -150,7 +151,7 @@ class BatchedTrainer:
         total_K = torch.zeros(len(self.members), dtype=torch.float64, device=self.rt.device)
         count = 0
         for batch in self.members[0].val:
-            batch = batch.to(self.rt.device, non_blocking=True)
+            batch = self.rt.to_device(batch)
             with self.rt.autocast():
                 losses_KN = self.stack.token_losses(batch)
             total_K += losses_KN.double().sum(dim=1)

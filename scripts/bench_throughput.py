@@ -221,6 +221,9 @@ def bench_in_loop(args: argparse.Namespace) -> list[Row]:
 
     device_name = torch.cuda.get_device_name()
     peak = args.peak_tflops * 1e12 if args.peak_tflops else detect_peak_flops(device_name)
+    if args.sdpa == "cudnn":  # leave cuDNN's fused attention as the only fast SDPA backend
+        torch.backends.cuda.enable_flash_sdp(False)
+        torch.backends.cuda.enable_mem_efficient_sdp(False)
     model_cfg = dataclasses.replace(GPU_SHAPE)
     seq_len = model_cfg.max_seq_len
     train = TrainConfig(steps=10_000, seq_len=seq_len, batch_size=args.gpu_batch, micro_batch_size=args.micro_batch,
@@ -256,7 +259,7 @@ def bench_in_loop(args: argparse.Namespace) -> list[Row]:
         times.append((time.perf_counter() - start) / args.fetch_every)
     median_s = statistics.median(times)
     tokens_per_s = args.gpu_batch * seq_len / median_s
-    name = (f"harness loop ({'compiled' if train.compile else 'eager'}, micro {args.micro_batch or args.gpu_batch}, "
+    name = (f"harness loop ({'compiled' if train.compile else 'eager'}, sdpa {args.sdpa}, micro {args.micro_batch or args.gpu_batch}, "
             f"loss_chunk {train.loss_chunk}, fetch_every {train.fetch_every})")
     row = Row(name, device_name, args.gpu_batch, seq_len, 1e3 * median_s, tokens_per_s,
               trainer.compute.flops_per_token * tokens_per_s / peak if peak else None)
@@ -293,6 +296,8 @@ def main() -> None:
     parser.add_argument("--micro-batch", type=int, default=None, help="--in-loop: train.micro_batch_size")
     parser.add_argument("--loss-chunk", type=int, default=None, help="--in-loop: train.loss_chunk (rows per CE chunk)")
     parser.add_argument("--fetch-every", type=int, default=1, help="--in-loop: train.fetch_every (host syncs)")
+    parser.add_argument("--sdpa", choices=("default", "cudnn"), default="default",
+                        help="--in-loop: attention backend (cudnn: flash and mem-efficient SDPA disabled)")
     parser.add_argument("--out", default=None, help="write the figures to this JSON file")
     args = parser.parse_args()
 

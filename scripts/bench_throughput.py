@@ -259,6 +259,12 @@ def bench_in_loop(args: argparse.Namespace) -> list[Row]:
         times.append((time.perf_counter() - start) / args.fetch_every)
     median_s = statistics.median(times)
     tokens_per_s = args.gpu_batch * seq_len / median_s
+    if args.profile:  # where the device time of a few more steps goes, by kernel
+        from torch.profiler import ProfilerActivity, profile
+        with profile(activities=[ProfilerActivity.CUDA]) as prof:
+            trainer.fetch([trainer.device_step(step + i) for i in range(1, 4)], 1.0)
+            torch.cuda.synchronize()
+        print(prof.key_averages().table(sort_by="cuda_time_total", row_limit=25, max_name_column_width=70))
     name = (f"harness loop ({'compiled' if train.compile else 'eager'}, sdpa {args.sdpa}, micro {args.micro_batch or args.gpu_batch}, "
             f"loss_chunk {train.loss_chunk}, fetch_every {train.fetch_every})")
     row = Row(name, device_name, args.gpu_batch, seq_len, 1e3 * median_s, tokens_per_s,
@@ -298,6 +304,7 @@ def main() -> None:
     parser.add_argument("--fetch-every", type=int, default=1, help="--in-loop: train.fetch_every (host syncs)")
     parser.add_argument("--sdpa", choices=("default", "cudnn"), default="default",
                         help="--in-loop: attention backend (cudnn: flash and mem-efficient SDPA disabled)")
+    parser.add_argument("--profile", action="store_true", help="--in-loop: print the device time by kernel of 3 more steps")
     parser.add_argument("--out", default=None, help="write the figures to this JSON file")
     args = parser.parse_args()
 

@@ -122,6 +122,10 @@ def test_cli_method_vertex_writes_a_law_the_ladder_reads(tmp_path: Path) -> None
     assert law["batch"]["exponent_D"] == pytest.approx(0.55, abs=1e-6)
     lo, hi = law["batch"]["exponent_D_ci"]
     assert lo - 1e-9 <= 0.55 <= hi + 1e-9
+    # Two model sizes cannot validate a window: exit 2 with the reason.
+    two = tmp_path / "two.csv"
+    landscape_grid().query("N <= @SIZES[1]").to_csv(two, index=False)
+    assert main(["steplaw", str(two), "--method", "vertex", "--n-boot", "0"]) == 2
 
     from harness.ladder import RECIPES
 

@@ -120,7 +120,8 @@ class WindowChoice:
 def choose_window(runs: pd.DataFrame, windows: Sequence[float] = WINDOWS) -> WindowChoice:
     """The window with the lowest mean leave-one-size-out gap; ties go to the larger window (more runs per vertex)."""
     if runs["N"].nunique() < 3:
-        raise ValueError("choosing the vertex window needs >= 3 model sizes (each left out in turn, the fit needs 2)")
+        raise ValueError(f"choosing the vertex window needs >= 3 model sizes (each left out in turn, the fit needs 2); "
+                         f"got {runs['N'].nunique()}. Fix: sweep another model size, or use the official method")
     scores = {w: float(np.mean(leave_one_size_out(runs, lambda r, w=w: as_predictor(fit_vertex_law(r, w)))))
               for w in windows}
     best = min(scores.values())

@@ -60,6 +60,13 @@ def _warn(warnings: list[str]) -> None:
 
 
 def steplaw(table: pd.DataFrame, args: argparse.Namespace) -> dict[str, Any]:
+    if getattr(args, "method", "official") == "vertex":
+        from harness.fit.steplaw_landscape import fit_step_law_vertex
+        vertex, choice = fit_step_law_vertex(table, n_bootstrap=args.n_boot, seed=args.seed, allow_edge=args.allow_edge,
+                                             batch_unit=args.batch_unit, seq_len=args.seq_len)
+        _warn(list(vertex.warnings))
+        return {**vertex.summary(), "method": "vertex", "window": choice.window,
+                "window_validation": {str(w): g for w, g in choice.validation.items()}}
     result = fit_step_law(table, tol=args.tol, n_bootstrap=args.n_boot, seed=args.seed, allow_edge=args.allow_edge,
                           batch_unit=args.batch_unit, seq_len=args.seq_len)
     _warn(list(result.warnings))

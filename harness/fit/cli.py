@@ -147,6 +147,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = _add_analysis(sub, "steplaw", "Step Law: lr_opt(N, D) and B_opt(D) from near-optimal runs",
                       "N, D, lr, B, loss")
     p.add_argument("--tol", type=float, default=0.0025, help="near-optimal tolerance (relative to the cell's best)")
+    p.add_argument("--method", choices=("official", "vertex"), default="official",
+                   help="official: OLS on the near-optimal runs (--tol); vertex (experimental): OLS on each cell's "
+                        "quadratic vertex, window chosen by leave-one-size-out validation (docs/STEPLAW.md)")
     p.add_argument("--n-boot", type=int, default=1000, help="bootstrap resamples (over cells)")
     p.add_argument("--seed", type=int, default=0)
     _add_grid_options(p)

@@ -63,6 +63,8 @@ SCALING_LAWS: dict[str, LawFactory] = {
     "chinchilla-journey": _law("journey", "JourneyChinchillaLaw"),
     # Kaplan's L(N, S_min) with B_crit(L): columns N, step, B (tokens), loss (harness/fit/laws/critical_batch.py).
     "kaplan-steps": _law("critical_batch", "KaplanStepsLaw"),
+    # Schaipp 2026's three-term law L(N, M, K): columns N, B (tokens), step, loss (harness/fit/laws/three_term.py).
+    "three-term": _law("three_term", "ThreeTermLaw"),
     # Continued pre-training on a general:domain mix: one source's loss over the domain ratio and the
     # continued tokens, columns ratio, T, L0, loss; the CMR from it (harness/fit/laws/cmr.py).
     "cmr": _law("cmr", "CMRLossLaw"),

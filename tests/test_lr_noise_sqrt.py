@@ -131,7 +131,8 @@ def _write_fixture(experiment: Path) -> None:
         curve = load_curve(Path(run["run_dir"]) / "curve.jsonl", key, WARMUP)
         keep = curve.step <= 300
         for step, lr, loss in zip(curve.step[keep], curve.lr[keep], curve.loss[keep]):
-            rows.append((key.schedule, key.peak_lr, int(step), f"{lr:.8g}", "" if not np.isfinite(loss) else f"{loss:.6f}"))
+            loss_text = f"{loss:.6f}" if np.isfinite(loss) else ""  # blank: not evaluated at this step
+            rows.append((key.schedule, key.peak_lr, int(step), f"{lr:.8g}", loss_text))
     lines = ["schedule,peak_lr,step,lr,val_loss"] + [f"{s},{p:g},{t},{lr},{loss}" for s, p, t, lr, loss in rows]
     FIXTURE.write_text("\n".join(lines) + "\n")
     print(f"wrote {FIXTURE} ({len(rows)} rows)")

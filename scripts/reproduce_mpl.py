@@ -13,7 +13,7 @@ Four columns:
 * published: the authors' fitted parameters (src/config.py PARAMS) evaluated by our MPL code;
   their mean PredE (0.110 / 0.142 / 0.168 %) equals the README, which checks our indexing.
 
-    python scripts/reproduce_mpl.py [--sizes 25 100 400] [--data DIR]
+    python scripts/reproduce_mpl.py [--sizes 25 100 400] [--data DIR] [--default-law NAME]
 
 The curves are public data, not part of this repository: DIR/luo2025_multipowerlaw/ (DIR from
 --data, else $HARNESS_DATA, else ../shared/data; origins in docs/DATA.md).
@@ -161,6 +161,9 @@ def main() -> None:
     parser.add_argument("--sizes", nargs="+", default=list(SIZES), choices=SIZES)
     parser.add_argument("--data", type=Path, default=None, help="data directory (default: $HARNESS_DATA, "
                         "else ../shared/data)")
+    parser.add_argument("--default-law", default=DEFAULT_CURVE_LAW, choices=sorted(CURVE_LAWS),
+                        help="curve law of the 'default' column (e.g. lr-noise-sqrt, to check it before making "
+                        "it the default)")
     args = parser.parse_args()
     try:
         dataset(DATASET, args.data)
@@ -168,12 +171,12 @@ def main() -> None:
         print(f"error: {e}", file=sys.stderr)
         sys.exit(2)  # bad input, as the CLIs do
     t0 = time.perf_counter()
-    results = [run(size, data=args.data) for size in args.sizes]
+    results = [run(size, data=args.data, default_law=CURVE_LAWS[args.default_law]()) for size in args.sizes]
     for result in results:
         print_report(result)
     print("\nSummary: mean held-out PredE (%) and fit wall time (s)")
     print(f"  {'size':<5} {'default':>8} {'mpl':>7} {'recipe':>8} {'published':>9} {'README':>7}   "
-          f"{'fit default':>11} {'mpl':>6} {'recipe':>7}   (default = {DEFAULT_CURVE_LAW})")
+          f"{'fit default':>11} {'mpl':>6} {'recipe':>7}   (default = {args.default_law})")
     for r in results:
         m = r["mean"]
         print(f"  {r['size'] + 'M':<5} {100 * m['default']['prede']:>8.3f} {100 * m['ours']['prede']:>7.3f} "

@@ -45,6 +45,7 @@ CURVE_LAWS: dict[str, LawFactory] = {
     "lr-noise-clock": _law("lr_noise", "LRNoiseClockLaw"),
     "lr-noise": _law("lr_noise", "LRNoiseLaw"),
     "lr-noise2": _law("lr_noise", "LRNoise2Law"),
+    "lr-noise-sqrt": _law("lr_noise", "LRNoiseSqrtLaw"),  # p fixed at 1/2: peak-LR transfer (issue 12)
 }
 
 # The law `python -m harness.fit curve` fits when --law is not given, and the one reports lead with.

@@ -17,7 +17,8 @@ LR area ~ tau. Five parameters, all with a meaning: the floor L0, the signal (A,
 amplitude sigma (loss per unit LR) and the forgetting area tau (in LR x steps).
 
 Registered variants: `lr-noise` (this law), `lr-noise-clock` (the default: the signal on a clock
-Sp = sum lr^p, p <= 1; `LRNoiseClockLaw`), `lr-noise2` (two forgetting areas; `LRNoise2Law`).
+Sp = sum lr^p, p <= 1; `LRNoiseClockLaw`), `lr-noise2` (two forgetting areas; `LRNoise2Law`),
+`lr-noise-sqrt` (the clock with p fixed at 1/2, for peak-LR transfer; `LRNoiseSqrtLaw`).
 
 Cost. N(t) is needed only at the evaluated rows t_1 < ... < t_n. With c_j the noise injected over
 (t_{j-1}, t_j] and aged to t_j (one pass over the steps), N(t_i) = sum_{j<=i} c_j exp(-(S1(t_i) -
@@ -230,3 +231,33 @@ class LRNoiseClockLaw(LRNoiseLaw):
         rel = data["peak_lr"] / self.LR_REF
         return np.array([[one[0], one[1] * rel ** (one[2] * (p - 1.0)), *one[2:], p] for p in (1.0, 0.7, 0.4)])
 
+
+
+class LRNoiseSqrtLaw(LRNoiseClockLaw):
+    """`lr-noise-clock` with the clock exponent fixed at p = 1/2: L0 + A Sq^-alpha + sigma N(t),
+    Sq = LR_REF * sum_k sqrt(lr_k / LR_REF). Five free parameters.
+
+    Why fixed. Curves at ONE peak LR barely identify p: on our proxies the in-sample error is
+    0.73 % at p = 0.5 and 0.70 % at p = 1, forward-in-time refits prefer p = 1 and leave-one-curve-out
+    refits p = 0.25; the free fit lands on p = 1 and then predicts other peak LRs 2.3x worse
+    (3.7 % vs 1.6 % mean error at 0.5x the peak LR). p = 1/2 was chosen on that 0.5x-peak-LR
+    validation (p = 0.4 and 0.5 tie, 0.3 / 0.6 / 0.75 are worse) and on the MPL split, where free
+    fits put p at 0.57-0.75 and p = 0.4 is clearly worse (docs/CURVE_LAWS.md, "Peak-LR transfer").
+    Use it when the fit curves share one peak LR and the prediction is for another; at the fitted
+    peak LR (other horizons) the free p of `lr-noise-clock` is better, which is why that stays
+    the default (it also wins on the MPL split: 0.099 % vs 0.104 % mean).
+    """
+
+    name = "lr-noise-sqrt"
+    P_FIXED = 0.5
+    # Fixed (lower == upper): the fitter leaves it at 1/2; it is reported with the parameters.
+    params = LRNoiseLaw.params + (Param("p", P_FIXED, P_FIXED, (P_FIXED,), nested_at_bounds=True),)
+    n_refine = 1
+
+    def starts(self, data: Mapping[str, Any], y: np.ndarray) -> np.ndarray:
+        from harness.fit.fitter import fit_law
+
+        one = fit_law(LRNoiseLaw(), data, y, n_refine=1).theta
+        # The `lr-noise` fit carried to p = 1/2 at the same signal at the peak LR (as in the parent).
+        rel = data["peak_lr"] / self.LR_REF
+        return np.array([[one[0], one[1] * rel ** (one[2] * (self.P_FIXED - 1.0)), *one[2:], self.P_FIXED]])

@@ -18,6 +18,7 @@ the LR area S1(i) = sum_{j<=i} lr_j includes the current step (as in the MPL and
 | lr-noise-clock     | LRNoiseClockLaw  | DEFAULT: L0 + A Sp^-alpha + sigma N (laws/lr_noise.py)|
 | lr-noise           | LRNoiseLaw       | the same with p = 1 (LR-area clock)                  |
 | lr-noise2          | LRNoise2Law      | lr-noise with two forgetting areas                   |
+| lr-noise-sqrt      | LRNoiseSqrtLaw   | lr-noise-clock with p fixed at 1/2 (peak-LR transfer) |
 
 Which is the default (registry.DEFAULT_CURVE_LAW) and why: docs/CURVE_LAWS.md.
 

@@ -453,8 +453,9 @@ def critical_batch_from_runs(runs: pd.DataFrame, n_targets: int = 4) -> pd.DataF
 #   parallelism). Under a budget of S_max steps the cheapest batch for a given N is the smallest
 #   that meets it, B = B_crit / (S_max / S_min - 1), so C(N) = 6 N D_min S_max / (S_max - S_min);
 #   the choice is the N minimising it. With no time budget it is the compute-optimal N for the
-#   target (B -> 0). Since B_crit grows with D, smaller, longer-trained models tolerate larger
-#   batches: a tight time budget moves the choice to smaller N and more tokens.
+#   target (B -> 0). B_crit grows with D, but slower than D (exponent m < 1), so S_min =
+#   D_min / B_crit ∝ D_min^(1-m) grows with the tokens: a tight time budget moves the choice to a
+#   LARGER N on fewer tokens (and more compute), which reaches the target in fewer steps.
 
 
 @dataclass(frozen=True)

@@ -55,3 +55,4 @@ from harness.experiment import curve_prediction  # noqa: E402,F401  (kind `curve
 from harness.experiment import diloco_scaling  # noqa: E402,F401  (kind `diloco_scaling`)
 from harness.experiment import downstream_scaling  # noqa: E402,F401  (kind `downstream_scaling`)
 from harness.experiment import mixture_sweep  # noqa: E402,F401  (kind `mixture_sweep`)
+from harness.experiment import power_scheduler  # noqa: E402,F401  (kind `power_scheduler`)

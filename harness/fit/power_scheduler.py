@@ -18,8 +18,8 @@ on (log beta, log n) reports the batch exponent the data show, to check the line
 law assumes. Intervals: bootstrap over cells (one point per cell).
 
 Units, explicitly: column D is the tokens each run trained on (n); column B is the batch, in tokens
-per step as `python -m harness.collect` writes it (then `seq_len`, a column or an argument,
-converts it to sequences) or, with `batch_unit="sequences"`, already in sequences. The result's a
+per step as `python -m harness.collect` writes it (then `seq_len`, an argument or a `seq_len` /
+`train.seq_len` column, converts it to sequences) or, with `batch_unit="sequences"`, already in sequences. The result's a
 is for beta in sequences and n in tokens, what `schedule.power_a` expects.
 """
 
@@ -35,11 +35,14 @@ from harness.fit.hyperparams import BATCH_UNITS, require_columns, validate_grid,
 from harness.fit.powerlaw import PowerLaw, fit_power_law
 
 WHAT = "Power Scheduler fit"
+# Where the sequence length may be found: a plain column, or the run config `harness.collect` flattens.
+SEQ_LEN_COLUMNS = ("seq_len", "train.seq_len")
 
 
 def batch_in_sequences(runs: pd.DataFrame, batch_unit: str, seq_len: int | None) -> pd.DataFrame:
     """The table with B in sequences per step (the paper's beta). B in tokens is divided by the
-    sequence length: the `seq_len` argument, else a `seq_len` column."""
+    sequence length: the `seq_len` argument, else a `seq_len` or `train.seq_len` column (the latter
+    is in every table `python -m harness.collect` writes, so a collected sweep needs no option)."""
     if batch_unit not in BATCH_UNITS:
         raise ValueError(f"{WHAT}: batch unit {batch_unit!r}; choose one of {', '.join(BATCH_UNITS)}")
     if batch_unit == "sequences":
@@ -48,10 +51,10 @@ def batch_in_sequences(runs: pd.DataFrame, batch_unit: str, seq_len: int | None)
         if not seq_len > 0:
             raise ValueError(f"{WHAT}: seq_len must be positive, got {seq_len!r}")
         length = np.full(len(runs), float(seq_len))
-    elif "seq_len" in runs.columns:
-        length = pd.to_numeric(runs["seq_len"], errors="coerce").to_numpy(dtype=float)
+    elif column := next((c for c in SEQ_LEN_COLUMNS if c in runs.columns), None):
+        length = pd.to_numeric(runs[column], errors="coerce").to_numpy(dtype=float)
         if not np.all(np.isfinite(length) & (length > 0)):
-            raise ValueError(f"{WHAT}: column 'seq_len' has missing or non-positive values")
+            raise ValueError(f"{WHAT}: column {column!r} has missing or non-positive values")
     else:
         raise ValueError(f"{WHAT}: B is in tokens per step (as harness.collect writes it) but the law's batch is in "
                          "sequences; Fix: pass --seq-len L (tokens per sequence), add a seq_len column, or give B "

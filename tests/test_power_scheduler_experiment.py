@@ -134,5 +134,6 @@ def test_report_refuses_an_edge_grid_naming_the_cell(tmp_path) -> None:
     assert "largest lr" in report.markdown and not (tmp_path / FIT_JSON).exists()
     plan["spec"]["power_scheduler"]["allow_edge"] = True
     report = power_scheduler_report(tmp_path, pd.DataFrame(rows), plan)
-    assert report.summary["fit"] is not None and len(report.summary["warnings"]) == 4
+    assert report.summary["fit"] is not None
+    assert sum("largest lr" in w for w in report.summary["warnings"]) == 4
     assert np.isfinite(report.summary["fit"]["a"]) and (tmp_path / FIT_JSON).exists()

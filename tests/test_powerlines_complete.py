@@ -128,3 +128,4 @@ def test_cli_powerlines_reports_b_crit_and_the_pareto_choice(tmp_path: Path) -> 
     assert result["tau_opt"]["exponent_D/N"] == pytest.approx(-0.5, abs=0.05)
     assert result["pareto"]["choice"]["steps"] == pytest.approx(1e6)
     assert main(["powerlines", str(path), "--n-boot", "0", "--allow-edge", "--target-loss", "2.6"]) == 2
+    assert main(["powerlines", str(path), "--n-boot", "0", "--allow-edge", "--max-steps", "1e6"]) == 2

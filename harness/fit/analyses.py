@@ -75,6 +75,8 @@ def powerlines(table: pd.DataFrame, args: argparse.Namespace) -> dict[str, Any]:
         out["batch_crit_points"] = result.crit_points.to_dict(orient="records")
     if getattr(args, "target_loss", None) is not None:
         out["pareto"] = _pareto(result, args)
+    elif getattr(args, "max_steps", None) is not None or getattr(args, "loss_law", None) is not None:
+        raise ValueError("--max-steps / --loss-law choose (N, D, B) for a --target-loss; give --target-loss too")
     return out
 
 

@@ -137,3 +137,13 @@ def test_report_refuses_an_edge_grid_naming_the_cell(tmp_path) -> None:
     assert report.summary["fit"] is not None
     assert sum("largest lr" in w for w in report.summary["warnings"]) == 4
     assert np.isfinite(report.summary["fit"]["a"]) and (tmp_path / FIT_JSON).exists()
+
+
+def test_stacked_jobs_all_run_under_the_local_launcher(module_env, tmp_path) -> None:
+    """batch_runs stacks each cell's 3 LRs into one job: 4 jobs, all run in one `run` (a batched
+    job's success used to end the basic launcher's process after the first job)."""
+    out = tmp_path / "stacked"
+    proc = experiment(module_env, "run", "power_scheduler_tiny", "batch_runs=3", "name=ps_stacked", "--dir", str(out))
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    statuses = [json.loads(p.read_text())["state"] for p in (out / "runs").glob("*/status.json")]
+    assert len(statuses) == 12 and set(statuses) == {"completed"}

@@ -77,7 +77,8 @@ def power_scheduler_report(out_dir: Path, table: pd.DataFrame, plan: dict[str, A
         fit_json = {**fit.summary(), "cells": fit.cells.to_dict(orient="records")}
         warnings += list(fit.warnings)
         atomic_write_json(out_dir / FIT_JSON, fit_json)
-        atomic_write_text(out_dir / SCHEDULE_YAML, schedule_yaml(fit.a, fit.b, float(section.get("warmup_fraction", 0.1))))
+        warmup = float(section.get("warmup_fraction", 0.1))
+        atomic_write_text(out_dir / SCHEDULE_YAML, schedule_yaml(fit.a, fit.b, warmup))
         summary.update({"fit": fit_json, "schedule_overrides": fit.schedule_overrides(),
                         "fit_json": FIT_JSON, "schedule_yaml": SCHEDULE_YAML})
     summary["warnings"] = warnings

@@ -133,7 +133,8 @@ def _add_grid_options(p: argparse.ArgumentParser) -> None:
                    help="a cell with < 3 runs or its best run on the grid's edge is a warning, not an error")
     p.add_argument("--batch-unit", choices=("tokens", "sequences"), default="tokens",
                    help="unit of column B (harness.collect writes tokens per step); sequences need --seq-len")
-    p.add_argument("--seq-len", type=int, default=None, help="tokens per sequence, to convert B between tokens and sequences")
+    p.add_argument("--seq-len", type=int, default=None,
+                   help="tokens per sequence, to convert B between tokens and sequences")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -156,7 +157,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--n-boot", type=int, default=1000, help="bootstrap resamples (over cells)")
     p.add_argument("--seed", type=int, default=0)
     _add_grid_options(p)
-    p = _add_analysis(sub, "powerlines", "Power Lines: tau_opt(D/N), B_opt(D) and B_crit(D) from lr / weight-decay / batch sweeps",
+    p = _add_analysis(sub, "powerlines",
+                      "Power Lines: tau_opt(D/N), B_opt(D) and B_crit(D) from lr / weight-decay / batch sweeps",
                       "N, D, B, lr, wd, loss")
     p.add_argument("--n-boot", type=int, default=1000, help="bootstrap resamples (over cells)")
     p.add_argument("--seed", type=int, default=0)

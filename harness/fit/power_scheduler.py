@@ -19,8 +19,8 @@ law assumes. Intervals: bootstrap over cells (one point per cell).
 
 Units, explicitly: column D is the tokens each run trained on (n); column B is the batch, in tokens
 per step as `python -m harness.collect` writes it (then `seq_len`, an argument or a `seq_len` /
-`train.seq_len` column, converts it to sequences) or, with `batch_unit="sequences"`, already in sequences. The result's a
-is for beta in sequences and n in tokens, what `schedule.power_a` expects.
+`train.seq_len` column, converts it to sequences) or, with `batch_unit="sequences"`, already in
+sequences. The result's a is for beta in sequences and n in tokens, what `schedule.power_a` expects.
 """
 
 from __future__ import annotations

@@ -251,7 +251,8 @@ class PowerSchedulerFit:
     def __post_init__(self) -> None:
         require_positive(self.a, "power_scheduler.a")
         if not self.b < 0:
-            raise LadderError(f"power_scheduler.b: must be negative (the LR falls as tokens accumulate), got {self.b!r}")
+            raise LadderError(f"power_scheduler.b: must be negative (the LR falls as tokens accumulate), "
+                              f"got {self.b!r}")
         if not 0 <= self.decay_fraction <= 1:
             raise LadderError(f"power_scheduler.decay_fraction: must be in [0, 1], got {self.decay_fraction!r}")
 

@@ -141,6 +141,9 @@ def fit_power_scheduler(runs: pd.DataFrame, batch_unit: str = "tokens", seq_len:
             free = fit_power_law({"beta": beta, "n": n}, lr_opt)
         except ValueError:  # batch and tokens vary together: the check is not identifiable
             free = None
+    if not law.exponent < 0:
+        warnings.append(f"{WHAT}: b = {law.exponent:.3g} >= 0: the best LR does not fall with the tokens, so a "
+                        "Power scheduler with it never decays (the ladder refuses it); check the sweep")
     if free is not None and abs(free.exponents[0] - 1.0) > 0.5:
         warnings.append(f"{WHAT}: the free fit gives eta_opt ~ beta^{free.exponents[0]:.3g}, far from the "
                         "law's linear beta; a from eta_opt / beta transfers poorly across batch sizes")

@@ -139,6 +139,23 @@ def test_report_refuses_an_edge_grid_naming_the_cell(tmp_path) -> None:
     assert np.isfinite(report.summary["fit"]["a"]) and (tmp_path / FIT_JSON).exists()
 
 
+def test_report_writes_no_schedule_when_the_best_lr_rises_with_tokens(tmp_path) -> None:
+    from harness.experiment.power_scheduler_report import FIT_JSON, SCHEDULE_YAML, power_scheduler_report
+
+    rows = []
+    for beta in (2, 4):
+        for n in (1280, 5120):
+            lr_opt = 1e-3 * beta * (n / 1280) ** 0.5  # b = +0.5
+            for f in (0.5, 1.0, 2.0):
+                rows.append({"status": "completed", "D": n, "loss": 4.0 + 0.1 * np.log(f) ** 2,
+                             "settings": json.dumps({"batch_size": beta, "lr": lr_opt * f})})
+    plan = {"spec": {"name": "rising", "kind": "power_scheduler", "power_scheduler": {"n_boot": 0}}}
+    report = power_scheduler_report(tmp_path, pd.DataFrame(rows), plan)
+    assert report.summary["fit"]["b"] == pytest.approx(0.5) and report.summary["schedule_overrides"] is None
+    assert (tmp_path / FIT_JSON).exists() and not (tmp_path / SCHEDULE_YAML).exists()
+    assert "No schedule written" in report.markdown
+
+
 def test_stacked_jobs_all_run_under_the_local_launcher(module_env, tmp_path) -> None:
     """batch_runs stacks each cell's 3 LRs into one job: 4 jobs, all run in one `run` (a batched
     job's success used to end the basic launcher's process after the first job)."""

@@ -10,7 +10,8 @@ writes it), beta = the run's train.batch_size (sequences, from the plan's settin
   dry-run --power-scheduler-json DIR/power_scheduler_fit.json` plans with it;
 * schedule_power_fitted.yaml: a conf/schedule file (name: power, the fitted power_a / power_b, the
   paper's final 10% decay); the same as overrides: `schedule=power schedule.power_a=A
-  schedule.power_b=B` (report.json `schedule_overrides`);
+  schedule.power_b=B` (report.json `schedule_overrides`). Only when b < 0: with b >= 0 the best LR
+  does not fall with the tokens and the schedule would never decay, so none is written;
 * lr_sweeps.png: loss vs peak LR per cell, the vertex marked; lr_opt_vs_tokens.png: lr_opt / beta
   vs n with the fitted line.
 
@@ -77,10 +78,11 @@ def power_scheduler_report(out_dir: Path, table: pd.DataFrame, plan: dict[str, A
         fit_json = {**fit.summary(), "cells": fit.cells.to_dict(orient="records")}
         warnings += list(fit.warnings)
         atomic_write_json(out_dir / FIT_JSON, fit_json)
-        warmup = float(section.get("warmup_fraction", 0.1))
-        atomic_write_text(out_dir / SCHEDULE_YAML, schedule_yaml(fit.a, fit.b, warmup))
-        summary.update({"fit": fit_json, "schedule_overrides": fit.schedule_overrides(),
-                        "fit_json": FIT_JSON, "schedule_yaml": SCHEDULE_YAML})
+        summary.update({"fit": fit_json, "fit_json": FIT_JSON, "schedule_overrides": None})
+        if fit.b < 0:
+            warmup = float(section.get("warmup_fraction", 0.1))
+            atomic_write_text(out_dir / SCHEDULE_YAML, schedule_yaml(fit.a, fit.b, warmup))
+            summary.update({"schedule_overrides": fit.schedule_overrides(), "schedule_yaml": SCHEDULE_YAML})
     summary["warnings"] = warnings
     plots = _plots(out_dir, points, fit) if len(points) else []
     return Report(markdown=_markdown(plan, summary, fit), summary=summary, plots=plots)
@@ -108,10 +110,15 @@ def _markdown(plan: dict[str, Any], summary: dict[str, Any], fit) -> str:
         for r in fit.cells.itertuples():
             lines.append(f"| {r.B:g} | {r.D:g} | {r.n_runs} | {r.best_lr_swept:.4g} | {r.lr_opt:.4g} | "
                          f"{float(fit.optimal_lr(r.B, r.D)):.4g} | {r.loss:.4f} |")
-        lines += ["", "Train with the fitted Power scheduler (optim.lr is the cap lr_max):", "",
-                  "    python -m harness.train " + " ".join(fit.schedule_overrides()), "",
-                  f"or copy `{SCHEDULE_YAML}` to conf/schedule/ and select it; the ladder: "
-                  f"`python -m harness.ladder dry-run --power-scheduler-json {FIT_JSON}`.", ""]
+        if summary["schedule_overrides"]:
+            lines += ["", "Train with the fitted Power scheduler (optim.lr is the cap lr_max):", "",
+                      "    python -m harness.train " + " ".join(fit.schedule_overrides()), "",
+                      f"or copy `{SCHEDULE_YAML}` to conf/schedule/ and select it; the ladder: "
+                      f"`python -m harness.ladder dry-run --power-scheduler-json {FIT_JSON}`.", ""]
+        else:
+            lines += ["", f"**No schedule written:** b = {fit.b:.3g} >= 0, so the best LR does not fall with the "
+                      "tokens in this sweep and a Power scheduler with it would never decay. The fit is in "
+                      f"`{FIT_JSON}` for inspection.", ""]
     if summary["warnings"]:
         lines += ["## Warnings", ""] + [f"- {w}" for w in summary["warnings"]] + [""]
     return "\n".join(lines)

@@ -36,6 +36,8 @@ Modules, one job each:
               across sizes); diloco_scaling_report.py its report (power laws in N, best outer LR, gap vs N)
   mixture_sweep.py  kind `mixture_sweep` (a base proxy continued on several general:domain ratios,
               per-domain losses vs ratio and tokens, the CMR law); mixture_sweep_report.py its report
+  power_scheduler.py  kind `power_scheduler` (WSD LR sweeps over batch sizes x token counts);
+              power_scheduler_report.py its report (eta_opt = a beta n^b, the fitted schedule=power)
   results.py  the results of the runs done so far by config hash (for kinds that plan in rounds)
   downstream_scaling.py  kind `downstream_scaling` (a ladder whose runs evaluate downstream tasks,
               harness/eval); downstream_scaling_report.py its report (Gadre error law with a held-out
@@ -55,3 +57,4 @@ from harness.experiment import curve_prediction  # noqa: E402,F401  (kind `curve
 from harness.experiment import diloco_scaling  # noqa: E402,F401  (kind `diloco_scaling`)
 from harness.experiment import downstream_scaling  # noqa: E402,F401  (kind `downstream_scaling`)
 from harness.experiment import mixture_sweep  # noqa: E402,F401  (kind `mixture_sweep`)
+from harness.experiment import power_scheduler  # noqa: E402,F401  (kind `power_scheduler`)

@@ -72,7 +72,10 @@ def train_batch_main(run_cfgs: list[Any]) -> None:
     except ConfigError as err:
         print(f"config error: {err}", file=sys.stderr)
         sys.exit(2)
-    sys.exit(result.exit_code)
+    # Success returns, as train_main does: a SystemExit(0) would end the basic launcher's shared
+    # process after the first batched job (the rest of the sweep never started).
+    if result.exit_code != 0:
+        sys.exit(result.exit_code)
 
 
 register_configs()

@@ -1,6 +1,6 @@
 """Compute-optimal and hyperparameter analyses of a table of runs: CSV in, JSON out.
 
-The CLI's `isoflop`, `envelope`, `steplaw`, `powerlines` and `critbatch` subcommands. Each reads
+The CLI's `isoflop`, `envelope`, `steplaw`, `powerlines`, `critbatch` and `powersched` subcommands. Each reads
 one CSV, runs one analysis of harness/fit/isoflop.py or harness/fit/hyperparams.py, prints the
 result as JSON and, with `--out FILE`, also writes it there (atomically, only after the analysis
 succeeded). A missing or unreadable file, a missing column or a table the analysis cannot use
@@ -18,7 +18,7 @@ from typing import Any, Callable
 import pandas as pd
 
 from harness.files import atomic_write_text
-from harness.fit.hyperparams import critical_batch_scan, fit_power_lines, fit_step_law
+from harness.fit.hyperparams import ChinchillaLoss, critical_batch_scan, fit_power_lines, fit_step_law, pareto_choice
 from harness.fit.io import InputError
 from harness.fit.isoflop import envelope_minimum, isoflop_profiles
 
@@ -77,6 +77,47 @@ def powerlines(table: pd.DataFrame, args: argparse.Namespace) -> dict[str, Any]:
     result = fit_power_lines(table, n_bootstrap=args.n_boot, seed=args.seed, allow_edge=args.allow_edge,
                              batch_unit=args.batch_unit, seq_len=args.seq_len)
     _warn(list(result.warnings))
+    out = {**result.summary(), "cells": result.cells.to_dict(orient="records")}
+    if result.crit_points is not None:
+        out["batch_crit_points"] = result.crit_points.to_dict(orient="records")
+    if getattr(args, "target_loss", None) is not None:
+        out["pareto"] = _pareto(result, args)
+    elif getattr(args, "max_steps", None) is not None or getattr(args, "loss_law", None) is not None:
+        raise ValueError("--max-steps / --loss-law choose (N, D, B) for a --target-loss; give --target-loss too")
+    return out
+
+
+def _loss_law(spec: str) -> ChinchillaLoss:
+    """--loss-law: a params.json path (chinchilla) or inline E=..,A=..,alpha=..,B=..,beta=.."""
+    if "=" in spec:
+        try:
+            params = {k.strip(): float(v) for k, v in (item.split("=", 1) for item in spec.split(","))}
+        except ValueError:
+            raise ValueError(f"--loss-law {spec!r}: write E=1.8,A=400,alpha=0.34,B=400,beta=0.28 or a params.json "
+                             "path") from None
+        return ChinchillaLoss.from_params(params)
+    path = Path(spec)
+    if not path.is_file():
+        raise ValueError(f"--loss-law {spec}: no such file; give `harness.fit scaling --law chinchilla`'s params.json "
+                         "or E=..,A=..,alpha=..,B=..,beta=..")
+    return ChinchillaLoss.from_params(json.loads(path.read_text()))
+
+
+def _pareto(result, args: argparse.Namespace) -> dict[str, Any]:
+    if args.loss_law is None:
+        raise ValueError("--target-loss needs --loss-law (the L(N, D) the target is read on)")
+    if result.batch_crit is None:
+        raise ValueError(f"--target-loss needs B_crit(D), which this table cannot give: {result.batch_crit_note}")
+    choice = pareto_choice(_loss_law(args.loss_law), result.batch_crit, args.target_loss, args.max_steps)
+    return choice.summary()
+
+
+def powersched(table: pd.DataFrame, args: argparse.Namespace) -> dict[str, Any]:
+    from harness.fit.power_scheduler import fit_power_scheduler
+
+    result = fit_power_scheduler(table, batch_unit=args.batch_unit, seq_len=args.seq_len, n_bootstrap=args.n_boot,
+                                 seed=args.seed, allow_edge=args.allow_edge)
+    _warn(list(result.warnings))
     return {**result.summary(), "cells": result.cells.to_dict(orient="records")}
 
 
@@ -88,7 +129,7 @@ def critbatch(table: pd.DataFrame, args: argparse.Namespace) -> dict[str, Any]:
 
 ANALYSES: dict[str, Callable[[pd.DataFrame, argparse.Namespace], dict[str, Any]]] = {
     "isoflop": isoflop, "envelope": envelope, "steplaw": steplaw, "powerlines": powerlines,
-    "critbatch": critbatch,
+    "critbatch": critbatch, "powersched": powersched,
 }
 
 

@@ -25,6 +25,12 @@ as JSON and, with --out FILE, also written there:
     steplaw    runs.csv   [--tol 0.0025] [--n-boot 1000] [--seed 0]       N, D, lr, B, loss
     powerlines runs.csv   [--n-boot 1000] [--seed 0]                      N, D, B, lr, wd, loss
     critbatch  curves.csv --targets 3.2 3.1 3.0 [--run-column run]        run, B, step, loss
+    powersched runs.csv   [--seq-len L] [--n-boot 1000] [--allow-edge]    D, B, lr, loss (+ seq_len, N optional)
+
+  powerlines also fits B_crit(D) when the table sweeps D at fixed (N, B), and with --target-loss X
+  --loss-law params.json [--max-steps S] picks the (N, D, B) of least compute within S steps
+  (ASSUMED formulas: docs/POWER_SCHEDULER.md). powersched fits the Power Scheduler's
+  lr_opt = a * beta * n^b (beta sequences per step, n tokens) from WSD / constant-LR sweeps.
 
   TABLE may also be given as --fit TABLE. Column names are those `python -m harness.collect` writes
   (N non-embedding, D tokens, B tokens per step, lr, wd, C FLOPs, loss); rows without a loss are
@@ -127,7 +133,8 @@ def _add_grid_options(p: argparse.ArgumentParser) -> None:
                    help="a cell with < 3 runs or its best run on the grid's edge is a warning, not an error")
     p.add_argument("--batch-unit", choices=("tokens", "sequences"), default="tokens",
                    help="unit of column B (harness.collect writes tokens per step); sequences need --seq-len")
-    p.add_argument("--seq-len", type=int, default=None, help="tokens per sequence, to convert B in sequences")
+    p.add_argument("--seq-len", type=int, default=None,
+                   help="tokens per sequence, to convert B between tokens and sequences")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -153,8 +160,24 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--n-boot", type=int, default=1000, help="bootstrap resamples (over cells)")
     p.add_argument("--seed", type=int, default=0)
     _add_grid_options(p)
-    p = _add_analysis(sub, "powerlines", "Power Lines: tau_opt(D/N) and B_opt(D) from lr / weight-decay sweeps",
+    p = _add_analysis(sub, "powerlines",
+                      "Power Lines: tau_opt(D/N), B_opt(D) and B_crit(D) from lr / weight-decay / batch sweeps",
                       "N, D, B, lr, wd, loss")
+    p.add_argument("--n-boot", type=int, default=1000, help="bootstrap resamples (over cells)")
+    p.add_argument("--seed", type=int, default=0)
+    _add_grid_options(p)
+    p.add_argument("--target-loss", type=float, default=None,
+                   help="Pareto choice: the (N, D, B) reaching this loss with the least compute within --max-steps "
+                        "steps. ASSUMED formulas (the paper's section was not read): D = D_min (1 + B/B_crit(D_min)), "
+                        "time = steps, D_min from --loss-law; see docs/POWER_SCHEDULER.md")
+    p.add_argument("--loss-law", default=None, metavar="PARAMS",
+                   help="L(N, D) for --target-loss: `harness.fit scaling --law chinchilla`'s params.json, or "
+                        "E=..,A=..,alpha=..,B=..,beta=..")
+    p.add_argument("--max-steps", type=float, default=None, help="time budget in optimizer steps (none: no limit)")
+    p = _add_analysis(sub, "powersched", "Power Scheduler: lr_opt = a * beta * n^b from WSD / constant-LR sweeps "
+                      "(beta sequences per step, n tokens; b shared, a from lr_opt / beta)",
+                      "D (tokens), B (tokens per step, or --batch-unit sequences), lr, loss; seq_len or --seq-len; "
+                      "N optional")
     p.add_argument("--n-boot", type=int, default=1000, help="bootstrap resamples (over cells)")
     p.add_argument("--seed", type=int, default=0)
     _add_grid_options(p)

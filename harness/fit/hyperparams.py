@@ -11,7 +11,11 @@ optima of a sweep, by OLS in log space. CLI: `python -m harness.fit steplaw|powe
 * Power Lines (Bergsma et al. 2025, arXiv:2505.13738): the AdamW timescale
   tau = B / (eta * lambda * D) (a fraction of training) has an optimum that is a power law in
   tokens per parameter, tau_opt = c (D/N)^m; B_opt and B_crit are power laws in D alone. The
-  paper's constants are not reproduced here; these functions fit them from runs.
+  paper's constants are not reproduced here; these functions fit them from runs. B_crit comes from
+  the same table when it has several D per (N, B): McCandlish's D = D_min (1 + B / B_crit) fitted
+  per (N, target loss) (`critical_batch_from_runs`). The Pareto choice of N, D and B under a time
+  (steps) budget is `pareto_choice` (ASSUMED formulas, see there: the paper's section text was
+  not available here).
 * Critical batch size (McCandlish et al. 2018; Kaplan et al. 2020): the steps S and examples
   E = B*S needed to reach a target loss at several batch sizes trace the hyperbola
   (S/S_min - 1)(E/E_min - 1) = 1, i.e. S = S_min + E_min / B; B_crit = E_min / S_min.
@@ -196,6 +200,10 @@ class PowerLinesResult:
     batch_opt: PowerLaw           # B_opt = c D^m
     cells: pd.DataFrame           # per (N, D[, B]) optimum used in the fits
     warnings: tuple[str, ...] = ()
+    # B_crit = c D_min^m (tokens), when the table has several D per (N, B); else None and the reason.
+    batch_crit: PowerLaw | None = None
+    crit_points: pd.DataFrame | None = field(default=None, repr=False)
+    batch_crit_note: str = ""
 
     def optimal_weight_decay(self, N: float | np.ndarray, D: float | np.ndarray,
                              B: float | np.ndarray, lr: float | np.ndarray) -> np.ndarray:
@@ -204,9 +212,16 @@ class PowerLinesResult:
         return np.asarray(B, float) / (np.asarray(lr, float) * np.asarray(D, float) * tau)
 
     def summary(self) -> dict[str, object]:
-        return {"tau_opt": self.tau_opt.as_dict(), "batch_opt": self.batch_opt.as_dict(), "batch_unit": "tokens",
-                "tau_formula": self.tau_opt.formula("tau_opt"),
-                "batch_formula": self.batch_opt.formula("B_opt"), "warnings": list(self.warnings)}
+        out = {"tau_opt": self.tau_opt.as_dict(), "batch_opt": self.batch_opt.as_dict(), "batch_unit": "tokens",
+               "tau_formula": self.tau_opt.formula("tau_opt"),
+               "batch_formula": self.batch_opt.formula("B_opt"), "warnings": list(self.warnings)}
+        if self.batch_crit is not None:
+            out["batch_crit"] = self.batch_crit.as_dict()
+            out["batch_crit_formula"] = self.batch_crit.formula("B_crit")
+        else:
+            out["batch_crit"] = None
+            out["batch_crit_note"] = self.batch_crit_note
+        return out
 
 
 def fit_power_lines(runs: pd.DataFrame, n_bootstrap: int = 1000, ci: float = 0.95,
@@ -260,7 +275,15 @@ def fit_power_lines(runs: pd.DataFrame, n_bootstrap: int = 1000, ci: float = 0.9
     batch_law = fit_power_law({"D": batch_cells_df["D"].to_numpy()},
                               batch_cells_df["B_opt"].to_numpy(), n_bootstrap, ci, seed + 1)
     cells = tau_cells_df.merge(batch_cells_df, on=["N", "D"], how="outer")
-    return PowerLinesResult(tau_opt=tau_law, batch_opt=batch_law, cells=cells, warnings=tuple(warnings))
+    crit_law, crit_points, crit_note = None, None, ""
+    try:
+        crit_points = critical_batch_from_runs(runs)
+        crit_law = fit_power_law({"D": crit_points["D_min"].to_numpy()}, crit_points["B_crit"].to_numpy(),
+                                 n_bootstrap, ci, seed + 2)
+    except ValueError as e:  # the table has no D sweep at fixed (N, B): B_crit is simply not measured
+        crit_note = f"B_crit not fitted: {e}"
+    return PowerLinesResult(tau_opt=tau_law, batch_opt=batch_law, cells=cells, warnings=tuple(warnings),
+                            batch_crit=crit_law, crit_points=crit_points, batch_crit_note=crit_note)
 
 
 # --------------------------------------------------------------------------------------------
@@ -365,3 +388,155 @@ def critical_batch_scan(curves: pd.DataFrame, targets: Sequence[float],
         vs_loss=fit_power_law({"L": per_target["target_loss"].to_numpy()},
                               per_target["B_crit"].to_numpy()),
     )
+
+
+def tokens_to_reach(D: np.ndarray, loss: np.ndarray, target: float) -> float | None:
+    """Tokens at which a loss-vs-D series (one N, one B, the best over lr/wd at each D) reaches
+    `target`, interpolated linearly in log D; None when the series never gets there or starts below
+    it (the crossing is not bracketed). The running minimum makes noisy series monotone."""
+    order = np.argsort(D)
+    D, loss = np.asarray(D, float)[order], np.minimum.accumulate(np.asarray(loss, float)[order])
+    if not loss[0] > target >= loss[-1]:
+        return None
+    i = int(np.flatnonzero(loss <= target)[0])
+    frac = (loss[i - 1] - target) / (loss[i - 1] - loss[i])
+    return float(np.exp(np.log(D[i - 1]) + frac * (np.log(D[i]) - np.log(D[i - 1]))))
+
+
+def critical_batch_from_runs(runs: pd.DataFrame, n_targets: int = 4) -> pd.DataFrame:
+    """B_crit from final losses: for each N, the tokens D(B) each batch size needs to reach a target
+    loss (interpolated over the D sweep at that B, best run over lr / wd), then McCandlish's
+    D = D_min (1 + B / B_crit), i.e. S = D / B = S_min + D_min / B (`fit_critical_batch` with
+    steps = D / B); B_crit = D_min / S_min. Targets: `n_targets` losses evenly inside the range every
+    batch size of that N spans. Returns columns N, target_loss, D_min, S_min, B_crit, n_batches (B,
+    D in tokens). Power Lines fits B_crit as a power law in D_min, across N."""
+    require_columns(runs, ["N", "D", "B", "loss"], "B_crit fit", positive=["N", "D", "B", "loss"])
+    rows = []
+    for n, g in runs.groupby("N"):
+        best = g.groupby(["B", "D"])["loss"].min().reset_index()
+        series = {b: s for b, s in best.groupby("B") if s["D"].nunique() >= 2}
+        if len(series) < 2:
+            continue
+        lo = max(s["loss"].min() for s in series.values())   # every batch reaches below lo ...
+        hi = min(s["loss"].max() for s in series.values())   # ... and starts above hi
+        if not hi > lo:
+            continue
+        for target in np.linspace(lo, hi, n_targets + 2)[1:-1]:
+            table = []
+            for b, s in series.items():
+                d = tokens_to_reach(s["D"].to_numpy(), s["loss"].to_numpy(), float(target))
+                if d is not None:
+                    table.append({"B": float(b), "steps": d / float(b)})
+            if len(table) < 2:
+                continue
+            cb = fit_critical_batch(pd.DataFrame(table))
+            rows.append({"N": float(n), "target_loss": float(target), "D_min": cb.E_min, "S_min": cb.S_min,
+                         "B_crit": cb.B_crit, "n_batches": len(table)})
+    points = pd.DataFrame(rows, columns=["N", "target_loss", "D_min", "S_min", "B_crit", "n_batches"])
+    if len(points) < 2 or points["D_min"].nunique() < 2:
+        raise ValueError("needs, for some N, >= 2 batch sizes each swept over >= 2 values of D whose losses "
+                         "overlap (to read the tokens each batch needs to reach a common loss)")
+    return points
+
+
+# --------------------------------------------------------------------------------------------
+# Pareto choice of N, D and B under compute and time (Power Lines' last section)
+#
+# ASSUMED (the paper's section text could not be read here; this is the McCandlish relation the
+# paper's B_crit is defined by, combined with a fitted loss law, as its abstract describes):
+# * a loss law L(N, D) fitted at small batch (B << B_crit; Chinchilla's E + A/N^alpha + B/D^beta)
+#   gives D_min(N), the tokens a model of N parameters needs to reach the target loss;
+# * training with batch B costs D = D_min (1 + B / B_crit(D_min)) tokens in S = D / B =
+#   S_min (1 + B_crit / B) steps, S_min = D_min / B_crit; B_crit(D) is the fitted power law;
+# * compute is C = 6 N D FLOPs (or flops_per_param x N D), and training time is proportional to the
+#   number of steps S (each step's time fixed by the hardware, however large B: perfect data
+#   parallelism). Under a budget of S_max steps the cheapest batch for a given N is the smallest
+#   that meets it, B = B_crit / (S_max / S_min - 1), so C(N) = 6 N D_min S_max / (S_max - S_min);
+#   the choice is the N minimising it. With no time budget it is the compute-optimal N for the
+#   target (B -> 0). B_crit grows with D, but slower than D (exponent m < 1), so S_min =
+#   D_min / B_crit ∝ D_min^(1-m) grows with the tokens: a tight time budget moves the choice to a
+#   LARGER N on fewer tokens (and more compute), which reaches the target in fewer steps.
+
+
+@dataclass(frozen=True)
+class ChinchillaLoss:
+    """L(N, D) = E + A / N^alpha + B / D^beta (N parameters, D tokens)."""
+
+    E: float
+    A: float
+    alpha: float
+    B: float
+    beta: float
+
+    def __call__(self, N: float | np.ndarray, D: float | np.ndarray) -> np.ndarray:
+        return self.E + self.A / np.asarray(N, float) ** self.alpha + self.B / np.asarray(D, float) ** self.beta
+
+    def tokens_for(self, N: float, target: float) -> float | None:
+        """D with L(N, D) = target, or None when N cannot reach it (E + A/N^alpha >= target)."""
+        gap = target - self.E - self.A / N**self.alpha
+        return float((self.B / gap) ** (1.0 / self.beta)) if gap > 0 else None
+
+    @classmethod
+    def from_params(cls, params: dict[str, Any]) -> "ChinchillaLoss":
+        """From `python -m harness.fit scaling --law chinchilla`'s params.json (log form: e, a, b,
+        alpha, beta; L = exp(e) + exp(a)/N^alpha + exp(b)/D^beta), or plain E, A, alpha, B, beta."""
+        p = params.get("params", params)
+        try:
+            if {"e", "a", "b", "alpha", "beta"} <= set(p):
+                return cls(E=float(np.exp(p["e"])), A=float(np.exp(p["a"])), alpha=float(p["alpha"]),
+                           B=float(np.exp(p["b"])), beta=float(p["beta"]))
+            return cls(E=float(p["E"]), A=float(p["A"]), alpha=float(p["alpha"]), B=float(p["B"]),
+                       beta=float(p["beta"]))
+        except (KeyError, TypeError, ValueError) as e:
+            raise ValueError("loss law: give a chinchilla params.json (e, a, b, alpha, beta) or E, A, alpha, B, "
+                             f"beta; got keys {sorted(p)} ({type(e).__name__}: {e})") from None
+
+
+@dataclass(frozen=True)
+class ParetoChoice:
+    frontier: pd.DataFrame        # per N: D_min, B_crit, S_min, and at the step budget: B, D, steps, C
+    choice: dict[str, float]      # the row with the least compute that meets the budget
+    max_steps: float | None
+
+    def summary(self) -> dict[str, Any]:
+        return {"choice": self.choice, "max_steps": self.max_steps,
+                "assumed": "time = steps (perfect data parallelism); D = D_min (1 + B/B_crit(D_min)); "
+                           "loss law fitted at small batch (see harness/fit/hyperparams.py)",
+                "frontier": self.frontier.to_dict(orient="records")}
+
+
+def pareto_choice(loss: ChinchillaLoss, batch_crit: PowerLaw, target_loss: float, max_steps: float | None = None,
+                  n_values: Sequence[float] | None = None, flops_per_param: float = 6.0) -> ParetoChoice:
+    """The (N, D, B) reaching `target_loss` with the least compute within `max_steps` optimizer steps
+    (None: no time limit, B -> 0 in the limit; reported at B = B_crit / 100). ASSUMED formulas: see
+    the comment above. `n_values`: the model sizes to consider (default: 200 log-spaced sizes from
+    where the target becomes reachable up to 1000x that)."""
+    if not target_loss > loss.E:
+        raise ValueError(f"pareto: target loss {target_loss:g} is at or below the law's floor E = {loss.E:g}")
+    if max_steps is not None and not max_steps > 0:
+        raise ValueError(f"pareto: max_steps must be positive, got {max_steps!r}")
+    if n_values is None:
+        n_floor = (loss.A / (target_loss - loss.E)) ** (1.0 / loss.alpha)  # below this N the target is out of reach
+        n_values = np.geomspace(n_floor * 1.01, n_floor * 1e3, 200)
+    rows = []
+    for n in map(float, n_values):
+        d_min = loss.tokens_for(n, target_loss)
+        if d_min is None:
+            continue
+        b_crit = float(batch_crit(d_min))
+        s_min = d_min / b_crit
+        if max_steps is None:
+            b = b_crit / 100.0
+        elif max_steps > s_min:
+            b = b_crit / (max_steps / s_min - 1.0)
+        else:
+            continue  # even an infinite batch needs more steps than the budget
+        d = d_min * (1.0 + b / b_crit)
+        rows.append({"N": n, "D_min": d_min, "B_crit": b_crit, "S_min": s_min, "B": b, "D": d, "steps": d / b,
+                     "C": flops_per_param * n * d, "tokens_per_param": d / n})
+    frontier = pd.DataFrame(rows)
+    if frontier.empty:
+        raise ValueError(f"pareto: no model size reaches loss {target_loss:g} within {max_steps:g} steps; "
+                         "raise the step budget or the target loss")
+    choice = frontier.loc[frontier["C"].idxmin()].to_dict()
+    return ParetoChoice(frontier=frontier, choice={k: float(v) for k, v in choice.items()}, max_steps=max_steps)

@@ -1,7 +1,7 @@
 """`python -m harness.ladder dry-run`: flags -> a recipe and a LadderConfig -> a plan -> the dry run.
 
 `--recipe NAME` picks a built-in recipe (harness/ladder/recipe.py); the other rule flags change
-one part of it (`--lr-rule`, `--lr-ref/--n-ref/--lr-exponent`, `--step-law-json`,
+one part of it (`--lr-rule`, `--lr-ref/--n-ref/--lr-exponent`, `--step-law-json`, `--power-scheduler-json`,
 `--tokens-per-param`, `--param-count`, `--max-batch`, `--schedule`). A flag left out keeps the
 recipe's value.
 """
@@ -43,6 +43,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--lr-ref", type=float, default=None, help="power rule: LR at --n-ref parameters (3e-3)")
     p.add_argument("--n-ref", type=float, default=None, help="power rule: reference N (1e6)")
     p.add_argument("--lr-exponent", type=float, default=None, help="power rule: lr ∝ N^-exponent (1/3)")
+    p.add_argument("--power-scheduler-json", type=Path, default=None,
+                   help="a fitted Power Scheduler (`python -m harness.fit powersched --out FILE`: a, b, with "
+                        "batch_unit sequences, tokens_unit tokens): schedule=power with those power_a / power_b and "
+                        "a final 10%% cooldown; the LR rule's peak becomes the cap lr_max")
     p.add_argument("--step-law-json", type=Path, default=None,
                    help="a fitted Step Law: JSON {'lr': {coefficient, exponent_N, exponent_D}, "
                         "'batch': {coefficient, exponent_D}, 'batch_unit': 'tokens'} (what `python -m harness.fit "
@@ -94,6 +98,10 @@ def recipe_from_args(args: argparse.Namespace) -> LadderRecipe:
                                                   ("param_count", args.param_count), ("schedule", args.schedule))
                                if v is not None}
     recipe = replace(recipe, **changes)
+    if getattr(args, "power_scheduler_json", None) is not None:
+        if args.schedule not in (None, "power"):
+            raise LadderError(f"--power-scheduler-json sets schedule=power; drop --schedule {args.schedule}")
+        recipe = recipe.with_power_scheduler(json.loads(args.power_scheduler_json.read_text()))
     for named in RECIPES.values():  # e.g. --lr-rule step-law is the step-law recipe
         if replace(recipe, name=named.name) == named:
             return named

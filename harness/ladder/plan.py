@@ -74,6 +74,7 @@ class PlannedRun:
     weight_decay: float
     run_dir: str
     budget: Optional[float] = None  # the isoFLOP budget, if any
+    schedule_fields: tuple = ()  # the recipe's extra schedule fields (e.g. the Power scheduler's power_a, power_b)
 
     @property
     def tokens_per_step(self) -> int:
@@ -88,7 +89,7 @@ class PlannedRun:
         return self.D * self.flops_per_token
 
     def schedule_config(self) -> ScheduleConfig:
-        return ladder_schedule(self.schedule, self.warmup_steps, self.min_lr_ratio)
+        return ladder_schedule(self.schedule, self.warmup_steps, self.min_lr_ratio, self.schedule_fields)
 
     def base_config(self, extra: Sequence[str] = ()) -> RunConfig:
         """What the override line applies to: conf/config.yaml with this run's schedule and `extra`."""
@@ -141,7 +142,7 @@ def plan_run(size: Size, cfg: LadderConfig, tokens: float, tag: str, budget: Opt
                       warmup_steps=recipe.warmup.warmup_steps(n, tokens_per_step, steps),
                       schedule=recipe.schedule, min_lr_ratio=recipe.min_lr_ratio,
                       weight_decay=recipe.weight_decay.weight_decay(n, d_actual, tokens_per_step, lr),
-                      run_dir=f"{cfg.run_root}/{name}", budget=budget)
+                      run_dir=f"{cfg.run_root}/{name}", budget=budget, schedule_fields=recipe.schedule_fields)
 
 
 def plan_ladder(sizes: Sequence[str], cfg: LadderConfig) -> list[PlannedRun]:

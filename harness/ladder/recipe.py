@@ -25,7 +25,11 @@ Law), or "total"; every count comes from harness/models/flops.py. D is training 
 * warmup, `ParamTokensWarmup` ("param-tokens"): tokens_per_param x N tokens, 1 x N by default
   (OLMo-core's rule; 5% of a 20 tokens/param run), at most max_fraction (25%) of the steps.
 * schedule: `schedule` (cosine by default) with `min_lr_ratio` 0.1; other schedule fields keep
-  their library defaults (`ladder_schedule`).
+  their library defaults (`ladder_schedule`) unless `schedule_fields` sets them.
+  `LadderRecipe.with_power_scheduler` (or `--power-scheduler-json`): `schedule=power` with the
+  (a, b) of a fitted Power Scheduler (`python -m harness.fit powersched`, `PowerSchedulerFit`):
+  lr = min(lr_max, a * batch_size * tokens_seen^b) and a final 10% cooldown; the LR rule's peak
+  becomes the cap lr_max (or `lr_max` given: a constant cap).
 
 Built-in recipes: "default" (the rules above) and "step-law" (Step Law's published LR rule).
 """
@@ -39,21 +43,24 @@ from typing import Any
 from harness.config import ConfigError, ModelConfig, schedule_config
 from harness.ladder.errors import LadderError
 from harness.ladder.rules import (RULE_REGISTRIES, BatchRule, ConstantWeightDecay, LRRule, ParamTokensWarmup,
-                                  PowerLawLR, PowerLinesWeightDecay, StepLawBatch, StepLawLR, WarmupRule,
-                                  WeightDecayRule, require_positive, describe_rule)
+                                  PowerLawLR, PowerLinesWeightDecay, PowerSchedulerFit, StepLawBatch, StepLawLR,
+                                  WarmupRule, WeightDecayRule, require_positive, describe_rule)
 from harness.models import flops
 from harness.schedules import SCHEDULES, ScheduleConfig
 
 PARAM_COUNTS = ("non_embedding", "total")
 
 
-def ladder_schedule(name: str, warmup_steps: int, min_lr_ratio: float) -> ScheduleConfig:
+def ladder_schedule(name: str, warmup_steps: int, min_lr_ratio: float,
+                    extra: tuple[tuple[str, Any], ...] = ()) -> ScheduleConfig:
     """The one place the ladder builds a schedule config (planned runs and recipe checks alike).
 
-    `min_lr_ratio` goes only to schedules that have one (constant has none)."""
-    fields = {"warmup_steps": warmup_steps}
+    `min_lr_ratio` goes only to schedules that have one (constant has none); `extra` sets more fields
+    (the fitted power_a / power_b of the Power scheduler)."""
+    fields: dict[str, Any] = {"warmup_steps": warmup_steps}
     if "min_lr_ratio" in {f.name for f in dataclasses.fields(SCHEDULES.get(name))}:
         fields["min_lr_ratio"] = min_lr_ratio
+    fields.update(dict(extra))
     return schedule_config(name, **fields)
 
 
@@ -71,6 +78,9 @@ class LadderRecipe:
     warmup: WarmupRule = field(default_factory=ParamTokensWarmup)
     schedule: str = "cosine"
     min_lr_ratio: float = 0.1
+    # More schedule fields, as (name, value) pairs (hashable: the recipe is frozen), e.g. the fitted
+    # power_a / power_b of `with_power_scheduler`.
+    schedule_fields: tuple[tuple[str, Any], ...] = ()
 
     def __post_init__(self) -> None:
         if not self.name:
@@ -84,7 +94,7 @@ class LadderRecipe:
                 raise LadderError(f"{kind}: got {type(rule).__name__}; use a registered {kind} rule "
                                   f"({', '.join(registry)}) or register yours in the registry")
         try:
-            ladder_schedule(self.schedule, 0, self.min_lr_ratio).validate()
+            ladder_schedule(self.schedule, 0, self.min_lr_ratio, self.schedule_fields).validate()
         except ConfigError as e:
             raise LadderError(f"recipe {self.name!r}: {e}") from e
 
@@ -101,11 +111,21 @@ class LadderRecipe:
         """Weight decay from a fitted Power Lines result."""
         return replace(self, weight_decay=PowerLinesWeightDecay(result))
 
+    def with_power_scheduler(self, fit: Any, lr_max: float | None = None,
+                             decay_fraction: float = 0.1) -> "LadderRecipe":
+        """schedule=power with the (a, b) of a fitted Power Scheduler (its JSON or result). The LR
+        rule's peak is the cap lr_max of lr = min(lr_max, a * beta * n^b); `lr_max` replaces it by
+        a constant cap (the paper caps at a fixed eta_max)."""
+        rule = PowerSchedulerFit.from_fit(fit, decay_fraction=decay_fraction)
+        lr = self.lr if lr_max is None else PowerLawLR(lr_ref=lr_max, exponent=0.0)
+        return replace(self, schedule="power", schedule_fields=rule.schedule_fields(), lr=lr)
+
     def describe(self) -> str:
+        extra = "".join(f", {k} {v:g}" if isinstance(v, float) else f", {k} {v}" for k, v in self.schedule_fields)
         return (f"recipe {self.name}: D = {self.tokens_per_param:g} x N ({self.param_count}); "
                 f"lr {describe_rule(self.lr)}; batch {describe_rule(self.batch)}; "
                 f"weight decay {describe_rule(self.weight_decay)}; warmup {describe_rule(self.warmup)}; "
-                f"schedule {self.schedule} (min_lr_ratio {self.min_lr_ratio:g})")
+                f"schedule {self.schedule} (min_lr_ratio {self.min_lr_ratio:g}{extra})")
 
 
 RECIPES: dict[str, LadderRecipe] = {

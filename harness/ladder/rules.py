@@ -4,7 +4,8 @@
 A new rule is one class with a `name` and the method of its kind (`LRRule.peak_lr`,
 `BatchRule.batch_size`, `WeightDecayRule.weight_decay`, `WarmupRule.warmup_steps`), decorated with
 `@register_rule(<KIND>_RULES)`; recipes (harness/ladder/recipe.py) then accept it. The formulas and
-their sources are in recipe.py's docstring.
+their sources are in recipe.py's docstring. `PowerSchedulerFit` is not a per-run rule but the
+fitted constants of the Power scheduler, which the recipe turns into `schedule=power` fields.
 """
 
 from __future__ import annotations
@@ -235,3 +236,44 @@ class ParamTokensWarmup:
 
     def warmup_steps(self, n: float, tokens_per_step: int, steps: int) -> int:
         return max(min(round(self.tokens_per_param * n / tokens_per_step), int(self.max_fraction * steps)), 0)
+
+
+@dataclass(frozen=True)
+class PowerSchedulerFit:
+    """The Power scheduler's lr = min(lr_max, a * beta * n^b) with a fitted (a, b): beta in sequences
+    per step, n in tokens seen (harness/schedules.py PowerSchedule). `decay_fraction`: the final
+    cooldown, as in the paper (its last 10% of steps decay the LR), as `power_decay_fraction`."""
+
+    a: float
+    b: float
+    decay_fraction: float = 0.1
+
+    def __post_init__(self) -> None:
+        require_positive(self.a, "power_scheduler.a")
+        if not self.b < 0:
+            raise LadderError(f"power_scheduler.b: must be negative (the LR falls as tokens accumulate), "
+                              f"got {self.b!r}")
+        if not 0 <= self.decay_fraction <= 1:
+            raise LadderError(f"power_scheduler.decay_fraction: must be in [0, 1], got {self.decay_fraction!r}")
+
+    @classmethod
+    def from_fit(cls, fit: Any, decay_fraction: float = 0.1) -> "PowerSchedulerFit":
+        """From `python -m harness.fit powersched`'s JSON (or a `PowerSchedulerResult`). The JSON must
+        say its units: a is for beta in sequences and n in tokens, what schedule.power_a expects; a fit
+        with beta in tokens would give an LR seq_len times too large, so it is refused."""
+        summary = fit if isinstance(fit, Mapping) else getattr(fit, "summary", lambda: None)()
+        if not isinstance(summary, Mapping):
+            raise LadderError(f"power scheduler fit: needs the JSON of `python -m harness.fit powersched` or a "
+                              f"PowerSchedulerResult, got {type(fit).__name__}")
+        units = (summary.get("batch_unit"), summary.get("tokens_unit"))
+        if units != ("sequences", "tokens"):
+            raise LadderError(f"power scheduler fit: units (batch_unit, tokens_unit) are {units}; the Power scheduler "
+                              "needs a for beta in sequences per step and n in tokens. Fix: refit with "
+                              "`python -m harness.fit powersched` (B in tokens per step + --seq-len converts)")
+        try:
+            return cls(a=float(summary["a"]), b=float(summary["b"]), decay_fraction=decay_fraction)
+        except (KeyError, TypeError, ValueError) as e:
+            raise LadderError(f"power scheduler fit: needs numbers 'a' and 'b'; got {type(e).__name__}: {e}") from e
+
+    def schedule_fields(self) -> tuple[tuple[str, float], ...]:
+        return (("power_a", self.a), ("power_b", self.b), ("power_decay_fraction", self.decay_fraction))

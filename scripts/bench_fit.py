@@ -26,7 +26,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from harness.fit.data_dir import DataMissing  # noqa: E402
+from harness.fit.data_dir import exit_if_missing  # noqa: E402
 from harness.fit.fitter import fit_law  # noqa: E402
 from harness.fit.laws.base import Law  # noqa: E402
 from harness.fit.laws.final_loss import ChinchillaLaw  # noqa: E402
@@ -116,11 +116,7 @@ def main() -> None:
     parser.add_argument("--data", type=Path, default=None, help="data directory (default: $HARNESS_DATA, "
                         "else ../shared/data)")
     args = parser.parse_args()
-    try:
-        _run(args)
-    except DataMissing as e:
-        print(f"error: {e}", file=sys.stderr)
-        sys.exit(2)  # bad input, as the CLIs do
+    exit_if_missing(lambda: _run(args))
 
 
 def _run(args: argparse.Namespace) -> None:

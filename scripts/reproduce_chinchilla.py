@@ -41,7 +41,7 @@ import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from harness.fit.data_dir import DataMissing, dataset  # noqa: E402
+from harness.fit.data_dir import dataset, exit_if_missing  # noqa: E402
 from harness.fit.extrapolation import fit_for_extrapolation, split_by_compute  # noqa: E402
 from harness.fit.fit_checks import check_fit  # noqa: E402
 from harness.fit.registry import SCALING_LAWS  # noqa: E402
@@ -208,11 +208,7 @@ def main() -> None:
                     "else ../shared/data)")
     args = ap.parse_args()
     t0 = time.perf_counter()
-    try:
-        result = reproduce(n_boot=args.n_boot, seed=args.seed, data=args.data)
-    except DataMissing as e:
-        print(f"error: {e}", file=sys.stderr)
-        sys.exit(2)  # bad input, as the CLIs do
+    result = exit_if_missing(lambda: reproduce(n_boot=args.n_boot, seed=args.seed, data=args.data))
     print(report(result))
     print(f"\ntotal wall time {time.perf_counter() - t0:.1f} s")
 

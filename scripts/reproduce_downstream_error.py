@@ -41,7 +41,7 @@ from scipy.optimize import curve_fit
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from harness.fit.data_dir import DataMissing, dataset  # noqa: E402
+from harness.fit.data_dir import DataMissing, dataset, exit_if_missing  # noqa: E402
 from harness.fit.fit_checks import check_fit  # noqa: E402
 from harness.fit.fitter import fit_law  # noqa: E402
 from harness.fit.registry import SCALING_LAWS  # noqa: E402
@@ -203,11 +203,7 @@ def main() -> None:
     ap.add_argument("--split", default="17", choices=tuple(TASKS), help="17-task (Figure 1) or 46-task average")
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args()
-    try:
-        result = reproduce(args.data, args.dataset, args.split, args.seed)
-    except DataMissing as e:
-        print(f"error: {e}", file=sys.stderr)
-        sys.exit(2)
+    result = exit_if_missing(lambda: reproduce(args.data, args.dataset, args.split, args.seed))
     print(report(result))
 
 

@@ -35,7 +35,7 @@ import pandas as pd
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from harness.fit.fitter import fit_law, metrics  # noqa: E402
-from harness.fit.data_dir import DataMissing, dataset  # noqa: E402
+from harness.fit.data_dir import dataset, exit_if_missing  # noqa: E402
 from harness.fit.io import Curve  # noqa: E402
 from harness.fit.laws.base import Law  # noqa: E402
 from harness.fit.laws.mpl import MultiPowerLaw, fit_official_recipe  # noqa: E402
@@ -165,11 +165,7 @@ def main() -> None:
                         help="curve law of the 'default' column (e.g. lr-noise-sqrt, to check it before making "
                         "it the default)")
     args = parser.parse_args()
-    try:
-        dataset(DATASET, args.data)
-    except DataMissing as e:
-        print(f"error: {e}", file=sys.stderr)
-        sys.exit(2)  # bad input, as the CLIs do
+    exit_if_missing(lambda: dataset(DATASET, args.data))
     t0 = time.perf_counter()
     results = [run(size, data=args.data, default_law=CURVE_LAWS[args.default_law]()) for size in args.sizes]
     for result in results:

@@ -35,7 +35,7 @@ import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from harness.fit.data_dir import DataMissing, dataset  # noqa: E402
+from harness.fit.data_dir import DataMissing, dataset, exit_if_missing  # noqa: E402
 from harness.fit.fit_checks import check_fit  # noqa: E402
 from harness.fit.fitter import fit_law, metrics  # noqa: E402
 from harness.fit.registry import SCALING_LAWS  # noqa: E402
@@ -111,11 +111,7 @@ def main() -> None:
     ap.add_argument("--data", type=Path, default=None)
     ap.add_argument("--dataset", default="rpj", choices=("rpj", "c4_original", "rw_original"))
     args = ap.parse_args()
-    try:
-        results = reproduce(args.data, args.dataset)
-    except DataMissing as e:
-        print(f"error: {e}", file=sys.stderr)
-        sys.exit(2)
+    results = exit_if_missing(lambda: reproduce(args.data, args.dataset))
     print(report(results))
 
 

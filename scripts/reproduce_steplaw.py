@@ -43,7 +43,7 @@ from scipy.optimize import least_squares
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from harness.fit.data_dir import DataMissing, dataset  # noqa: E402
+from harness.fit.data_dir import dataset, exit_if_missing  # noqa: E402
 from harness.fit.hyperparams import fit_step_law  # noqa: E402
 from harness.fit.steplaw_landscape import as_predictor, fit_step_law_vertex, leave_one_size_out, nearest_run_gap  # noqa: E402
 
@@ -132,11 +132,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--data", type=Path, default=None)
     args = ap.parse_args()
-    try:
-        result = reproduce(args.data)
-    except DataMissing as e:
-        print(f"error: {e}", file=sys.stderr)
-        sys.exit(2)
+    result = exit_if_missing(lambda: reproduce(args.data))
     print(report(result))
 
 

@@ -39,7 +39,7 @@ from scipy.optimize import least_squares, minimize
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from harness.fit.data_dir import DataMissing  # noqa: E402
+from harness.fit.data_dir import exit_if_missing  # noqa: E402
 from harness.fit.hyperparams import fit_step_law  # noqa: E402
 from harness.fit.powerlaw import fit_power_law  # noqa: E402
 from harness.fit.steplaw_landscape import (as_predictor, cell_optimum, fit_vertex_law, leave_one_size_out,  # noqa: E402
@@ -154,11 +154,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--data", type=Path, default=None)
     args = ap.parse_args()
-    try:
-        runs = load_runs(args.data)
-    except DataMissing as e:
-        print(f"error: {e}", file=sys.stderr)
-        sys.exit(2)
+    runs = exit_if_missing(lambda: load_runs(args.data))
     table = validate(runs[runs["N"] <= FIT_MAX_N])   # the held-out cells are never passed on
     with pd.option_context("display.width", 140, "display.float_format", lambda v: f"{100 * v:.4f}%"):
         print(table.to_string(index=False))

@@ -24,7 +24,7 @@ os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from harness.fit.data_dir import DataMissing  # noqa: E402
+from harness.fit.data_dir import exit_if_missing  # noqa: E402
 from harness.fit.fitter import fit_law  # noqa: E402
 from harness.fit.hyperparams import fit_step_law  # noqa: E402
 from harness.fit.laws.three_term import ThreeTermLaw  # noqa: E402
@@ -59,11 +59,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--data", type=Path, default=None)
     args = ap.parse_args()
-    try:
-        result = reproduce(args.data)
-    except DataMissing as e:
-        print(f"error: {e}", file=sys.stderr)
-        sys.exit(2)
+    result = exit_if_missing(lambda: reproduce(args.data))
     print(report(result))
 
 

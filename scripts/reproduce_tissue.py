@@ -29,7 +29,7 @@ import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from harness.fit.data_dir import DataMissing, dataset  # noqa: E402
+from harness.fit.data_dir import dataset, exit_if_missing  # noqa: E402
 from harness.fit.fitter import FitResult, fit_law  # noqa: E402
 from harness.fit.io import Curve  # noqa: E402
 from harness.fit.laws.curve import TissueLaw  # noqa: E402
@@ -87,11 +87,7 @@ def main() -> None:
     parser.add_argument("--data", type=Path, default=None, help="data directory (default: $HARNESS_DATA, "
                         "else ../shared/data)")
     args = parser.parse_args()
-    try:
-        fit, wall = run(args.data)
-    except DataMissing as e:
-        print(f"error: {e}", file=sys.stderr)
-        sys.exit(2)  # bad input, as the CLIs do
+    fit, wall = exit_if_missing(lambda: run(args.data))
     print(f"Tissue et al. 2024 example: fit {wall:.2f} s, converged={fit.converged}")
     print(f"  {'param':<6} {'paper':>8} {'ours':>10} {'rel diff':>9}")
     for k, v in PAPER.items():

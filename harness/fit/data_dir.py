@@ -15,7 +15,9 @@ skip (tests/conftest.py, `needs_data`).
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
+from typing import Callable, TypeVar
 
 ENV_VAR = "HARNESS_DATA"
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -36,9 +38,21 @@ SOURCES: dict[str, str] = {
                                    "(arXiv:2408.11029, function Howe_Scaling_Law), as a 40-row table",
 }
 
+T = TypeVar("T")
+
 
 class DataMissing(FileNotFoundError):
     """A public dataset is not in the data directory."""
+
+
+def exit_if_missing(call: Callable[[], T]) -> T:
+    """`call()`, or, when it needs a public dataset that is absent, the reason on stderr and exit 2
+    (bad input, as the CLIs do): the reproduction scripts' entry points."""
+    try:
+        return call()
+    except DataMissing as e:
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(2)
 
 
 def data_root(explicit: Path | str | None = None) -> Path:

@@ -16,6 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from harness.models import fused_ops
 from harness.models.fused_ops import causal_attention, rms_norm, split_heads, swiglu_gate_up
 from harness.models.roles import InitKind, ParamRole, ParamSpec, tag
 
@@ -118,12 +119,16 @@ class CausalSelfAttention(nn.Module):
 
     def forward(self, x_BTD: torch.Tensor) -> torch.Tensor:
         B, T, D = x_BTD.shape
-        qkv_BTNE = self.qkv(x_BTD).view(B, T, -1, self.head_dim)
+        qkv_BTNE = self._project(self.qkv, x_BTD).view(B, T, -1, self.head_dim)
         rotary = self._rotary[0]
         cos_sin = rotary.tables(T, qkv_BTNE.dtype) if rotary is not None else (None, None)
         q_BHTE, k_BKTE, v_BKTE = split_heads(qkv_BTNE, self.n_heads, self.n_kv_heads, *cos_sin)
         y_BHTE = causal_attention(q_BHTE, k_BKTE, v_BKTE, self.scale)
-        return self.out(y_BHTE.transpose(1, 2).reshape(B, T, D))
+        return self._project(self.out, y_BHTE.transpose(1, 2).reshape(B, T, D))
+
+    @staticmethod
+    def _project(layer: nn.Linear, x: torch.Tensor) -> torch.Tensor:
+        return layer(x) if layer.bias is not None else fused_ops.linear(x, layer.weight)
 
 
 class SwiGLU(nn.Module):
@@ -136,7 +141,7 @@ class SwiGLU(nn.Module):
 
     def forward(self, x_BTD: torch.Tensor) -> torch.Tensor:
         # gate_up is a Linear for its parameter (role, init, export); the fused op does its matmul.
-        return self.down(swiglu_gate_up(x_BTD, self.gate_up.weight))
+        return fused_ops.linear(swiglu_gate_up(x_BTD, self.gate_up.weight), self.down.weight)
 
 
 class GeluMLP(nn.Module):

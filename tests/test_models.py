@@ -225,6 +225,85 @@ def test_swiglu_gate_up_under_autocast() -> None:
     assert weight.grad.dtype == torch.float32 and x.grad.dtype == torch.float32
 
 
+def _grad_fn_names(t: torch.Tensor) -> set[str]:
+    """Names of the autograd nodes t was made by (to check which implementation ran)."""
+    names, stack, seen = set(), [t.grad_fn], set()
+    while stack:
+        node = stack.pop()
+        if node is None or node in seen:
+            continue
+        seen.add(node)
+        names.add(type(node).__name__)
+        stack.extend(next_fn for next_fn, _ in node.next_functions)
+    return names
+
+
+@pytest.mark.parametrize("layout", ["contiguous", "strided", "empty"])
+def test_onednn_linear_matches_f_linear(layout: str) -> None:
+    # float32 CPU: the path the model takes in eager training (the float64 cases above take F.linear).
+    gen = torch.Generator().manual_seed(0)
+    x = {"contiguous": torch.randn(3, 7, 24, generator=gen),
+         "strided": torch.randn(7, 3, 48, generator=gen).transpose(0, 1)[..., ::2],
+         "empty": torch.randn(0, 24, generator=gen)}[layout].requires_grad_()
+    weight = torch.randn(40, 24, generator=gen, requires_grad=True)
+    y = fused_ops.linear(x, weight)
+    assert "_LinearBackward" in _grad_fn_names(y)
+    reference = F.linear(x, weight)
+    assert y.shape == reference.shape
+    assert torch.allclose(y, reference, atol=1e-5, rtol=1e-5)
+    grad_y = torch.randn(y.shape, generator=gen)
+    for a, b in zip(torch.autograd.grad(y, (x, weight), grad_y), torch.autograd.grad(reference, (x, weight), grad_y)):
+        assert torch.allclose(a, b, atol=1e-4, rtol=1e-5)
+
+
+def test_onednn_linear_skips_gradients_not_needed() -> None:
+    x = torch.randn(8, 16, requires_grad=True)
+    frozen = torch.randn(12, 16)
+    (grad_x,) = torch.autograd.grad(fused_ops.linear(x, frozen).sum(), (x,))
+    assert torch.allclose(grad_x, frozen.sum(0).expand(8, 16), atol=1e-5)
+
+
+def test_onednn_linear_falls_back_where_it_does_not_fit() -> None:
+    x = torch.randn(4, 16, dtype=torch.float64, requires_grad=True)
+    weight = torch.randn(8, 16, dtype=torch.float64, requires_grad=True)
+    assert "_LinearBackward" not in _grad_fn_names(fused_ops.linear(x, weight))
+    with torch.backends.mkldnn.flags(enabled=False):
+        assert "_LinearBackward" not in _grad_fn_names(fused_ops.linear(x.float(), weight.float()))
+
+
+def test_swiglu_gate_up_float32_matches_composite() -> None:
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randn(2, 9, 32, generator=gen, requires_grad=True)
+    weight = torch.randn(2 * 40, 32, generator=gen, requires_grad=True)
+    h, reference = fused_ops.swiglu_gate_up(x, weight), fused_ops.composite_swiglu_gate_up(x, weight)
+    assert torch.allclose(h, reference, atol=1e-5, rtol=1e-5)
+    grad_h = torch.randn(h.shape, generator=gen)
+    for a, b in zip(torch.autograd.grad(h, (x, weight), grad_h), torch.autograd.grad(reference, (x, weight), grad_h)):
+        assert torch.allclose(a, b, atol=1e-4, rtol=1e-5)
+
+
+@pytest.mark.parametrize("name", ["llama-gqa-tied", "llama-mha-untied", "gpt2-untied"])
+def test_training_step_matches_mkl_path(name: str) -> None:
+    # The oneDNN GEMMs (fused_ops.linear) against the same model with oneDNN off, i.e. nn.Linear /
+    # F.linear on MKL as before: loss and every gradient agree to float32 rounding.
+    torch.manual_seed(0)
+    model = build_model(CONFIGS[name])
+    input_ids = torch.randint(0, VOCAB, (3, SEQ))
+
+    def loss_and_grads() -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        model.zero_grad(set_to_none=True)
+        loss = model(input_ids[:, :-1], targets=input_ids[:, 1:])
+        loss.backward()
+        return loss.detach(), {n: p.grad.clone() for n, p in model.named_parameters()}
+
+    loss, grads = loss_and_grads()
+    with torch.backends.mkldnn.flags(enabled=False):
+        loss_mkl, grads_mkl = loss_and_grads()
+    assert torch.allclose(loss, loss_mkl, atol=1e-6, rtol=0)
+    for pname, grad in grads.items():
+        assert torch.allclose(grad, grads_mkl[pname], atol=1e-6, rtol=1e-4), pname
+
+
 def test_each_arch_is_one_registered_class() -> None:
     from harness.archs import ARCHS
     from harness.models.gpt2 import GPT2

@@ -1,7 +1,9 @@
-"""Hand-written backward passes for the memory-bound elementwise parts of a block.
+"""Hand-written backward passes for the memory-bound elementwise parts of a block, and the GEMMs.
 
-In eager mode on CPU the matmuls and attention of a small model are as fast as they will get; what
-is left is elementwise work, where each op is one pass over memory. Autograd's generic backward of
+In eager mode on CPU the attention kernel of a small model is as fast as it will get. The matmuls
+are not quite: at d_model ~128 oneDNN's GEMM beats MKL's (which nn.Linear and autograd call) on
+the forward and input-gradient products, so bias-free linears run through `linear` below. What is
+left is elementwise work, where each op is one pass over memory. Autograd's generic backward of
 a composite (RMSNorm, RoPE on a fused QKV output) takes many passes, plus a `cat` each time a
 fused tensor was split. These Functions compute the same values in fewer passes and write their
 gradients straight into the fused layout.
@@ -185,6 +187,18 @@ def _autocast_dtype(x: torch.Tensor) -> torch.dtype:
     return x.dtype
 
 
+def _onednn_fits(x: torch.Tensor, weight: torch.Tensor) -> bool:
+    """True where oneDNN's GEMM can stand in for MKL's: CPU, float32 (no autocast), oneDNN on."""
+    return (x.device.type == "cpu" and x.dtype == torch.float32 and weight.dtype == torch.float32
+            and torch.backends.mkldnn.is_available() and torch.backends.mkldnn.enabled
+            and not torch.is_autocast_enabled("cpu"))
+
+
+def _onednn_mm_t(a_NK: torch.Tensor, b_MK: torch.Tensor) -> torch.Tensor:
+    """a @ b^T through oneDNN's GEMM (the kernel behind torch.compile's CPU linear)."""
+    return torch.ops.mkldnn._linear_pointwise(a_NK, b_MK, None, "none", [], "")
+
+
 class _SwiGLUGateUp(torch.autograd.Function):
     """h = silu(x W_gate^T) * (x W_up^T) with W = [W_gate; W_up] one fused [2F, D] parameter.
 
@@ -235,23 +249,13 @@ def swiglu_gate_up(x_BTD: torch.Tensor, weight_2FD: torch.Tensor) -> torch.Tenso
     return h_NF.view(*x_BTD.shape[:-1], h_NF.shape[-1])
 
 
-def _onednn_fits(x: torch.Tensor, weight: torch.Tensor) -> bool:
-    """True where oneDNN's GEMM can stand in for MKL's: CPU, float32, no autocast, no tracing."""
-    return (x.device.type == "cpu" and x.dtype == torch.float32 and weight.dtype == torch.float32
-            and torch.backends.mkldnn.is_available() and not torch.is_autocast_enabled("cpu"))
-
-
-def _onednn_mm_t(a_NK: torch.Tensor, b_MK: torch.Tensor) -> torch.Tensor:
-    """a @ b^T through oneDNN's GEMM (the kernel behind torch.compile's CPU linear)."""
-    return torch.ops.mkldnn._linear_pointwise(a_NK, b_MK, None, "none", [], "")
-
-
 class _Linear(torch.autograd.Function):
-    """y = x W^T (no bias), with the input gradient on oneDNN's GEMM.
+    """y = x W^T (no bias), the forward and the input gradient on oneDNN's GEMM.
 
-    On CPU at d_model ~128, oneDNN's kernel computes the [N, out] x [out, in] input gradient
-    10-20% faster than MKL's (which autograd would call); the weight gradient (a long reduction
-    over N) stays on MKL, which is faster there. Values agree to float rounding.
+    On CPU at d_model ~128 (2026-11-30, torch 2.13, AVX-512) oneDNN computes the [N, D] x [D, F]
+    forward and the [N, F] x [F, D] input gradient 10-20% faster than MKL (which nn.Linear and
+    autograd call); the weight gradient, a long reduction over N, is faster on MKL and stays there.
+    Values agree to float rounding.
     """
 
     @staticmethod
@@ -262,13 +266,14 @@ class _Linear(torch.autograd.Function):
     @staticmethod
     def backward(ctx: Any, grad_y_NF: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         x_ND, weight_FD = ctx.saved_tensors
-        grad_x_ND = _onednn_mm_t(grad_y_NF, weight_FD.t())
-        grad_w_FD = grad_y_NF.t() @ x_ND
+        grad_x_ND = _onednn_mm_t(grad_y_NF, weight_FD.t()) if ctx.needs_input_grad[0] else None
+        grad_w_FD = grad_y_NF.t() @ x_ND if ctx.needs_input_grad[1] else None
         return grad_x_ND, grad_w_FD
 
 
 def linear(x_BTD: torch.Tensor, weight_FD: torch.Tensor) -> torch.Tensor:
-    """x W^T for x [..., D] and a bias-free weight [F, D]."""
+    """x W^T for x [..., D] and a bias-free weight [F, D]; F.linear wherever oneDNN does not fit
+    (GPU, bf16/autocast, torch.compile, the batched stack's vmap)."""
     if _REPLACEMENT[0] is not None or _use_composite() or not _onednn_fits(x_BTD, weight_FD):
         return torch.nn.functional.linear(x_BTD, weight_FD)
     y_NF = _Linear.apply(x_BTD.reshape(-1, x_BTD.shape[-1]), weight_FD)

@@ -61,8 +61,8 @@ _REPLACEMENT: list[Any] = [None]
 
 @contextlib.contextmanager
 def replaced_by(ops: Any) -> Iterator[None]:
-    """Inside this block rms_norm, split_heads, swiglu_gate_up and causal_attention call `ops`' methods
-    of those names."""
+    """Inside this block rms_norm, split_heads, swiglu_gate_up, causal_attention and linear call `ops`'
+    methods of those names."""
     previous = _REPLACEMENT[0]
     _REPLACEMENT[0] = ops
     try:
@@ -195,8 +195,11 @@ def _onednn_fits(x: torch.Tensor, weight: torch.Tensor) -> bool:
 
 
 def _onednn_mm_t(a_NK: torch.Tensor, b_MK: torch.Tensor) -> torch.Tensor:
-    """a @ b^T through oneDNN's GEMM (the kernel behind torch.compile's CPU linear)."""
-    return torch.ops.mkldnn._linear_pointwise(a_NK, b_MK, None, "none", [], "")
+    """a @ b^T through oneDNN's GEMM (the kernel behind torch.compile's CPU linear).
+
+    Both operands are made contiguous first: oneDNN picks its kernel (and so its rounding) by
+    layout, and the batched stack (harness/batched/stacked_ops.py) must get the same bits."""
+    return torch.ops.mkldnn._linear_pointwise(a_NK.contiguous(), b_MK.contiguous(), None, "none", [], "")
 
 
 class _SwiGLUGateUp(torch.autograd.Function):
@@ -267,14 +270,17 @@ class _Linear(torch.autograd.Function):
     def backward(ctx: Any, grad_y_NF: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         x_ND, weight_FD = ctx.saved_tensors
         grad_x_ND = _onednn_mm_t(grad_y_NF, weight_FD.t()) if ctx.needs_input_grad[0] else None
-        grad_w_FD = grad_y_NF.t() @ x_ND if ctx.needs_input_grad[1] else None
+        # As autograd's MmBackward orders it (x^T g, transposed): the batched stack's bmm then agrees bit for bit.
+        grad_w_FD = (x_ND.t() @ grad_y_NF).t() if ctx.needs_input_grad[1] else None
         return grad_x_ND, grad_w_FD
 
 
 def linear(x_BTD: torch.Tensor, weight_FD: torch.Tensor) -> torch.Tensor:
     """x W^T for x [..., D] and a bias-free weight [F, D]; F.linear wherever oneDNN does not fit
-    (GPU, bf16/autocast, torch.compile, the batched stack's vmap)."""
-    if _REPLACEMENT[0] is not None or _use_composite() or not _onednn_fits(x_BTD, weight_FD):
+    (GPU, bf16/autocast, torch.compile)."""
+    if _REPLACEMENT[0] is not None:
+        return _REPLACEMENT[0].linear(x_BTD, weight_FD)
+    if _use_composite() or not _onednn_fits(x_BTD, weight_FD):
         return torch.nn.functional.linear(x_BTD, weight_FD)
     y_NF = _Linear.apply(x_BTD.reshape(-1, x_BTD.shape[-1]), weight_FD)
     return y_NF.view(*x_BTD.shape[:-1], y_NF.shape[-1])

@@ -48,30 +48,6 @@ class _StackedRMSNorm(torch.autograd.Function):
         return grad_x.to(ctx.x_dtype), grad_weight_KD.to(weight_KD.dtype), None
 
 
-def _mm_t_per_run(a_KNC: torch.Tensor, b_KMC: torch.Tensor) -> torch.Tensor:
-    """a[k] @ b[k]^T for each run on the kernel the single-run op uses for the same product:
-    oneDNN's GEMM on CPU float32 (fused_ops._onednn_mm_t, one call per run), else bmm."""
-    if fused_ops._onednn_fits(a_KNC, b_KMC):
-        return torch.stack([fused_ops._onednn_mm_t(a_NC, b_MC) for a_NC, b_MC in zip(a_KNC, b_KMC)])
-    return torch.bmm(a_KNC, b_KMC.transpose(1, 2))
-
-
-class _StackedLinear(torch.autograd.Function):
-    """fused_ops._Linear with one weight per run: x [K, N, D], weight [K, F, D]."""
-
-    @staticmethod
-    def forward(ctx: Any, x_KND: torch.Tensor, weight_KFD: torch.Tensor) -> torch.Tensor:
-        ctx.save_for_backward(x_KND, weight_KFD)
-        return _mm_t_per_run(x_KND, weight_KFD)
-
-    @staticmethod
-    def backward(ctx: Any, grad_y_KNF: torch.Tensor) -> tuple[Optional[torch.Tensor], Optional[torch.Tensor]]:
-        x_KND, weight_KFD = ctx.saved_tensors
-        grad_x_KND = _mm_t_per_run(grad_y_KNF, weight_KFD.transpose(1, 2)) if ctx.needs_input_grad[0] else None
-        grad_w_KFD = torch.bmm(x_KND.transpose(1, 2), grad_y_KNF).transpose(1, 2) if ctx.needs_input_grad[1] else None
-        return grad_x_KND, grad_w_KFD
-
-
 class _StackedSwiGLUGateUp(torch.autograd.Function):
     """fused_ops._SwiGLUGateUp with one fused weight per run: x [K, N, D], weight [K, 2F, D]."""
 
@@ -79,25 +55,23 @@ class _StackedSwiGLUGateUp(torch.autograd.Function):
     def forward(ctx: Any, x_KND: torch.Tensor, weight_K2FD: torch.Tensor) -> torch.Tensor:
         compute_dtype = fused_ops._autocast_dtype(x_KND)
         x_KND = x_KND.to(compute_dtype)
-        w_K2FD = weight_K2FD.to(compute_dtype)
-        gate_up_KN2F = _mm_t_per_run(x_KND, w_K2FD)
-        gate_KNF, up_KNF = gate_up_KN2F.chunk(2, dim=2)
+        w_gate_KFD, w_up_KFD = weight_K2FD.to(compute_dtype).chunk(2, dim=1)
+        gate_KNF = torch.bmm(x_KND, w_gate_KFD.transpose(1, 2))
+        up_KNF = torch.bmm(x_KND, w_up_KFD.transpose(1, 2))
         act_KNF = torch.nn.functional.silu(gate_KNF)
-        ctx.save_for_backward(x_KND, w_K2FD, gate_up_KN2F, act_KNF)
+        ctx.save_for_backward(x_KND, w_gate_KFD, w_up_KFD, gate_KNF, up_KNF, act_KNF)
         ctx.weight_dtype = weight_K2FD.dtype
         return act_KNF * up_KNF
 
     @staticmethod
     def backward(ctx: Any, grad_h_KNF: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        x_KND, w_K2FD, gate_up_KN2F, act_KNF = ctx.saved_tensors
-        gate_KNF, up_KNF = gate_up_KN2F.chunk(2, dim=2)
+        x_KND, w_gate_KFD, w_up_KFD, gate_KNF, up_KNF, act_KNF = ctx.saved_tensors
         grad_h_KNF = grad_h_KNF.to(act_KNF.dtype)
-        grad_KN2F = torch.empty_like(gate_up_KN2F)
-        grad_gate_KNF, grad_up_KNF = grad_KN2F.chunk(2, dim=2)
-        torch.mul(grad_h_KNF, act_KNF, out=grad_up_KNF)
-        torch.ops.aten.silu_backward.grad_input(grad_h_KNF * up_KNF, gate_KNF, grad_input=grad_gate_KNF)
-        grad_x_KND = _mm_t_per_run(grad_KN2F, w_K2FD.transpose(1, 2))
-        grad_w_K2FD = torch.bmm(grad_KN2F.transpose(1, 2), x_KND)
+        grad_up_KNF = grad_h_KNF * act_KNF
+        grad_gate_KNF = torch.ops.aten.silu_backward(grad_h_KNF * up_KNF, gate_KNF)
+        grad_w_K2FD = torch.cat([torch.bmm(grad_gate_KNF.transpose(1, 2), x_KND),
+                                 torch.bmm(grad_up_KNF.transpose(1, 2), x_KND)], dim=1)
+        grad_x_KND = torch.bmm(grad_gate_KNF, w_gate_KFD).baddbmm_(grad_up_KNF, w_up_KFD)
         return grad_x_KND, grad_w_K2FD.to(ctx.weight_dtype)
 
 
@@ -137,19 +111,6 @@ class SwiGLUGateUpOp(_VmapOnly):
         x_KND = _batched_first(x_ND, in_dims[0], info.batch_size)
         weight_K2FD = _batched_first(weight_2FD, in_dims[1], info.batch_size)
         return _StackedSwiGLUGateUp.apply(x_KND, weight_K2FD), 0
-
-
-class LinearOp(_VmapOnly):
-    @staticmethod
-    def forward(x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
-        return torch.nn.functional.linear(x, weight)
-
-    @staticmethod
-    def vmap(info: Any, in_dims: tuple, x: torch.Tensor, weight: torch.Tensor) -> tuple:
-        x_K = _batched_first(x, in_dims[0], info.batch_size)
-        weight_KFD = _batched_first(weight, in_dims[1], info.batch_size)
-        y_KNF = _StackedLinear.apply(x_K.reshape(x_K.shape[0], -1, x_K.shape[-1]), weight_KFD)
-        return y_KNF.view(*x_K.shape[:-1], y_KNF.shape[-1]), 0
 
 
 class SplitHeadsOp(_VmapOnly):
@@ -208,10 +169,6 @@ class StackedOps:
     def causal_attention(q_BHTE: torch.Tensor, k_BKTE: torch.Tensor, v_BKTE: torch.Tensor,
                          scale: Optional[float]) -> torch.Tensor:
         return CausalAttentionOp.apply(q_BHTE, k_BKTE, v_BKTE, scale)
-
-    @staticmethod
-    def linear(x_BTD: torch.Tensor, weight_FD: torch.Tensor) -> torch.Tensor:
-        return LinearOp.apply(x_BTD, weight_FD)
 
     @staticmethod
     def swiglu_gate_up(x_BTD: torch.Tensor, weight_2FD: torch.Tensor) -> torch.Tensor:

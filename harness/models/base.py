@@ -7,9 +7,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from harness.config import ModelConfig
-from harness.models import flops, fused_ops, mup
+from harness.models import flops, mup
 from harness.models.chunked_ce import chunked_readout_cross_entropy
-from harness.models.layers import linear, project
+from harness.models.layers import linear
 from harness.models.roles import ParamRole, initialize, spec_of
 
 
@@ -56,8 +56,8 @@ class DecoderLM(nn.Module):
         if m != 1.0:
             h_BTD = h_BTD * m
         if self.lm_head is not None:
-            return project(self.lm_head, h_BTD)
-        return fused_ops.linear(h_BTD, self.tok_embeddings.weight)
+            return self.lm_head(h_BTD)
+        return F.linear(h_BTD, self.tok_embeddings.weight)
 
     def _output(self, h_BTD: torch.Tensor, targets_BT: torch.Tensor | None) -> torch.Tensor:
         """Logits of the final hidden states, or with targets the mean cross-entropy (fp32 scalar),

@@ -1,9 +1,7 @@
-"""Hand-written backward passes for the memory-bound elementwise parts of a block, and the GEMMs.
+"""Hand-written backward passes for the memory-bound elementwise parts of a block.
 
-In eager mode on CPU the attention kernel of a small model is as fast as it will get. The matmuls
-are not quite: at d_model ~128 oneDNN's GEMM beats MKL's (which nn.Linear and autograd call) on
-the forward and input-gradient products, so bias-free linears run through `linear` below. What is
-left is elementwise work, where each op is one pass over memory. Autograd's generic backward of
+In eager mode on CPU the matmuls and attention of a small model are as fast as they will get; what
+is left is elementwise work, where each op is one pass over memory. Autograd's generic backward of
 a composite (RMSNorm, RoPE on a fused QKV output) takes many passes, plus a `cat` each time a
 fused tensor was split. These Functions compute the same values in fewer passes and write their
 gradients straight into the fused layout.
@@ -61,8 +59,8 @@ _REPLACEMENT: list[Any] = [None]
 
 @contextlib.contextmanager
 def replaced_by(ops: Any) -> Iterator[None]:
-    """Inside this block rms_norm, split_heads, swiglu_gate_up, causal_attention and linear call `ops`'
-    methods of those names."""
+    """Inside this block rms_norm, split_heads, swiglu_gate_up and causal_attention call `ops`' methods
+    of those names."""
     previous = _REPLACEMENT[0]
     _REPLACEMENT[0] = ops
     try:
@@ -187,53 +185,38 @@ def _autocast_dtype(x: torch.Tensor) -> torch.dtype:
     return x.dtype
 
 
-def _onednn_fits(x: torch.Tensor, weight: torch.Tensor) -> bool:
-    """True where oneDNN's GEMM can stand in for MKL's: CPU, float32 (no autocast), oneDNN on."""
-    return (x.device.type == "cpu" and x.dtype == torch.float32 and weight.dtype == torch.float32
-            and torch.backends.mkldnn.is_available() and torch.backends.mkldnn.enabled
-            and not torch.is_autocast_enabled("cpu"))
-
-
-def _onednn_mm_t(a_NK: torch.Tensor, b_MK: torch.Tensor) -> torch.Tensor:
-    """a @ b^T through oneDNN's GEMM (the kernel behind torch.compile's CPU linear).
-
-    Both operands are made contiguous first: oneDNN picks its kernel (and so its rounding) by
-    layout, and the batched stack (harness/batched/stacked_ops.py) must get the same bits."""
-    return torch.ops.mkldnn._linear_pointwise(a_NK.contiguous(), b_MK.contiguous(), None, "none", [], "")
-
-
 class _SwiGLUGateUp(torch.autograd.Function):
     """h = silu(x W_gate^T) * (x W_up^T) with W = [W_gate; W_up] one fused [2F, D] parameter.
 
-    One matmul gives gate and up side by side ([N, 2F]); at d_model ~128 one GEMM of width 2F runs
-    faster than two of width F, and the elementwise ops read the two halves in place. Backward
-    writes both halves' gradients into one [N, 2F] buffer, so the input and weight gradients are
-    again one GEMM each, with no cat and no extra add.
+    The two halves of W are contiguous row blocks, so two matmuls give gate and up as contiguous
+    tensors (elementwise ops on the strided halves of one [N, 2F] product are up to 2x slower), and
+    backward writes both weight gradients into one [2F, D] buffer and accumulates the input gradient
+    in place (addmm_), with no cat and no extra add.
     """
 
     @staticmethod
     def forward(ctx: Any, x_ND: torch.Tensor, weight_2FD: torch.Tensor) -> torch.Tensor:
         compute_dtype = _autocast_dtype(x_ND)
         x_ND = x_ND.to(compute_dtype)
-        w_2FD = weight_2FD.to(compute_dtype)
-        gate_up_N2F = _onednn_mm_t(x_ND, w_2FD) if _onednn_fits(x_ND, w_2FD) else x_ND @ w_2FD.t()
-        gate_NF, up_NF = gate_up_N2F.chunk(2, dim=1)
+        w_gate_FD, w_up_FD = weight_2FD.to(compute_dtype).chunk(2, dim=0)
+        gate_NF = x_ND @ w_gate_FD.t()
+        up_NF = x_ND @ w_up_FD.t()
         act_NF = torch.nn.functional.silu(gate_NF)
-        ctx.save_for_backward(x_ND, w_2FD, gate_up_N2F, act_NF)
+        ctx.save_for_backward(x_ND, w_gate_FD, w_up_FD, gate_NF, up_NF, act_NF)
         ctx.weight_dtype = weight_2FD.dtype
         return act_NF * up_NF
 
     @staticmethod
     def backward(ctx: Any, grad_h_NF: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        x_ND, w_2FD, gate_up_N2F, act_NF = ctx.saved_tensors
-        gate_NF, up_NF = gate_up_N2F.chunk(2, dim=1)
+        x_ND, w_gate_FD, w_up_FD, gate_NF, up_NF, act_NF = ctx.saved_tensors
         grad_h_NF = grad_h_NF.to(act_NF.dtype)
-        grad_N2F = torch.empty_like(gate_up_N2F)
-        grad_gate_NF, grad_up_NF = grad_N2F.chunk(2, dim=1)
-        torch.mul(grad_h_NF, act_NF, out=grad_up_NF)
-        torch.ops.aten.silu_backward.grad_input(grad_h_NF * up_NF, gate_NF, grad_input=grad_gate_NF)
-        grad_x_ND = _onednn_mm_t(grad_N2F, w_2FD.t()) if _onednn_fits(grad_N2F, w_2FD) else grad_N2F @ w_2FD
-        grad_w_2FD = grad_N2F.t() @ x_ND
+        grad_up_NF = grad_h_NF * act_NF
+        grad_gate_NF = torch.ops.aten.silu_backward(grad_h_NF * up_NF, gate_NF)
+        F_ = gate_NF.shape[1]
+        grad_w_2FD = torch.empty((2 * F_, x_ND.shape[1]), dtype=x_ND.dtype, device=x_ND.device)
+        torch.mm(grad_gate_NF.t(), x_ND, out=grad_w_2FD[:F_])
+        torch.mm(grad_up_NF.t(), x_ND, out=grad_w_2FD[F_:])
+        grad_x_ND = torch.mm(grad_gate_NF, w_gate_FD).addmm_(grad_up_NF, w_up_FD)
         return grad_x_ND, grad_w_2FD.to(ctx.weight_dtype)
 
 
@@ -250,37 +233,3 @@ def swiglu_gate_up(x_BTD: torch.Tensor, weight_2FD: torch.Tensor) -> torch.Tenso
         return composite_swiglu_gate_up(x_BTD, weight_2FD)
     h_NF = _SwiGLUGateUp.apply(x_BTD.reshape(-1, x_BTD.shape[-1]), weight_2FD)
     return h_NF.view(*x_BTD.shape[:-1], h_NF.shape[-1])
-
-
-class _Linear(torch.autograd.Function):
-    """y = x W^T (no bias), the forward and the input gradient on oneDNN's GEMM.
-
-    On CPU at d_model ~128 (2026-11-30, torch 2.13, AVX-512) oneDNN computes the [N, D] x [D, F]
-    forward and the [N, F] x [F, D] input gradient 10-20% faster than MKL (which nn.Linear and
-    autograd call); the weight gradient, a long reduction over N, is faster on MKL and stays there.
-    Values agree to float rounding.
-    """
-
-    @staticmethod
-    def forward(ctx: Any, x_ND: torch.Tensor, weight_FD: torch.Tensor) -> torch.Tensor:
-        ctx.save_for_backward(x_ND, weight_FD)
-        return _onednn_mm_t(x_ND, weight_FD)
-
-    @staticmethod
-    def backward(ctx: Any, grad_y_NF: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        x_ND, weight_FD = ctx.saved_tensors
-        grad_x_ND = _onednn_mm_t(grad_y_NF, weight_FD.t()) if ctx.needs_input_grad[0] else None
-        # As autograd's MmBackward orders it (x^T g, transposed): the batched stack's bmm then agrees bit for bit.
-        grad_w_FD = (x_ND.t() @ grad_y_NF).t() if ctx.needs_input_grad[1] else None
-        return grad_x_ND, grad_w_FD
-
-
-def linear(x_BTD: torch.Tensor, weight_FD: torch.Tensor) -> torch.Tensor:
-    """x W^T for x [..., D] and a bias-free weight [F, D]; F.linear wherever oneDNN does not fit
-    (GPU, bf16/autocast, torch.compile)."""
-    if _REPLACEMENT[0] is not None:
-        return _REPLACEMENT[0].linear(x_BTD, weight_FD)
-    if _use_composite() or not _onednn_fits(x_BTD, weight_FD):
-        return torch.nn.functional.linear(x_BTD, weight_FD)
-    y_NF = _Linear.apply(x_BTD.reshape(-1, x_BTD.shape[-1]), weight_FD)
-    return y_NF.view(*x_BTD.shape[:-1], y_NF.shape[-1])

@@ -16,7 +16,6 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from harness.models import fused_ops
 from harness.models.fused_ops import causal_attention, rms_norm, split_heads, swiglu_gate_up
 from harness.models.roles import InitKind, ParamRole, ParamSpec, tag
 
@@ -39,17 +38,6 @@ def linear(d_in: int, d_out: int, *, role: ParamRole, std: float, bias: bool = F
     if layer.bias is not None:
         tag(layer.bias, _ZEROS)
     return layer
-
-
-def project(layer: nn.Linear, x: torch.Tensor) -> torch.Tensor:
-    """layer(x); a bias-free layer's matmul goes through `fused_ops.linear` (oneDNN's GEMM on CPU).
-
-    The Linear module still owns the parameter (role, init, export); only its call is bypassed,
-    so forward hooks on the Linear itself do not fire (hook its parent block instead).
-    """
-    if layer.bias is not None:
-        return layer(x)
-    return fused_ops.linear(x, layer.weight)
 
 
 def embedding(num: int, dim: int, *, std: float) -> nn.Embedding:
@@ -130,12 +118,12 @@ class CausalSelfAttention(nn.Module):
 
     def forward(self, x_BTD: torch.Tensor) -> torch.Tensor:
         B, T, D = x_BTD.shape
-        qkv_BTNE = project(self.qkv, x_BTD).view(B, T, -1, self.head_dim)
+        qkv_BTNE = self.qkv(x_BTD).view(B, T, -1, self.head_dim)
         rotary = self._rotary[0]
         cos_sin = rotary.tables(T, qkv_BTNE.dtype) if rotary is not None else (None, None)
         q_BHTE, k_BKTE, v_BKTE = split_heads(qkv_BTNE, self.n_heads, self.n_kv_heads, *cos_sin)
         y_BHTE = causal_attention(q_BHTE, k_BKTE, v_BKTE, self.scale)
-        return project(self.out, y_BHTE.transpose(1, 2).reshape(B, T, D))
+        return self.out(y_BHTE.transpose(1, 2).reshape(B, T, D))
 
 
 class SwiGLU(nn.Module):
@@ -148,7 +136,7 @@ class SwiGLU(nn.Module):
 
     def forward(self, x_BTD: torch.Tensor) -> torch.Tensor:
         # gate_up is a Linear for its parameter (role, init, export); the fused op does its matmul.
-        return project(self.down, swiglu_gate_up(x_BTD, self.gate_up.weight))
+        return self.down(swiglu_gate_up(x_BTD, self.gate_up.weight))
 
 
 class GeluMLP(nn.Module):

@@ -27,6 +27,7 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
+import os
 import statistics
 import time
 from dataclasses import asdict, dataclass
@@ -178,12 +179,26 @@ def detect_peak_flops(device_name: str) -> Optional[float]:
     return None
 
 
+def _load_average() -> Optional[float]:
+    """1-minute load average of the machine (None where the OS does not report it)."""
+    try:
+        return os.getloadavg()[0]
+    except (AttributeError, OSError):
+        return None
+
+
 def bench_cpu(args: argparse.Namespace) -> list[Row]:
     torch.set_num_threads(args.threads)
     cfg = CPU_SHAPE
     steps = make_steps(cfg, args.cpu_batch, torch.device("cpu"), None, compile_ours=args.compile,
                        with_eager_ours=True, with_hf=True)
+    load_before = _load_average()
     run_alternating(steps, args.warmup, args.rounds, args.steps_per_round)
+    # Other processes on the same cores change the ratio, not only the times (2026-11-30: 1.04x at
+    # load ~0.1, 1.4-1.6x at load ~4 on 2 cores): report the load with the figures.
+    args.cpu_load = (load_before, _load_average())
+    print(f"\nmachine load (1-min average) before / after: {args.cpu_load[0]} / {args.cpu_load[1]} "
+          f"on {os.cpu_count()} CPUs")
     rows = to_rows(steps, f"cpu ({args.threads} threads)", args.cpu_batch, cfg.max_seq_len,
                    build_model(cfg).flops_per_token(cfg.max_seq_len), None)
     print_table(f"CPU, fp32, batch {args.cpu_batch} x seq {cfg.max_seq_len}", rows, build_model(cfg).num_params())

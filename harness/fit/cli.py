@@ -86,7 +86,11 @@ def _add_law_fit(sub: argparse._SubParsersAction, mode: str, laws: dict) -> None
                              "kaplan-steps (columns N, step, B) and chinchilla-journey (N_avg, D) are seed laws "
                              "checked on synthetic data only. cmr (columns ratio, T, L0) has an ASSUMED loss surface "
                              "L0 + (T/T_ref)^p (a + b r^q) (the CMR paper's text was not available); its critical "
-                             "ratio comes from the mixture_sweep report (docs/MIXTURES.md). See harness/fit/laws/"))
+                             "ratio comes from the mixture_sweep report (docs/MIXTURES.md). three-term (columns N, B in "
+                             "tokens, step) is EXPERIMENTAL: Schaipp 2026's L = E + A/N^a + B/M^b + C/K^c, taken "
+                             "from secondary sources (the paper's text was not available); on Step Law's grid its "
+                             "optimal-batch exponent does not match the paper's quoted one (docs/STEPLAW.md). "
+                             "See harness/fit/laws/"))
     p.add_argument("--fit", required=True, nargs="+", type=Path, help="input files to fit on")
     p.add_argument("--predict", nargs="*", default=[], type=Path, help="input files to predict")
     p.add_argument("--out", required=True, type=Path, help="output directory")

@@ -129,3 +129,37 @@ def test_cli_powerlines_reports_b_crit_and_the_pareto_choice(tmp_path: Path) -> 
     assert result["pareto"]["choice"]["steps"] == pytest.approx(1e6)
     assert main(["powerlines", str(path), "--n-boot", "0", "--allow-edge", "--target-loss", "2.6"]) == 2
     assert main(["powerlines", str(path), "--n-boot", "0", "--allow-edge", "--max-steps", "1e6"]) == 2
+    # The compute-budget twin: the least loss for the compute the target needed, within the same steps.
+    spent = result["pareto"]["choice"]["C"]
+    assert main(["powerlines", str(path), "--n-boot", "50", "--allow-edge", "--compute", repr(spent),
+                 "--loss-law", law, "--max-steps", "1e6", "--out", str(out)]) == 0
+    at_compute = json.loads(out.read_text())["pareto"]["choice"]
+    assert at_compute["loss"] == pytest.approx(2.6, abs=2e-3) and at_compute["steps"] == pytest.approx(1e6)
+    assert main(["powerlines", str(path), "--n-boot", "0", "--allow-edge", "--compute", "1e20",
+                 "--loss-law", law]) == 2  # a compute budget without a time budget
+    assert main(["powerlines", str(path), "--n-boot", "0", "--allow-edge", "--compute", "1e20", "--target-loss", "2.6",
+                 "--loss-law", law, "--max-steps", "1e6"]) == 2
+
+
+def test_pareto_at_compute_matches_a_brute_force_search_and_inverts_pareto_choice() -> None:
+    from harness.fit.hyperparams import pareto_at_compute
+
+    ref = pareto_choice(LOSS, LAW, target_loss=2.6, max_steps=0.5 * unconstrained()["S_min"],
+                        n_values=np.geomspace(1e6, 1e12, 4000)).choice
+    # The least loss at the compute and steps that the least-compute choice for loss 2.6 needed is 2.6, at that N.
+    got = pareto_at_compute(LOSS, LAW, compute=ref["C"], max_steps=ref["steps"],
+                            n_values=np.geomspace(1e6, 1e12, 4000)).choice
+    assert got["loss"] == pytest.approx(2.6, abs=2e-4)
+    assert got["N"] == pytest.approx(ref["N"], rel=0.05)
+    assert got["B"] == pytest.approx(ref["B"], rel=0.05)
+    # Brute force over (N, B) at that compute: no batch >= D / S gives a lower loss than the choice.
+    best = np.inf
+    for n in np.geomspace(ref["N"] / 30, ref["N"] * 30, 300):
+        d = ref["C"] / (6 * n)
+        for d_min in np.geomspace(d * 1e-4, d, 800):
+            batch = (d / d_min - 1) * b_crit(d_min)
+            if batch >= d / ref["steps"]:
+                best = min(best, float(LOSS(n, d_min)))
+    assert got["loss"] <= best + 1e-4
+    with pytest.raises(ValueError, match="positive"):
+        pareto_at_compute(LOSS, LAW, compute=0, max_steps=10)

@@ -18,7 +18,8 @@ from typing import Any, Callable
 import pandas as pd
 
 from harness.files import atomic_write_text
-from harness.fit.hyperparams import ChinchillaLoss, critical_batch_scan, fit_power_lines, fit_step_law, pareto_choice
+from harness.fit.hyperparams import (ChinchillaLoss, critical_batch_scan, fit_power_lines, fit_step_law, pareto_at_compute,
+                                    pareto_choice)
 from harness.fit.io import InputError
 from harness.fit.isoflop import envelope_minimum, isoflop_profiles
 
@@ -80,10 +81,14 @@ def powerlines(table: pd.DataFrame, args: argparse.Namespace) -> dict[str, Any]:
     out = {**result.summary(), "cells": result.cells.to_dict(orient="records")}
     if result.crit_points is not None:
         out["batch_crit_points"] = result.crit_points.to_dict(orient="records")
-    if getattr(args, "target_loss", None) is not None:
+    target_loss, compute = getattr(args, "target_loss", None), getattr(args, "compute", None)
+    if target_loss is not None and compute is not None:
+        raise ValueError("--target-loss and --compute are two questions; give one of them")
+    if target_loss is not None or compute is not None:
         out["pareto"] = _pareto(result, args)
     elif getattr(args, "max_steps", None) is not None or getattr(args, "loss_law", None) is not None:
-        raise ValueError("--max-steps / --loss-law choose (N, D, B) for a --target-loss; give --target-loss too")
+        raise ValueError("--max-steps / --loss-law choose (N, D, B) for a --target-loss or a --compute budget; "
+                         "give one of them too")
     return out
 
 
@@ -104,12 +109,17 @@ def _loss_law(spec: str) -> ChinchillaLoss:
 
 
 def _pareto(result, args: argparse.Namespace) -> dict[str, Any]:
+    flag = "--target-loss" if args.target_loss is not None else "--compute"
     if args.loss_law is None:
-        raise ValueError("--target-loss needs --loss-law (the L(N, D) the target is read on)")
+        raise ValueError(f"{flag} needs --loss-law (the L(N, D) the choice is read on)")
     if result.batch_crit is None:
-        raise ValueError(f"--target-loss needs B_crit(D), which this table cannot give: {result.batch_crit_note}")
-    choice = pareto_choice(_loss_law(args.loss_law), result.batch_crit, args.target_loss, args.max_steps)
-    return choice.summary()
+        raise ValueError(f"{flag} needs B_crit(D), which this table cannot give: {result.batch_crit_note}")
+    if args.target_loss is not None:
+        return pareto_choice(_loss_law(args.loss_law), result.batch_crit, args.target_loss, args.max_steps).summary()
+    if args.max_steps is None:
+        raise ValueError("--compute needs --max-steps (without a time budget the choice is the loss law's own "
+                         "compute optimum: `harness.fit scaling`)")
+    return pareto_at_compute(_loss_law(args.loss_law), result.batch_crit, args.compute, args.max_steps).summary()
 
 
 def powersched(table: pd.DataFrame, args: argparse.Namespace) -> dict[str, Any]:

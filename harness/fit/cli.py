@@ -28,7 +28,8 @@ as JSON and, with --out FILE, also written there:
     powersched runs.csv   [--seq-len L] [--n-boot 1000] [--allow-edge]    D, B, lr, loss (+ seq_len, N optional)
 
   powerlines also fits B_crit(D) when the table sweeps D at fixed (N, B), and with --target-loss X
-  --loss-law params.json [--max-steps S] picks the (N, D, B) of least compute within S steps
+  --loss-law params.json [--max-steps S] picks the (N, D, B) of least compute within S steps, or with
+  --compute C --max-steps S the (N, D, B) of least loss
   (ASSUMED formulas: docs/POWER_SCHEDULER.md). powersched fits the Power Scheduler's
   lr_opt = a * beta * n^b (beta sequences per step, n tokens) from WSD / constant-LR sweeps.
 
@@ -177,6 +178,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--loss-law", default=None, metavar="PARAMS",
                    help="L(N, D) for --target-loss: `harness.fit scaling --law chinchilla`'s params.json, or "
                         "E=..,A=..,alpha=..,B=..,beta=..")
+    p.add_argument("--compute", type=float, default=None,
+                   help="Pareto choice at a compute budget: the (N, D, B) of least loss for this many FLOPs (6 N D) "
+                        "within --max-steps steps (same ASSUMED formulas)")
     p.add_argument("--max-steps", type=float, default=None, help="time budget in optimizer steps (none: no limit)")
     p = _add_analysis(sub, "powersched", "Power Scheduler: lr_opt = a * beta * n^b from WSD / constant-LR sweeps "
                       "(beta sequences per step, n tokens; b shared, a from lr_opt / beta)",

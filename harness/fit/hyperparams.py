@@ -540,3 +540,49 @@ def pareto_choice(loss: ChinchillaLoss, batch_crit: PowerLaw, target_loss: float
                          "raise the step budget or the target loss")
     choice = frontier.loc[frontier["C"].idxmin()].to_dict()
     return ParetoChoice(frontier=frontier, choice={k: float(v) for k, v in choice.items()}, max_steps=max_steps)
+
+
+def _tokens_worth(tokens: float, batch: float, batch_crit: PowerLaw) -> float:
+    """D_min with D_min (1 + B / B_crit(D_min)) = `tokens`: what `tokens` trained at batch B are worth
+    at a small batch (the inverse of pareto_choice's D(B)). Increasing in D_min while B_crit grows
+    slower than D (exponent < 1), so the root in (0, tokens] is unique; bisection in log D_min."""
+    lo, hi = np.log(tokens) - 60.0, np.log(tokens)
+    for _ in range(200):
+        mid = 0.5 * (lo + hi)
+        d_min = np.exp(mid)
+        if d_min * (1.0 + batch / float(batch_crit(d_min))) > tokens:
+            hi = mid
+        else:
+            lo = mid
+    return float(np.exp(0.5 * (lo + hi)))
+
+
+def pareto_at_compute(loss: ChinchillaLoss, batch_crit: PowerLaw, compute: float, max_steps: float,
+                      n_values: Sequence[float] | None = None, flops_per_param: float = 6.0) -> ParetoChoice:
+    """The (N, D, B) of least loss for `compute` FLOPs within `max_steps` steps: the compute-budget
+    twin of `pareto_choice`, under the same ASSUMED formulas. For each N, D = C / (6 N) tokens must
+    be trained in at most S steps, so the batch is at least D / S; a larger batch only wastes data,
+    so B = D / S, the tokens are worth D_min with D = D_min (1 + B / B_crit(D_min)), and the loss is
+    L(N, D_min). `n_values` default: 400 log-spaced sizes over 6 decades around the compute-optimal
+    N of the loss law alone."""
+    if not compute > 0 or not max_steps > 0:
+        raise ValueError(f"pareto: compute and max_steps must be positive, got {compute!r}, {max_steps!r}")
+    if not batch_crit.exponents[0] < 1:
+        raise ValueError(f"pareto: B_crit ~ D^{batch_crit.exponents[0]:.3g} grows as fast as D; the tokens' worth "
+                         "at a given batch is not unique")
+    if n_values is None:
+        # Chinchilla's closed-form optimum (no batch penalty) centres the search.
+        a, b = loss.alpha, loss.beta
+        g = (a * loss.A / (b * loss.B)) ** (1.0 / (a + b))
+        n_opt = g * (compute / flops_per_param) ** (b / (a + b))
+        n_values = np.geomspace(n_opt * 1e-3, n_opt * 1e3, 400)
+    rows = []
+    for n in map(float, n_values):
+        d = compute / (flops_per_param * n)
+        b = d / max_steps
+        d_min = _tokens_worth(d, b, batch_crit)
+        rows.append({"N": n, "D": d, "B": b, "steps": max_steps, "D_min": d_min, "B_crit": float(batch_crit(d_min)),
+                     "loss": float(loss(n, d_min)), "C": compute, "tokens_per_param": d / n})
+    frontier = pd.DataFrame(rows)
+    choice = frontier.loc[frontier["loss"].idxmin()].to_dict()
+    return ParetoChoice(frontier=frontier, choice={k: float(v) for k, v in choice.items()}, max_steps=max_steps)

@@ -33,6 +33,7 @@ import numpy as np
 import pandas as pd
 from scipy.optimize import least_squares
 
+from harness.fit.laws.final_loss import FLOPS_PER_PARAM_TOKEN, chinchilla_optimal
 from harness.fit.powerlaw import PowerLaw, fit_power_law
 
 # Step Law's (and DeepSeek's) definition of "near-optimal": within 0.25% of the best loss.
@@ -571,10 +572,10 @@ def pareto_at_compute(loss: ChinchillaLoss, batch_crit: PowerLaw, compute: float
         raise ValueError(f"pareto: B_crit ~ D^{batch_crit.exponents[0]:.3g} grows as fast as D; the tokens' worth "
                          "at a given batch is not unique")
     if n_values is None:
-        # Chinchilla's closed-form optimum (no batch penalty) centres the search.
-        a, b = loss.alpha, loss.beta
-        g = (a * loss.A / (b * loss.B)) ** (1.0 / (a + b))
-        n_opt = g * (compute / flops_per_param) ** (b / (a + b))
+        # Chinchilla's closed-form optimum (no batch penalty) centres the search; the budget is rescaled
+        # so that chinchilla_optimal's FLOPs per parameter-token become flops_per_param.
+        budget = compute * FLOPS_PER_PARAM_TOKEN / flops_per_param
+        n_opt = float(chinchilla_optimal(budget, loss.A, loss.B, loss.alpha, loss.beta).N_opt)
         n_values = np.geomspace(n_opt * 1e-3, n_opt * 1e3, 400)
     rows = []
     for n in map(float, n_values):

@@ -30,7 +30,7 @@ import numpy as np
 import pandas as pd
 
 from harness.experiment.kinds import Report
-from harness.files import atomic_write_json, atomic_write_text
+from harness.files import atomic_write_json, atomic_write_text, save_figure
 from harness.formatting import finite
 
 FIT_JSON = "power_scheduler_fit.json"
@@ -141,9 +141,7 @@ def _plots(out_dir: Path, points: pd.DataFrame, fit) -> list[Path]:
     ax.set(xscale="log", xlabel="peak LR (WSD)", ylabel="final loss", title="LR sweeps per (beta, n) cell")
     ax.legend(fontsize=6)
     fig.tight_layout()
-    paths.append(out_dir / "lr_sweeps.png")
-    fig.savefig(paths[-1], dpi=120)
-    plt.close(fig)
+    paths.append(save_figure(fig, out_dir / "lr_sweeps.png", dpi=120, tight=False))
     if fit is not None:
         fig, ax = plt.subplots(figsize=(5, 4))
         c = fit.cells
@@ -153,7 +151,5 @@ def _plots(out_dir: Path, points: pd.DataFrame, fit) -> list[Path]:
         ax.set(xscale="log", yscale="log", xlabel="tokens n", ylabel="lr_opt / beta", title="Power Scheduler fit")
         ax.legend(fontsize=7)
         fig.tight_layout()
-        paths.append(out_dir / "lr_opt_vs_tokens.png")
-        fig.savefig(paths[-1], dpi=120)
-        plt.close(fig)
+        paths.append(save_figure(fig, out_dir / "lr_opt_vs_tokens.png", dpi=120, tight=False))
     return paths

@@ -52,3 +52,18 @@ def test_refuses_when_the_sweep_shows_no_forgetting_or_too_few_ratios():
 
 def test_registered_as_a_scaling_law():
     assert SCALING_LAWS["cmr"]().name == "cmr"
+
+
+def test_holdout_check_predicts_the_largest_budget_of_a_known_surface_and_beats_carrying_forward():
+    from harness.fit.laws.cmr import holdout_check
+
+    theta = (0.4, 1.5, -0.05, 0.3)
+    r, T, g = sweep(theta, noise=2e-4)
+    check = holdout_check("general", r, T, g, 4.0)
+    assert check is not None and check.converged
+    assert check.tokens == TOKENS.max() and check.n_held == RATIOS.size and check.n_fit == r.size - RATIOS.size
+    # the law extrapolates one doubling of T within the noise; carrying the last loss forward misses the drift
+    assert check.mean_rel_error < 1e-3 < check.persistence_mean_rel_error
+    # a sweep with a single fitted budget cannot be checked forward in time
+    two = T <= 2e5
+    assert holdout_check("general", r[two], T[two], g[two], 4.0) is None

@@ -55,6 +55,10 @@ def test_run_continues_the_base_and_reports_per_domain_losses(finished):
     # either a CMR with its interval, or the reason it is not reported: never silence
     assert (summary["cmr"] is not None and "**CMR at T" in markdown) or "CMR NOT REPORTED" in markdown
     assert (finished / "mixture.png").stat().st_size > 10_000
+    # the surface is checked forward in time on both sources (12 points: 8 fitted, 4 held at the largest T)
+    assert [h["source"] for h in summary["holdout"]] == ["prose", "code"]
+    assert all(h["n_held"] == 4 and h["n_fit"] == 8 and h["mean_rel_error"] >= 0 for h in summary["holdout"])
+    assert "Held-out check of the surface" in markdown
     import csv
     with open(finished / "runs.csv") as f:
         table = list(csv.DictReader(f))

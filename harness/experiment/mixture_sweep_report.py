@@ -55,7 +55,7 @@ def sweep_points(table, general: str, domain: str, tokens_per_step: int) -> dict
 
 
 def mixture_report(out_dir: Path, table, plan: dict[str, Any]) -> Report:
-    from harness.fit.laws.cmr import CMRError, fit_cmr
+    from harness.fit.laws.cmr import CMRError, fit_cmr, holdout_check
 
     p = plan["spec"]["mixture_sweep"]
     general, domain = p.get("general", "general"), p.get("domain", "code")
@@ -78,9 +78,21 @@ def mixture_report(out_dir: Path, table, plan: dict[str, Any]) -> Report:
             refused = str(err)
     if refused:
         warnings.append(f"CMR NOT REPORTED: {refused}")
+    holdout = []
+    if base is not None and pts:
+        for source, key in ((general, "general"), (domain, "domain")):
+            check = holdout_check(source, [q["ratio"] for q in pts], [q["T"] for q in pts], [q[key] for q in pts],
+                                  base[key])
+            if check is not None:
+                holdout.append(check.to_json())
+                if not check.mean_rel_error < check.persistence_mean_rel_error:
+                    warnings.append(f"WARNING: held-out check: the {source} surface fitted below T = {check.tokens:,.0f} "
+                                    f"predicts that budget worse ({100 * check.mean_rel_error:.2f}%) than carrying each "
+                                    f"ratio's last loss forward ({100 * check.persistence_mean_rel_error:.2f}%): the "
+                                    "assumed surface does not extrapolate in T on this sweep; sample more token budgets")
     summary = {"kind": "mixture_sweep", "general": general, "domain": domain, "tokens_per_step": tokens_per_step,
                "base": base, "points": pts, "cmr": result.to_json() if result else None, "refused": refused,
-               "warnings": warnings}
+               "holdout": holdout, "warnings": warnings}
     plots = _plot(out_dir, summary, result) if pts and base else []
     return Report(markdown=_markdown(plan, summary), summary=summary, plots=plots)
 
@@ -131,6 +143,17 @@ def _markdown(plan: dict[str, Any], s: dict[str, Any]) -> str:
                   "CMR by budget: " + ", ".join(f"T={float(t):,.0f}: {v:.3f}" for t, v in cmr["cmr_by_tokens"].items()), ""]
     elif s["refused"]:
         lines += ["## CMR", "", f"Not reported: {s['refused']}", ""]
+    if s.get("holdout"):
+        lines += ["## Held-out check of the surface (forward in time)", "",
+                  "Each source's surface refitted on the points below the largest T and asked for the largest T's "
+                  "points; the baseline carries each ratio's loss at the last fitted T forward unchanged.", "",
+                  "| source | predicted T | fit / held points | mean rel. error | max rel. error | baseline mean | converged |",
+                  "|---|---|---|---|---|---|---|"]
+        for h in s["holdout"]:
+            lines.append(f"| {h['source']} | {h['tokens']:,.0f} | {h['n_fit']} / {h['n_held']} | "
+                         f"{100 * h['mean_rel_error']:.2f}% | {100 * h['max_rel_error']:.2f}% | "
+                         f"{100 * h['persistence_mean_rel_error']:.2f}% | {h['converged']} |")
+        lines.append("")
     return "\n".join(lines) + "\n"
 
 

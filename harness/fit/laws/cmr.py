@@ -202,3 +202,44 @@ def fit_cmr(ratio: Sequence[float], tokens: Sequence[float], general_loss: Seque
     return CMRResult(cmr=cmr, interval=interval, level=level, tokens=budget, tolerance=tolerance,
                      general=general.to_json(), domain=domain, t_ref=t_ref, n_boot_ok=len(boots),
                      sampled_ratios=(lo_r, hi_r), cmr_by_tokens=by_tokens, warnings=warnings)
+
+
+@dataclass
+class HoldoutCheck:
+    """Forward-in-time check of one source's surface: fitted on T < T_max, scored on the T_max points."""
+
+    source: str
+    tokens: float
+    n_fit: int
+    n_held: int
+    converged: bool
+    mean_rel_error: float
+    max_rel_error: float
+    # Baseline that knows no law: each ratio's loss at the last fitted T, carried forward unchanged.
+    persistence_mean_rel_error: float
+
+    def to_json(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+def holdout_check(source: str, ratio: Sequence[float], tokens: Sequence[float], loss: Sequence[float],
+                  base: float) -> HoldoutCheck | None:
+    """Fit the surface on every T below the largest and predict the largest T's points (an independent check
+    of the assumed surface on the sweep's own data); None when the sweep has too few points for it."""
+    r, T, y = (np.asarray(v, dtype=float) for v in (ratio, tokens, loss))
+    t_max = float(T.max())
+    fit_rows, held = T < t_max, T == t_max
+    # 4 free parameters: ask for more fitted points than that, and for every held ratio to have been seen.
+    if fit_rows.sum() < 6 or np.unique(T[fit_rows]).size < 2 or np.unique(r[fit_rows]).size < 3:
+        return None
+    table = {"ratio": r, "T": T, "L0": np.full_like(r, base)}
+    law, fit = _fit({k: v[fit_rows] for k, v in table.items()}, y[fit_rows], float(T[fit_rows].min()))
+    pred = law.predict(fit.theta, law.prepare({k: v[held] for k, v in table.items()}))
+    rel = np.abs(pred - y[held]) / y[held]
+    t_last = float(T[fit_rows].max())
+    last = {float(rr): float(yy) for rr, tt, yy in zip(r, T, y) if tt == t_last}
+    carried = np.array([last.get(float(rr), np.nan) for rr in r[held]])
+    persistence = np.abs(carried - y[held]) / y[held]
+    return HoldoutCheck(source=source, tokens=t_max, n_fit=int(fit_rows.sum()), n_held=int(held.sum()),
+                        converged=bool(fit.converged), mean_rel_error=float(rel.mean()),
+                        max_rel_error=float(rel.max()), persistence_mean_rel_error=float(np.nanmean(persistence)))

@@ -149,6 +149,14 @@ def test_cli_default_law_and_predict_schedule(tmp_path, capsys):
     if registry.DEFAULT_CURVE_LAW.startswith("lr-noise"):  # exact law: the prediction is the truth
         np.testing.assert_allclose(pred["loss_pred"], want, rtol=1e-3)
     assert (out / "pred_cos.csv").is_file()
+    # both targets are at peak LRs no fit curve has (4e-3, 1e-3 vs 2e-3): said on stderr and in the outputs
+    notices = [w for w in params["warnings"] if w["kind"] == "peak_lr_extrapolation"]
+    assert [("wsd_sqrt" in w["message"], "cos" in w["message"]) for w in notices] == [(True, False), (False, True)]
+    assert "peak LR 0.004" in capsys.readouterr().err
+    same = tmp_path / "same.yaml"
+    same.write_text("name: cosine\nsteps: 900\npeak_lr: 2.0e-3\nwarmup_steps: 50\n")
+    assert main(["curve", "--fit", *paths, "--predict-schedule", str(same), "--out", str(tmp_path / "o2")]) == 0
+    assert not json.loads((tmp_path / "o2" / "params.json").read_text())["warnings"]
 
 
 @pytest.mark.parametrize("text,problem", [

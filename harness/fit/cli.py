@@ -92,7 +92,7 @@ def _add_law_fit(sub: argparse._SubParsersAction, mode: str, laws: dict) -> None
                              "tokens, step) is EXPERIMENTAL: Schaipp 2026's L = E + A/N^a + B/M^b + C/K^c, taken "
                              "from secondary sources (the paper's text was not available); on Step Law's grid its "
                              "optimal-batch exponent does not match the paper's quoted one, while it predicts held-out "
-                             "sizes' losses to 0.5% (docs/STEPLAW.md). "
+                             "sizes' losses to 0.5 percent (docs/STEPLAW.md). "
                              "See harness/fit/laws/"))
     p.add_argument("--fit", required=True, nargs="+", type=Path, help="input files to fit on")
     p.add_argument("--predict", nargs="*", default=[], type=Path, help="input files to predict")

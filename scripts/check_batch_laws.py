@@ -27,13 +27,17 @@ uses the best-lr run of every (N, D, B) ("rows") unless it says otherwise; K = D
    * B_crit's trend to held-out sizes: B_crit(L) = c L^m (Kaplan's form) and B_crit(D_min) = c D^m
      (Power Lines' form) fitted on the fit sizes' points, and the `kaplan-steps` law's
      B_crit(L) = B* / L^(1/alpha_B) fitted on the fit rows, each against B_crit measured at the
-     held-out sizes (from their own runs).
+     held-out sizes (from their own runs);
+   * steps to the held-out sizes' targets at each batch, from `three-term` and `kaplan-steps`
+     fitted on the fit rows (the law solved for its steps), against the steps read from the runs.
 3. `powerlines` (harness/fit/hyperparams.py `fit_power_lines`): tau_opt(D/N) and B_opt(D) fitted on
    the fit cells; for a held-out cell B = B_opt(D) and lr = B / (lambda D tau_opt(D/N)); the loss gap
    of the run nearest (lr, B) in (log lr, log B): Step Law's metric, anchor 0.114% (the official
    Step Law refit). The grid's weight decay is one value, so lambda cancels out of lr (any constant
    gives the same lr) and lambda_opt cannot be checked: only tau_opt read as an lr law at fixed
-   lambda, and B_opt.
+   lambda, and B_opt. The law assumes tau_opt does not depend on B; its slope in log B inside a
+   cell is reported. Below the table, a post-hoc diagnostic (not a candidate method): tau_opt fitted
+   only at each fit cell's B_opt.
 
     python scripts/check_batch_laws.py [--data DIR]
 """

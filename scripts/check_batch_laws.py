@@ -381,7 +381,7 @@ def mean_max(errors: Sequence[float] | np.ndarray) -> str:
 
 def build_table(loss: LossChecks, crit: CritBatchChecks, lines: PowerLinesCheck) -> list[TableRow]:
     r = loss.rows
-    rows = [TableRow("three-term", f"loss of the {loss.n_held_rows} held-out (N, D, B) rows, mean / max |rel. err.|",
+    rows = [TableRow("three-term", f"loss of the {loss.n_held_rows} held-out (N, D, B) rows, mean / max relative error",
                      held_out(r["three-term"]), f"chinchilla, blind to B: {held_out(r['chinchilla'])}"),
             TableRow("kaplan-steps", "same rows, mean / max", held_out(r["kaplan-steps"]),
                      "(three-term above)"),

@@ -341,18 +341,7 @@ def powerlines_check(runs: pd.DataFrame, fit_max_n: float = FIT_MAX_N) -> PowerL
                                                                                   float(step.batch(D=d)))),
                            tau_formula=lines.tau_opt.formula("tau_opt"),
                            batch_formula=lines.batch_opt.formula("B_opt"), n_edge_warnings=len(lines.warnings),
-                           tau_batch_slope=within_cell_slope(cells, "B", "tau_opt"))
-
-
-def within_cell_slope(cells: pd.DataFrame, x: str, y: str) -> float:
-    """OLS slope of log y on log x with one intercept per (N, D) cell (a fixed effect each): how y
-    moves with x inside a cell. Power Lines' claim that tau_opt does not depend on B is slope 0;
-    slope 1 is tau_opt ∝ B, i.e. at a fixed weight decay an lr_opt that does not move with B."""
-    lx, ly = np.log(cells[x].to_numpy(float)), np.log(cells[y].to_numpy(float))
-    cell = cells.groupby(["N", "D"]).ngroup().to_numpy()
-    lx = lx - pd.Series(lx).groupby(cell).transform("mean").to_numpy()
-    ly = ly - pd.Series(ly).groupby(cell).transform("mean").to_numpy()
-    return float(lx @ ly / (lx @ lx))
+                           tau_batch_slope=lines.tau_batch_slope)
 
 
 # ---- the table ------------------------------------------------------------------------------------

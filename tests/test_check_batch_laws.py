@@ -14,6 +14,8 @@ import pytest
 
 from conftest import load_script, needs_data
 
+from harness.fit.hyperparams import tau_batch_warnings, within_cell_slope
+
 
 def _load_checks():
     # Registered in sys.modules before it runs: its dataclasses look their module up there
@@ -88,7 +90,16 @@ def test_steps_to_target_reads_the_budgets_of_each_batch() -> None:
 def test_within_cell_slope_removes_each_cells_level() -> None:
     cells = pd.DataFrame({"N": [1, 1, 2, 2], "D": [1, 1, 1, 1], "B": [1.0, 4.0, 1.0, 4.0],
                           "tau_opt": [1.0, 2.0, 10.0, 20.0]})
-    assert checks.within_cell_slope(cells, "B", "tau_opt") == pytest.approx(0.5)
+    assert within_cell_slope(cells, "B", "tau_opt") == pytest.approx(0.5)
+    assert np.isnan(within_cell_slope(cells.iloc[[0, 2]], "B", "tau_opt"))  # no cell with two batch sizes
+
+
+def test_power_lines_warns_when_tau_opt_moves_with_the_batch() -> None:
+    assert tau_batch_warnings(0.05, 1) == [] and tau_batch_warnings(float("nan"), 1) == []
+    (loud,) = tau_batch_warnings(0.83, 1)
+    assert "slope 0.83" in loud and "one weight decay" in loud and "steplaw" in loud
+    (other,) = tau_batch_warnings(-0.6, 3)
+    assert "slope -0.60" in other and "one weight decay" not in other
 
 
 @needs_data("li2025_steplaw")

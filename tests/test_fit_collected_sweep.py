@@ -133,7 +133,9 @@ def test_powerlines_reads_the_collected_table(collected: Path, tmp_path: Path) -
     out = tmp_path / "powerlines.json"
     assert fit_main(["powerlines", str(collected), "--n-boot", "20", "--out", str(out)]) == 0
     result = json.loads(out.read_text())
-    assert result["warnings"] == [] and result["batch_unit"] == "tokens"
+    # This grid's lr_opt ignores B at one weight decay, so tau_opt = B/(lr wd D) grows as B: the one warning
+    assert result["batch_unit"] == "tokens" and result["tau_batch_slope"] == pytest.approx(1.0, abs=0.05)
+    assert len(result["warnings"]) == 1 and "tau_opt moves with the batch" in result["warnings"][0]
     assert result["batch_opt"]["exponent_D"] == pytest.approx(0.5, abs=0.05)
 
 

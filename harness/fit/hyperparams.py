@@ -205,6 +205,9 @@ class PowerLinesResult:
     batch_crit: PowerLaw | None = None
     crit_points: pd.DataFrame | None = field(default=None, repr=False)
     batch_crit_note: str = ""
+    # d log tau_opt / d log B inside an (N, D) cell; the paper finds 0 (tau_opt independent of B), which the
+    # lr / weight decay it implies rests on. NaN when no cell has a tau sweep at two batch sizes.
+    tau_batch_slope: float = float("nan")
 
     def optimal_weight_decay(self, N: float | np.ndarray, D: float | np.ndarray,
                              B: float | np.ndarray, lr: float | np.ndarray) -> np.ndarray:
@@ -215,7 +218,8 @@ class PowerLinesResult:
     def summary(self) -> dict[str, object]:
         out = {"tau_opt": self.tau_opt.as_dict(), "batch_opt": self.batch_opt.as_dict(), "batch_unit": "tokens",
                "tau_formula": self.tau_opt.formula("tau_opt"),
-               "batch_formula": self.batch_opt.formula("B_opt"), "warnings": list(self.warnings)}
+               "batch_formula": self.batch_opt.formula("B_opt"), "tau_batch_slope": self.tau_batch_slope,
+               "warnings": list(self.warnings)}
         if self.batch_crit is not None:
             out["batch_crit"] = self.batch_crit.as_dict()
             out["batch_crit_formula"] = self.batch_crit.formula("B_crit")
@@ -276,6 +280,8 @@ def fit_power_lines(runs: pd.DataFrame, n_bootstrap: int = 1000, ci: float = 0.9
     batch_law = fit_power_law({"D": batch_cells_df["D"].to_numpy()},
                               batch_cells_df["B_opt"].to_numpy(), n_bootstrap, ci, seed + 1)
     cells = tau_cells_df.merge(batch_cells_df, on=["N", "D"], how="outer")
+    slope = within_cell_slope(tau_cells_df, "B", "tau_opt")
+    warnings += tau_batch_warnings(slope, runs["wd"].nunique())
     crit_law, crit_points, crit_note = None, None, ""
     try:
         crit_points = critical_batch_from_runs(runs)
@@ -284,7 +290,38 @@ def fit_power_lines(runs: pd.DataFrame, n_bootstrap: int = 1000, ci: float = 0.9
     except ValueError as e:  # the table has no D sweep at fixed (N, B): B_crit is simply not measured
         crit_note = f"B_crit not fitted: {e}"
     return PowerLinesResult(tau_opt=tau_law, batch_opt=batch_law, cells=cells, warnings=tuple(warnings),
-                            batch_crit=crit_law, crit_points=crit_points, batch_crit_note=crit_note)
+                            batch_crit=crit_law, crit_points=crit_points, batch_crit_note=crit_note,
+                            tau_batch_slope=slope)
+
+
+# A |slope| above this says tau_opt moves with B by more than a factor 1.2 per doubling of the batch.
+TAU_BATCH_SLOPE_WARN = 0.3
+
+
+def within_cell_slope(cells: pd.DataFrame, x: str, y: str) -> float:
+    """OLS slope of log y on log x with one intercept per (N, D) cell (a fixed effect each): how y
+    moves with x inside a cell. Power Lines' claim that tau_opt does not depend on B is slope 0;
+    slope 1 is tau_opt ∝ B, i.e. at a fixed weight decay an lr_opt that does not move with B."""
+    lx, ly = np.log(cells[x].to_numpy(float)), np.log(cells[y].to_numpy(float))
+    cell = cells.groupby(["N", "D"]).ngroup().to_numpy()
+    lx = lx - pd.Series(lx).groupby(cell).transform("mean").to_numpy()
+    ly = ly - pd.Series(ly).groupby(cell).transform("mean").to_numpy()
+    spread = float(lx @ lx)
+    return float(lx @ ly) / spread if spread > 0 else float("nan")  # no cell with two values of x
+
+
+def tau_batch_warnings(slope: float, n_weight_decays: int) -> list[str]:
+    """A loud warning when tau_opt depends on B inside the sweep's cells (the Power Lines lr / weight decay
+    prediction assumes it does not), naming a single-weight-decay sweep as the likely cause."""
+    if not np.isfinite(slope) or abs(slope) <= TAU_BATCH_SLOPE_WARN:
+        return []
+    cause = (" This sweep varies tau through the lr alone (one weight decay); the paper's finding comes from "
+             "weight-decay sweeps, and on Step Law's lr-only grid tau_opt also grew with B (slope 0.83), where the "
+             "predicted lr missed the best run by 0.47% loss vs Step Law's 0.11% (docs/STEPLAW.md)."
+             if n_weight_decays == 1 else "")
+    return [f"WARNING: Power Lines fit: inside a cell tau_opt moves with the batch (slope {slope:.2f} in log B; the "
+            f"paper finds 0), so the lr / weight decay derived from tau_opt(D/N) is unreliable.{cause} Fix: sweep "
+            "weight decay at each batch size, or take the lr from Step Law (`python -m harness.fit steplaw`)"]
 
 
 # --------------------------------------------------------------------------------------------

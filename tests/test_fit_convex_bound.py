@@ -156,7 +156,7 @@ def test_convex_noise_sqrt_beats_the_default_at_half_the_peak_lr_on_the_proxies(
     """Fit at 6e-3 (constant, cosine, WSD-linear-20 %, 300 steps), predict 6 schedules at 3e-3.
     Measured when written: convex-noise-sqrt 0.86 % vs the default 3.28 % (lr-noise-sqrt 1.03 %,
     the pure convex-bound 4.95 %)."""
-    from tests.test_lr_noise_sqrt import _mean_prede, _proxy_curves
+    from test_lr_noise_sqrt import _mean_prede, _proxy_curves  # tests/ is on the path, as for conftest
 
     curves = _proxy_curves()
     ours = _mean_prede("convex-noise-sqrt", curves, 3e-3)

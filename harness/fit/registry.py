@@ -46,6 +46,10 @@ CURVE_LAWS: dict[str, LawFactory] = {
     "lr-noise": _law("lr_noise", "LRNoiseLaw"),
     "lr-noise2": _law("lr_noise", "LRNoise2Law"),
     "lr-noise-sqrt": _law("lr_noise", "LRNoiseSqrtLaw"),  # p fixed at 1/2: peak-LR transfer (issue 12)
+    # The last-iterate bound of SGD on convex problems as a curve law (an explicit peak-LR optimum),
+    # and its noise part as lr-noise-sqrt's noise term (laws/convex_bound.py, docs/CURVE_LAWS.md).
+    "convex-bound": _law("convex_bound", "ConvexBoundLaw"),
+    "convex-noise-sqrt": _law("convex_bound", "ConvexNoiseSqrtLaw"),
 }
 
 # The law `python -m harness.fit curve` fits when --law is not given, and the one reports lead with.

@@ -18,12 +18,8 @@ from harness.fit.curve_predict import lr_from_schedule
 from harness.fit.fitter import _fd_jacobian, fit_law, metrics
 from harness.fit.io import Curve
 from harness.fit.laws.convex_bound import ConvexBoundLaw, ConvexNoiseSqrtLaw, bound_terms
+from synthetic_curves import SCHEDULES, synthetic_curves
 
-SCHEDULES = {
-    "constant": {"name": "constant", "warmup_steps": 40},
-    "cosine": {"name": "cosine", "warmup_steps": 40, "min_lr_ratio": 0.0},
-    "wsd": {"name": "wsd", "warmup_steps": 40, "decay_fraction": 0.2, "cooldown": "linear", "min_lr_ratio": 0.0},
-}
 
 
 def _direct_bound(eta: np.ndarray, T: int, D: float, G: float) -> float:
@@ -104,18 +100,6 @@ def test_a_cooldown_lowers_the_bound_below_the_constant_schedule():
     assert r / (2 * wsd[0][0]) + wsd[1][0] < 0.9 * (r / (2 * const[0][0]) + const[1][0])
 
 
-def _synthetic(law, theta: np.ndarray, peak: float, steps: int = 800) -> list[Curve]:
-    out = []
-    for name, cfg in SCHEDULES.items():
-        lr = lr_from_schedule(cfg, steps, peak)
-        full = Curve(name=name, path=name, step=np.arange(1, steps + 1), lr=lr, loss=np.zeros(steps))
-        full.max_points = steps
-        loss = np.full(steps, np.nan)
-        loss[49::10] = np.asarray(law.predict(theta, law.prepare([full])))[49::10]
-        out.append(Curve(name=f"{name}_{peak:g}", path=name, step=np.arange(1, steps + 1), lr=lr, loss=loss))
-    return out
-
-
 CASES = {
     # L0, A, beta, r: r puts the bound's optimum at ~1.5x the fit peak LR of 2e-3.
     "convex-bound": np.array([2.0, 4.0, 0.4, 2.5e-3]),
@@ -130,7 +114,7 @@ def test_registered_and_jacobian_matches_finite_differences(name):
     assert isinstance(law, ConvexBoundLaw if name == "convex-bound" else ConvexNoiseSqrtLaw)
     assert law.name == name
     theta = CASES[name]
-    data = law.prepare(_synthetic(law, theta, 2e-3, steps=300))
+    data = law.prepare(synthetic_curves(law, theta, 2e-3, steps=300, first=50))
     pred, jac = law.jacobian(theta, data)
     fd_pred, fd_jac = _fd_jacobian(law, theta, data)
     np.testing.assert_allclose(pred, fd_pred, rtol=1e-12)
@@ -141,13 +125,13 @@ def test_registered_and_jacobian_matches_finite_differences(name):
 def test_recovers_its_parameters_and_transfers_to_other_peak_lrs(name):
     law = registry.CURVE_LAWS[name]()
     truth = CASES[name]
-    fit_set = _synthetic(law, truth, 2e-3)
+    fit_set = synthetic_curves(law, truth, 2e-3, first=50)
     y = np.concatenate([c.loss[c.eval_index()] for c in fit_set])
     fit = fit_law(law, law.prepare(fit_set), y)
     assert fit.converged
     np.testing.assert_allclose(fit.theta, truth, rtol=5e-3)
     for peak in (1e-3, 6e-3):
-        for c in _synthetic(law, truth, peak):
+        for c in synthetic_curves(law, truth, peak, first=50):
             obs = c.loss[c.eval_index()]
             assert metrics(obs, np.asarray(law.predict(fit.theta, law.prepare([c]))))["prede"] < 1e-4, c.name
 

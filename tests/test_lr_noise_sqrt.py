@@ -19,10 +19,10 @@ import pandas as pd
 import pytest
 
 from harness.fit import registry
-from harness.fit.curve_predict import lr_from_schedule
 from harness.fit.fitter import _fd_jacobian, fit_law, metrics
 from harness.fit.io import Curve
 from harness.fit.laws.lr_noise import LRNoiseSqrtLaw
+from synthetic_curves import synthetic_curves
 
 FIXTURE = Path(__file__).parent / "data" / "curve_proxy_T300.csv"
 WARMUP = 20                     # the experiment's warmup: points at or before it are neither fitted nor scored
@@ -31,30 +31,13 @@ FIT_SCHEDULES = ("constant", "cosine", "wsd_lin20")
 HELD_OUT_SCHEDULES = FIT_SCHEDULES + ("wsd_sqrt20", "cosine_10", "two_step")
 
 
-def _synthetic_curves(peak: float, theta: np.ndarray, steps: int = 800) -> list[Curve]:
-    law = LRNoiseSqrtLaw()
-    out = []
-    for name, cfg in {
-        "constant": {"name": "constant", "warmup_steps": 40},
-        "cosine": {"name": "cosine", "warmup_steps": 40, "min_lr_ratio": 0.0},
-        "wsd": {"name": "wsd", "warmup_steps": 40, "decay_fraction": 0.2, "cooldown": "linear", "min_lr_ratio": 0.0},
-    }.items():
-        lr = lr_from_schedule(cfg, steps, peak)
-        full = Curve(name=name, path=name, step=np.arange(1, steps + 1), lr=lr, loss=np.zeros(steps))
-        full.max_points = steps
-        loss = np.full(steps, np.nan)
-        loss[9::10] = np.asarray(law.predict(theta, law.prepare([full])))[9::10]
-        out.append(Curve(name=f"{name}_{peak:g}", path=name, step=np.arange(1, steps + 1), lr=lr, loss=loss))
-    return out
-
-
 def test_registered_with_p_fixed_and_jacobian_exact():
     law = registry.CURVE_LAWS["lr-noise-sqrt"]()
     assert isinstance(law, LRNoiseSqrtLaw)
     p = law.params[-1]
     assert (p.name, p.lower, p.upper) == ("p", 0.5, 0.5)
     theta = np.array([2.0, 1.2, 0.4, 30.0, 0.03, 0.5])
-    data = law.prepare(_synthetic_curves(2e-3, theta, steps=300))
+    data = law.prepare(synthetic_curves(LRNoiseSqrtLaw(), theta, 2e-3, steps=300))
     pred, jac = law.jacobian(theta, data)
     fd_pred, fd_jac = _fd_jacobian(law, theta, data)
     np.testing.assert_allclose(pred, fd_pred, rtol=1e-12)
@@ -66,13 +49,13 @@ def test_registered_with_p_fixed_and_jacobian_exact():
 def test_recovers_its_parameters_and_transfers_to_other_peak_lrs():
     truth = np.array([2.0, 1.2, 0.4, 30.0, 0.03, 0.5])  # L0, A, alpha, sigma, tau, p (fixed)
     law = LRNoiseSqrtLaw()
-    fit_set = _synthetic_curves(2e-3, truth)
+    fit_set = synthetic_curves(LRNoiseSqrtLaw(), truth, 2e-3)
     y = np.concatenate([c.loss[c.eval_index()] for c in fit_set])
     fit = fit_law(law, law.prepare(fit_set), y)
     assert fit.converged
     np.testing.assert_allclose(fit.theta, truth, rtol=2e-3)
     for peak in (1e-3, 6e-3):
-        for c in _synthetic_curves(peak, truth):
+        for c in synthetic_curves(LRNoiseSqrtLaw(), truth, peak):
             obs = c.loss[c.eval_index()]
             pred = np.asarray(law.predict(fit.theta, law.prepare([c])))
             assert metrics(obs, pred)["prede"] < 1e-4, c.name

@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import sys
 import time
 from pathlib import Path
@@ -43,6 +44,7 @@ import pandas as pd  # noqa: E402
 
 from harness.collect import collect  # noqa: E402
 from harness.config import to_run_config  # noqa: E402
+from harness.fit.fit_checks import bound_problems  # noqa: E402
 from harness.fit.fitter import fit_law, metrics  # noqa: E402
 from harness.fit.laws.final_loss import ChinchillaLaw  # noqa: E402
 from harness.fit.laws.journey import JourneyChinchillaLaw  # noqa: E402
@@ -71,16 +73,16 @@ def run_spec(width: int, steps: int, sparsity: float | None, out: Path, threads:
             "train": train, "logging": {"progress": False, "plot": False}}
 
 
-def plan() -> list[tuple[int, int, float | None]]:
-    dense = [(w, s, None) for w in WIDTHS for s in DENSE_STEPS]
+def plan(dense_steps: tuple[int, ...] = DENSE_STEPS) -> list[tuple[int, int, float | None]]:
+    dense = [(w, s, None) for w in WIDTHS for s in dense_steps]
     sparse = [(w, SPARSE_STEPS, p) for w in WIDTHS for p in (FIT_SPARSITY, HELD_OUT_SPARSITY)]
     return dense + sparse
 
 
-def train_all(out: Path, threads: int) -> None:
+def train_all(runs: list[tuple[int, int, float | None]], out: Path, threads: int) -> None:
     from harness.train import run_training
 
-    for width, steps, sparsity in plan():
+    for width, steps, sparsity in runs:
         cfg = to_run_config(run_spec(width, steps, sparsity, out, threads))
         start = time.perf_counter()
         status = run_training(cfg)
@@ -113,7 +115,9 @@ def fit_and_predict(table: pd.DataFrame) -> tuple[pd.DataFrame, dict[str, dict]]
         table[f"pred {label}"] = law.predict(fit.theta, frame(table))
         results[label] = {"fit": metrics(train["loss"].to_numpy(float), law.predict(fit.theta, frame(train))),
                           "held_out": metrics(test["loss"].to_numpy(float), law.predict(fit.theta, frame(test))),
-                          "converged": fit.converged, "params": fit.derived}
+                          "converged": fit.converged, "params": fit.derived,
+                          "on_bound": [re.search(r"parameter '(\w+)'", p.message).group(1)
+                                       for p in bound_problems(law, fit.theta)]}
     return table, results
 
 
@@ -124,11 +128,11 @@ def report(table: pd.DataFrame, results: dict[str, dict]) -> str:
         cells = [f"{row[c]:.4f}" if isinstance(row[c], float) and c not in ("N_avg",) else
                  (f"{row[c]:.0f}" if c == "N_avg" else str(row[c])) for c in cols]
         lines.append("| " + " | ".join(cells) + " |")
-    lines += ["", "| law | fit mean rel. err. | held-out mean rel. err. | held-out worst | converged | alpha | beta |",
-              "|---|---|---|---|---|---|---|"]
+    lines += ["", "| law | fit mean rel. err. | held-out mean rel. err. | held-out worst | converged | on a bound "
+              "| alpha | beta |", "|---|---|---|---|---|---|---|---|"]
     for label, r in results.items():
         lines.append(f"| {label} | {100 * r['fit']['prede']:.2f}% | {100 * r['held_out']['prede']:.2f}% | "
-                     f"{100 * r['held_out']['worste']:.2f}% | {r['converged']} | "
+                     f"{100 * r['held_out']['worste']:.2f}% | {r['converged']} | {', '.join(r['on_bound']) or '-'} | "
                      f"{r['params'].get('alpha', float('nan')):.3f} | {r['params'].get('beta', float('nan')):.3f} |")
     return "\n".join(lines)
 
@@ -137,13 +141,18 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", type=Path, default=Path("runs/journey_check"))
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads per run")
+    parser.add_argument("--dense-steps", type=int, nargs="+", default=list(DENSE_STEPS),
+                        help="token budgets (steps) of the dense runs; the pre-registered design is 200 400 "
+                             "(a sensitivity check: 200 300 400, more D levels to pin down beta)")
     args = parser.parse_args(argv)
     start = time.perf_counter()
-    train_all(args.out, args.threads)
+    runs = plan(tuple(args.dense_steps))
+    train_all(runs, args.out, args.threads)
+    names = {run_spec(w, s, p, args.out, args.threads)["name"] for w, s, p in runs}
     table = collect(args.out / "runs")
-    table = table[table["status"] == "completed"].copy()
-    if len(table) != len(plan()):
-        print(f"error: {len(table)} of {len(plan())} runs completed", file=sys.stderr)
+    table = table[(table["status"] == "completed") & table["name"].isin(names)].copy()
+    if len(table) != len(runs):
+        print(f"error: {len(table)} of {len(runs)} runs completed", file=sys.stderr)
         return 1
     table["role"] = table.apply(role, axis=1)
     table = table.sort_values(["role", "name"]).reset_index(drop=True)

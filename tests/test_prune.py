@@ -193,3 +193,34 @@ def test_sigkill_and_resume_with_pruning_is_bit_identical(runs, tmp_path):
     b = load_checkpoint(latest_checkpoint(root / "pruned" / "checkpoints"))
     assert all(torch.equal(a["prune_masks"][k], b["prune_masks"][k]) for k in b["prune_masks"])
     assert all(torch.equal(a["model"][k], b["model"][k]) for k in b["model"])
+
+
+def test_check_script_fits_on_n_avg_and_reports_pruning_cost():
+    """scripts/check_journey_pruning.py's fit-and-report on a table made by the journey law itself:
+    the journey fit predicts the held-out runs, Chinchilla on the final count does not."""
+    import numpy as np
+    import pandas as pd
+
+    from conftest import load_script
+
+    check = load_script("check_journey_pruning")
+    rows = []
+    for width, n in ((32, 4e4), (64, 1.3e5), (96, 2.7e5), (128, 4.6e5)):
+        for steps, sparsity in ((200, None), (400, None), (300, None), (400, 0.5), (400, 0.75)):
+            n_avg = n if sparsity is None else n * (1 - 0.6 * sparsity)  # prunable share 0.8, window mid-run
+            n_final = n if sparsity is None else n * (1 - 0.8 * sparsity)
+            d = steps * 512.0
+            rows.append({"name": f"d{width}_{steps}_{sparsity}", "model.d_model": width, "train.steps": steps,
+                         "train.prune.enabled": sparsity is not None, "train.prune.final_sparsity": sparsity or 0.5,
+                         "N": n, "N_avg": n_avg, "N_final": n_final, "D": d,
+                         "loss": 1.8 + 400 / n_avg ** 0.5 + 900 / d ** 0.45})
+    table = pd.DataFrame(rows)
+    table["role"] = table.apply(check.role, axis=1)
+    assert (table["role"] == "held_out").sum() == 4
+    table, results = check.fit_and_predict(table)
+    assert results["journey (N_avg)"]["held_out"]["prede"] < 1e-3
+    assert results["chinchilla (N_final)"]["held_out"]["prede"] > 5 * results["journey (N_avg)"]["held_out"]["prede"]
+    penalty = check.pruning_penalties(table, list(results))
+    assert penalty["journey (N_avg)"] == pytest.approx(penalty["observed"], rel=0.05) and penalty["observed"] > 0
+    assert penalty["chinchilla (N initial)"] == pytest.approx(0.0, abs=1e-12)
+    assert "held-out mean rel. err." in check.report(table, results) and np.isfinite(penalty["observed"])

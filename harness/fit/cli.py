@@ -84,8 +84,9 @@ def _add_law_fit(sub: argparse._SubParsersAction, mode: str, laws: dict) -> None
         p.add_argument("--law", required=True, choices=sorted(laws),
                        help=("farseer is EXPERIMENTAL: the paper's decomposition and staged fit are followed, but its "
                              "closed form is a guess (not read in the paper); it needs >= 5 model sizes. "
-                             "kaplan-steps (columns N, step, B) and chinchilla-journey (N_avg, D) are seed laws "
-                             "checked on synthetic data only. cmr (columns ratio, T, L0) has an ASSUMED loss surface "
+                             "kaplan-steps (columns N, step, B) is a seed law checked on synthetic data only; "
+                             "chinchilla-journey (N_avg, D; collect writes N_avg for train.prune runs) is checked on "
+                             "pruned runs by scripts/check_journey_pruning.py. cmr (columns ratio, T, L0) has an ASSUMED loss surface "
                              "L0 + (T/T_ref)^p (a + b r^q) (the CMR paper's text was not available); its critical "
                              "ratio comes from the mixture_sweep report (docs/MIXTURES.md). three-term (columns N, B in "
                              "tokens, step) is EXPERIMENTAL: Schaipp 2026's L = E + A/N^a + B/M^b + C/K^c, taken "

@@ -10,6 +10,10 @@ Every run directory below SWEEP_DIR (any depth; a directory holding both `config
 | `N`, `N_total` | parameters without the embedding (the N of every law and hyperparameter fit: Kaplan, |
 |  | Step Law, DeepSeek), and all parameters. `N_non_embedding` (= `N`) and `N_active` (used per |
 |  | token, MoE) are kept for older readers |
+| `N_avg`, `N_final` | for runs whose parameter count changes (train.prune, harness/prune.py): the live |
+|  | non-embedding count averaged over the run's tokens (each step's curve `params_live` weighted by the |
+|  | step's tokens; the N of `--law chinchilla-journey`), and the count at the last step. `= N` for dense |
+|  | runs (and for steps of a curve without `params_live`); empty for a pruned run without a curve |
 | `D` | tokens trained on (status.json `tokens`; else the curve's last row) |
 | `B`, `lr`, `wd` | tokens per optimizer step (train.batch_size sequences x train.seq_len), peak learning |
 |  | rate (optim.lr), weight decay (optim.weight_decay): the hyperparameter fits' columns |
@@ -68,7 +72,7 @@ from harness.identity import flatten
 from harness.tracking.curve import CurveFileError, read_curve
 
 # Leading columns, in this order; the flattened config follows.
-SUMMARY_COLUMNS = ("name", "status", "step", "N", "N_total", "N_non_embedding", "N_active", "D", "B", "lr", "wd",
+SUMMARY_COLUMNS = ("name", "status", "step", "N", "N_total", "N_non_embedding", "N_active", "N_avg", "N_final", "D", "B", "lr", "wd",
                    "unique_tokens", "epochs", "flops", "C", "flops_per_token", "optimizer_flops", "total_flops", "loss", "loss_source",
                    "final_loss", "final_val_loss", "min_val_loss", "init_from", "branch_step", "curve", "run_dir")
 
@@ -90,6 +94,23 @@ def _counts_from_config(model_cfg: dict[str, Any], seq_len: int) -> dict[str, fl
     model = OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(ModelConfig), model_cfg))
     return {"N": flops.num_params(model), "N_non_embedding": flops.num_params(model, include_embedding=False),
             "N_active": flops.active_params(model), "flops_per_token": flops.flops_per_token(model, seq_len)}
+
+
+def live_params(rows: list[dict[str, Any]], n: int | None, pruned: bool) -> dict[str, float | None]:
+    """`N_avg` and `N_final` of a run from its curve: each row's `params_live` (n where a row has none:
+    a dense run, or a dense parent's rows) weighted by the tokens of its step."""
+    if n is None or (pruned and not rows):
+        return {"N_avg": None, "N_final": None}
+    weighted, seen, previous = 0.0, 0, 0
+    for row in rows:
+        tokens = row.get("tokens")
+        if tokens is None:
+            continue
+        weighted += (tokens - previous) * row.get("params_live", n)
+        seen += tokens - previous
+        previous = tokens
+    final = rows[-1].get("params_live", n) if rows else n
+    return {"N_avg": weighted / seen if seen else float(final), "N_final": final}
 
 
 def _cell(value: Any) -> Any:
@@ -154,6 +175,7 @@ def collect_run(run_dir: Path) -> dict[str, Any]:
         # N is the non-embedding count (the laws' N); N_total all parameters (see the docstring).
         "N": counts["N_non_embedding"], "N_total": counts["N"], "N_non_embedding": counts["N_non_embedding"],
         "N_active": counts["N_active"], "flops_per_token": counts["flops_per_token"],
+        **live_params(rows, counts["N_non_embedding"], bool(train.get("prune", {}).get("enabled"))),
         "D": tokens, "B": batch_tokens, "lr": optim.get("lr"), "wd": optim.get("weight_decay"), "unique_tokens": unique_tokens, "epochs": epochs, "flops": flops_total, "C": flops_total,
         "optimizer_flops": optimizer_flops, "total_flops": total_flops, "loss": loss, "loss_source": source,
         "final_loss": final_loss, "final_val_loss": final_val,
@@ -198,9 +220,9 @@ def collect(root: Path) -> pd.DataFrame:
     lead = [c for c in SUMMARY_COLUMNS if c in frame.columns]
     rest = sorted(c for c in frame.columns if c not in lead)
     frame = frame[lead + rest]
-    for col in ("step", "N", "N_total", "N_non_embedding", "N_active", "D", "B", "unique_tokens", "branch_step"):
+    for col in ("step", "N", "N_total", "N_non_embedding", "N_active", "N_final", "D", "B", "unique_tokens", "branch_step"):
         frame[col] = pd.to_numeric(frame[col], errors="coerce").astype("Int64")
-    for col in ("lr", "wd", "epochs", "flops", "C", "flops_per_token", "optimizer_flops", "total_flops", "loss", "final_loss",
+    for col in ("N_avg", "lr", "wd", "epochs", "flops", "C", "flops_per_token", "optimizer_flops", "total_flops", "loss", "final_loss",
                 "final_val_loss", "min_val_loss"):
         frame[col] = pd.to_numeric(frame[col], errors="coerce").astype("float64")
     # Mixed-type config columns (e.g. null in one run, a number in another) must be one type for parquet.

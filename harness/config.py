@@ -309,6 +309,42 @@ class DilocoConfig:
 
 
 @dataclass
+class PruneConfig:
+    """Gradual magnitude pruning during pre-training, train.prune (harness/prune.py; off by default and
+    then not part of the run's identity). The block linear weights (attention and MLP matrices; not the
+    embedding, readout or norms) go from dense to `final_sparsity` between `start_frac` and `end_frac`
+    of train.steps on Zhu & Gupta's (2017) cubic schedule, s(t) = final_sparsity * (1 - (1 - p)^3), p the
+    fraction of the pruning window done; the masks are recomputed every `every` steps inside the window
+    (and at its end), per matrix by magnitude, and the pruned weights are held at zero (their gradients
+    masked before clipping, the weights zeroed after every optimizer step). Jin et al. 2025 ("The
+    Journey Matters") find start 25% / end 75% of training near-optimal: the defaults."""
+
+    enabled: bool = False
+    final_sparsity: float = 0.5
+    start_frac: float = 0.25
+    end_frac: float = 0.75
+    every: int = 10
+
+    def window(self, steps: int) -> tuple[int, int]:
+        """(first, last) step of the pruning window: dense up to `first`, at final_sparsity from `last` on."""
+        return round(self.start_frac * steps), round(self.end_frac * steps)
+
+    def validate(self, steps: int) -> None:
+        if not self.enabled:
+            return
+        _require(0 < self.final_sparsity < 1, "train.prune.final_sparsity",
+                 f"got {self.final_sparsity}; give the fraction of block weights pruned at the end, in (0, 1)")
+        _require(0 <= self.start_frac < self.end_frac <= 1, "train.prune.start_frac",
+                 f"start_frac={self.start_frac}, end_frac={self.end_frac}: need 0 <= start_frac < end_frac <= 1 "
+                 "(fractions of train.steps; 0.25 and 0.75 in Jin et al. 2025)")
+        _require(self.every >= 1, "train.prune.every", "must be a positive number of steps between mask updates")
+        first, last = self.window(steps)
+        _require(last > first, "train.prune.end_frac",
+                 f"the pruning window (steps {first}..{last} of train.steps={steps}) is empty; widen "
+                 "start_frac..end_frac or train more steps")
+
+
+@dataclass
 class TrainConfig:
     steps: int = 300
     seq_len: int = 128
@@ -347,6 +383,8 @@ class TrainConfig:
     # replicas as torchrun ranks, or simulated in one process when there are fewer ranks than replicas).
     parallel: str = "none"
     diloco: DilocoConfig = field(default_factory=DilocoConfig)
+    # Gradual magnitude pruning (sparse pre-training, harness/prune.py); off: not part of the identity.
+    prune: PruneConfig = field(default_factory=PruneConfig)
     # Signals that make the run checkpoint at the end of the current step and exit (preemption).
     preempt_signals: list[str] = field(default_factory=lambda: ["SIGTERM", "SIGUSR1"])
     # After such a stop inside a Slurm job, requeue it with `scontrol requeue` (it then resumes).
@@ -394,6 +432,10 @@ class TrainConfig:
         _one_of(self.parallel, "train.parallel", ("none", "ddp", "fsdp", "diloco"))
         if self.parallel == "diloco":
             self.diloco.validate(self.batch_size, self.micro_batch_size)
+        self.prune.validate(self.steps)
+        _require(not self.prune.enabled or self.parallel == "none", "train.prune.enabled",
+                 f"pruning runs single-process only (train.parallel=none), not under train.parallel={self.parallel}; "
+                 "set train.parallel=none or train.prune.enabled=false")
         _require(self.num_threads >= 0, "train.num_threads", "must be >= 0")
         import signal
 
@@ -500,6 +542,9 @@ class RunConfig:
                  f"{self.train.seq_len} exceeds model.max_seq_len={self.model.max_seq_len}; "
                  "raise model.max_seq_len or shorten train.seq_len")
         self.schedule.check_run(self.train.steps)
+        _require(not self.train.prune.enabled or not arch_of(self.model).uses_moe, "train.prune.enabled",
+                 f"pruning supports dense archs only, not model.arch={self.model.arch} (its experts' live count "
+                 "per token is not defined here); use a dense arch or set train.prune.enabled=false")
 
 
 # The sections of a run and their classes; optim and schedule pick theirs by name.

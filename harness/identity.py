@@ -19,7 +19,8 @@ eval points): not identity. Nor are `train.eval_tasks*` (downstream evals read t
 restores the RNG state around them, so a run's numbers are the same with or without them).
 eval points): not identity. `train.init_optimizer` enters only when true, and the mixture fields
 (`data.sources`, `data.weight_schedule`, `data.tokenizer_chars`) only when `data.sources` is given
-(which then replaces the single-source fields): single-source runs keep their hashes.
+(which then replaces the single-source fields): single-source runs keep their hashes. Likewise
+`train.prune.*` only when `train.prune.enabled` (sparse pre-training, harness/prune.py).
 """
 
 from __future__ import annotations
@@ -62,6 +63,8 @@ def _identity(flat: dict[str, Any]) -> dict[str, Any]:
         fields["train.precision"] = resolve_precision(fields.get("train.precision", "auto"), fields["train.device"])
     if fields.get("train.parallel") != "diloco":  # train.diloco.* only matter under DiLoCo: other runs
         fields = {k: v for k, v in fields.items() if not k.startswith("train.diloco.")}  # keep their hashes
+    if not fields.get("train.prune.enabled"):  # dense runs keep the hashes they had before train.prune
+        fields = {k: v for k, v in fields.items() if not k.startswith("train.prune.")}
     if fields.get("train.init_from") is None:
         for key in INIT_FIELDS:  # an ordinary run: its hash is what it was before these fields
             fields.pop(key, None)

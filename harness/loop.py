@@ -34,6 +34,7 @@ from harness.optim.routing import build_optimizer, set_lr, step_flops
 from harness.schedules import Schedule, build_schedule
 from harness.outcome import NonFiniteLossError
 from harness.parallel import OptimizerFactory, ParallelModel, wrap
+from harness.prune import Pruner
 from harness.runtime import Runtime
 
 __all__ = ["Hook", "Trainer", "ComputeBudget", "NonFiniteLossError", "evaluate", "evaluate_sources", "eval_steps"]
@@ -204,6 +205,8 @@ class Trainer:
         multipliers = mup.optimizer_multipliers(cfg.model, cfg.optim)
         self.model: ParallelModel = self.wrap(model, lambda runner: build_optimizer(
             runner, cfg.optim, rt.device, **multipliers))
+        # Sparse pre-training (train.prune, harness/prune.py); None when off: the loop is then unchanged.
+        self.pruner = Pruner(tc.prune, model, tc.steps) if tc.prune.enabled else None
         self.schedule: Schedule = build_schedule(cfg.schedule, total_steps=tc.steps, peak_lr=cfg.optim.lr,
                                                  batch_size=tc.batch_size,
                                                  tokens_per_step=self.compute.tokens_per_step)
@@ -238,11 +241,16 @@ class Trainer:
     # ---- state -------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
         """Everything a resume needs (collective under FSDP: every rank calls it)."""
-        return {"step": self.step, **self.model.state_dict(), "rng": rng_state(),
-                "last_loss": self.last_loss, "last_val_loss": self.last_val_loss}
+        state = {"step": self.step, **self.model.state_dict(), "rng": rng_state(),
+                 "last_loss": self.last_loss, "last_val_loss": self.last_val_loss}
+        if self.pruner is not None:
+            state["prune_masks"] = self.pruner.state_dict()
+        return state
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.model.load_state_dict(state)
+        if self.pruner is not None:
+            self.pruner.load_state_dict(state.get("prune_masks"))
         set_rng_state(state["rng"])
         self.step = int(state["step"])
         # Checkpoints written before these were kept lack them: the losses are then unknown.
@@ -295,15 +303,22 @@ class Trainer:
         tc, rt = self.cfg.train, self.rt
         multiplier = self.schedule.multiplier(step)
         set_lr(self.model.optimizer, multiplier)
+        if self.pruner is not None:
+            self.pruner.before_step(step)
         batch = train_batch(self.data, seed=tc.seed, step=step, batch_size=tc.batch_size, seq_len=tc.seq_len)
         rows = rt.to_device(batch[rt.rank * self.rank_batch:(rt.rank + 1) * self.rank_batch])
         loss_sum, aux_sums = self.accumulate_gradients(self.model, rows)
+        if self.pruner is not None:
+            self.pruner.mask_gradients()  # pruned weights get no gradient: clipping sees the live ones
         on_device = {"loss": rt.mean_across_ranks(loss_sum),
                      # ParallelModel.clip_grad_norm's clipping, without its float(): no host sync here.
                      "grad_norm": torch.nn.utils.clip_grad_norm_(self.model.runner.parameters(),
                                                                  tc.grad_clip if tc.grad_clip > 0 else math.inf),
                      **{k: rt.mean_across_ranks(v) for k, v in aux_sums.items()}}  # e.g. aux_loss, z_loss
         self.model.optimizer_step()
+        if self.pruner is not None:
+            self.pruner.after_step()
+            return {**self.step_columns(step, multiplier), **self.pruner.columns(), "_device": on_device}
         return {**self.step_columns(step, multiplier), "_device": on_device}
 
     def step_columns(self, step: int, multiplier: float) -> dict[str, Any]:

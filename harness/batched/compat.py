@@ -44,6 +44,8 @@ def why_not_batchable(cfg: RunConfig) -> str | None:
         return f"model.arch={cfg.model.arch}: only {', '.join(BATCHABLE_ARCHS)} batch; this run trains separately"
     if cfg.train.parallel != "none":
         return f"train.parallel={cfg.train.parallel}: batched runs are single-process; this run trains separately"
+    if cfg.train.prune.enabled:  # the masks (harness/prune.py) live in the single-run loop only
+        return "train.prune: pruned runs train in the single-run trainer; this run trains separately"
     if cfg.train.init_from is not None:
         return "train.init_from: a branch starts from its parent's checkpoint; it trains separately"
     return None

@@ -6,8 +6,14 @@ exactly as its report does, and prints the mean PredE per group with the peak-LR
 its two directions: 0.5x (3e-3, the VALIDATION direction the law choice was made on) and 2x (1.2e-2,
 scored once, after the choice). `--p-grid` adds the clock-exponent scan (lr-noise-clock with p
 held fixed) that chose lr-noise-sqrt's p = 1/2. `--noise-floor` prints how noisy the curves are.
+`--band` adds the coverage of each law's 90 % band per group and its mean half-width: the plain
+calibrated band and the band widened at new peak LRs (harness/fit/curve_predict.py `PeakLRBand`) at
+each objective tolerance in `--tolerances`, plus the mean of the kept fits as a point prediction
+("avg"); `--band-columns val_0.5x` restricts it to the validation direction (how the tolerance was
+chosen, before the other columns were looked at).
 
     python scripts/reproduce_curve_lr_transfer.py experiments/curve_prediction_cpu [--p-grid] [--noise-floor]
+        [--band [--tolerances 0 0.1 0.25] [--band-columns val_0.5x]]
 """
 
 from __future__ import annotations
@@ -16,6 +22,7 @@ import argparse
 import json
 import math
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -24,6 +31,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from harness.experiment.curve_prediction_curves import CurveKey, curve_label  # noqa: E402
 from harness.experiment.curve_prediction_report import _curves, group_of  # noqa: E402
+from harness.fit.curve_predict import WEAK_FIT_TOLERANCE, peak_lr_band  # noqa: E402
 from harness.fit.fitter import fit_law, metrics  # noqa: E402
 from harness.fit.laws.base import Param  # noqa: E402
 from harness.fit.laws.lr_noise import LRNoiseClockLaw, LRNoiseLaw  # noqa: E402
@@ -75,6 +83,60 @@ def scores(law, curves, params) -> tuple[dict[str, float], np.ndarray]:
     return {c: 100 * float(np.mean(v)) for c, v in per.items()}, fit.theta
 
 
+def fit_set_of(curves, params):
+    return [curves[CurveKey(s, params.fit_horizon, params.fit_peak_lr)] for s in params.fit_schedules]
+
+
+def band_scores(law_name: str, curves, params, tolerances, columns) -> list[tuple[str, dict[str, tuple]]]:
+    """Rows (variant, {column: (coverage %, mean half-width %, PredE %)}) of the 90 % band of `law_name`:
+    "plain" (the calibrated band everywhere), "tol=<t>" (widened at new peak LRs, pinned fits within t
+    of the best objective) and "avg tol=<t>" (the mean of the kept fits' predictions as the point
+    prediction, with the same band)."""
+    from dataclasses import replace
+
+    fit_set = fit_set_of(curves, params)
+    t0 = time.perf_counter()
+    band = peak_lr_band(law_name, fit_set, 0.9)
+    if band.weak:
+        band.pinned_fits()
+    build_s = time.perf_counter() - t0
+    variants = [("plain", None, False)] + [(f"tol={t:g}", t, False) for t in tolerances]
+    variants += [(f"avg tol={t:g}", t, True) for t in tolerances]
+    rows = []
+    for label, tol, average in variants:
+        if tol is not None and not band.weak:
+            continue
+        per: dict[str, list[tuple[float, float, float, int]]] = {}
+        b = replace(band, tolerance=tol if tol is not None else 0.0)
+        for key, curve in curves.items():
+            col = column(key, params)
+            if col is None or col not in columns:
+                continue
+            obs = curve.loss[curve.eval_index()]
+            if tol is None:
+                pred = np.asarray(band.law.predict(band.theta, band.law.prepare([curve])), dtype=float)
+                lo, hi = pred * (1 - band.half_width), pred * (1 + band.half_width)
+            else:
+                pred, lo, hi = b.limits(curve)
+                if average and b.widens(curve):
+                    pred = b.predictions(curve).mean(axis=0)
+            ok = np.isfinite(obs)
+            inside = int(np.sum((obs[ok] >= lo[ok]) & (obs[ok] <= hi[ok])))
+            half = float(np.mean((hi[ok] - lo[ok]) / 2 / pred[ok]))
+            per.setdefault(col, []).append((inside, half, metrics(obs[ok], pred[ok])["prede"], int(ok.sum())))
+        cells = {}
+        for col, vals in per.items():
+            n = sum(v[3] for v in vals)
+            cells[col] = (100 * sum(v[0] for v in vals) / n, 100 * float(np.mean([v[1] for v in vals])),
+                          100 * float(np.mean([v[2] for v in vals])))
+        rows.append((label, cells))
+    kept = {f"{t:g}": [f.values for f in replace(band, tolerance=t).kept()] for t in tolerances} if band.weak else {}
+    print(f"  {law_name}: half-width {100 * band.half_width:.2f} %, band built in {build_s:.1f} s; pinned "
+          f"objectives / main: " + (" ".join(f"{f.values}: {f.objective / band.objective:.3f}"
+                                          for f in band.pinned or []) or "-") + f"; kept {kept}")
+    return rows
+
+
 def clock_fixed(p: float) -> LRNoiseClockLaw:
     law = LRNoiseClockLaw()
     law.params = LRNoiseLaw.params + (Param("p", p, p, (p,), nested_at_bounds=True),)
@@ -121,6 +183,10 @@ def main() -> None:
     parser.add_argument("--laws", nargs="+", default=list(LAWS), choices=sorted(CURVE_LAWS))
     parser.add_argument("--p-grid", action="store_true", help="also lr-noise-clock with p fixed at 0 ... 1")
     parser.add_argument("--noise-floor", action="store_true")
+    parser.add_argument("--band", action="store_true", help="coverage and half-width of each law's 90 %% band")
+    parser.add_argument("--tolerances", nargs="+", type=float, default=[WEAK_FIT_TOLERANCE],
+                        help="objective tolerances of the widened band to score")
+    parser.add_argument("--band-columns", nargs="+", default=list(COLUMNS[1:]), choices=COLUMNS[1:])
     args = parser.parse_args()
     if not (args.experiment / "plan.json").is_file():
         sys.exit(f"error: {args.experiment}/plan.json not found: pass a curve_prediction experiment directory")
@@ -135,6 +201,14 @@ def main() -> None:
         row, theta = scores(law, curves, params)
         print(f"  {name:<20}" + "".join(f"{row.get(c, float('nan')):>11.3f}" for c in COLUMNS)
               + "   " + " ".join(f"{v:.4g}" for v in theta))
+    if args.band:
+        print(f"\n90 % band per group: coverage % / mean half-width % (and mean PredE % of the point prediction)")
+        print(f"  {'law':<20}{'band':<14}" + "".join(f"{c:>24}" for c in args.band_columns))
+        for name in args.laws:
+            for label, cells in band_scores(name, curves, params, args.tolerances, args.band_columns):
+                print(f"  {name:<20}{label:<14}" + "".join(
+                    (f"{cells[c][0]:>7.1f} / {cells[c][1]:5.2f} ({cells[c][2]:5.3f})" if c in cells else f"{'-':>24}")
+                    for c in args.band_columns))
     if args.noise_floor:
         noise_floor(curves)
 

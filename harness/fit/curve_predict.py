@@ -10,6 +10,9 @@ The small API other parts of the harness (experiment kinds, the CLI's `--predict
     fit_curves(law_name, curves) -> (law, FitResult)
     predict_curve(law, fit, lr_per_step, band=None) -> CurvePrediction (step, lr, loss, lo, hi)
     calibrate_band(law, curves, level=0.9) -> float   relative half-width of a prediction band
+    peak_lr_band(law_name, curves, level=0.9, *, law=None, fit=None, tolerance=WEAK_FIT_TOLERANCE, seed=0)
+        -> PeakLRBand: .limits(curve) -> (pred, lo, hi); the calibrated band, widened for a curve at a
+        peak LR the fit curves lack (.widens(curve)); .to_json(widened) records how (params.json "band")
 
 Schedule file: any registered schedule (harness/schedules.py) with its fields, plus the horizon
 `steps` and the peak LR `peak_lr` (or `lr`), e.g.
@@ -26,7 +29,9 @@ a schedule it has not seen, which dominates transfer error. `calibrate_band` mea
 fit curves alone: (a) leave one fit curve out, refit on the others and predict it (a new schedule);
 (b) fit on the first 60% of every fit curve's steps and predict the rest (a longer horizon). The
 band's relative half-width is the `level` quantile of |relative error| over both. Its coverage of
-truly held-out curves is measured by scripts/validate_curve_laws.py (docs/CURVE_LAWS.md).
+truly held-out curves is measured by scripts/validate_curve_laws.py (docs/CURVE_LAWS.md). Both kinds
+of refit keep the fit set's peak LR, so at a new peak LR the band is widened by refits over the law's
+weakly identified parameter(s) (`PeakLRBand`, section at the end of this module).
 """
 
 from __future__ import annotations

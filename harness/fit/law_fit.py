@@ -1,7 +1,8 @@
 """Fit one registered law to input files and produce every output (`python -m harness.fit curve|scaling`).
 
 `run(args)` reads and validates every input, fits, bootstraps when asked, and only then writes
-OUT/params.json (parameters, with bootstrap intervals when asked), metrics.json (on the fit set and
+OUT/params.json (parameters, with bootstrap intervals when asked, and with --band how the band
+was built and which predictions it widened at a new peak LR), metrics.json (on the fit set and
 on every predicted file with observed values), pred_<name>.csv per predicted file and
 plot_<mode>.png, and prints a metrics table. Bad input raises `InputError` before anything is
 written (the CLI turns it into exit status 2). Inputs: harness/fit/io.py.

@@ -10,10 +10,11 @@ held fixed) that chose lr-noise-sqrt's p = 1/2. `--noise-floor` prints how noisy
 calibrated band and the band widened at new peak LRs (harness/fit/curve_predict.py `PeakLRBand`) at
 each objective tolerance in `--tolerances`, plus the mean of the kept fits as a point prediction
 ("avg"); `--band-columns val_0.5x` restricts it to the validation direction (how the tolerance was
-chosen, before the other columns were looked at).
+chosen, before the other columns were looked at); `--validation-set DIR` adds the same comparison on
+the second proxy set, per direction of the peak LR.
 
     python scripts/reproduce_curve_lr_transfer.py experiments/curve_prediction_cpu [--p-grid] [--noise-floor]
-        [--band [--tolerances 0 0.1 0.25] [--band-columns val_0.5x]]
+        [--band [--tolerances 0 0.1 0.25] [--band-columns val_0.5x] [--validation-set /work/wt/curvedata]]
 """
 
 from __future__ import annotations
@@ -137,6 +138,38 @@ def band_scores(law_name: str, curves, params, tolerances, columns) -> list[tupl
     return rows
 
 
+def validation_set_bands(root: Path, laws) -> None:
+    """The same band comparison on the second proxy set (scripts/make_curve_validation_set.py, read
+    through scripts/validate_curve_laws.py's protocols), per direction of the peak LR."""
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    import validate_curve_laws as validation
+
+    from harness.fit.curve_predict import peak_lr
+
+    print(f"\n90 % band on {root}: coverage % plain -> widened, mean half-width % plain -> widened, "
+          "mean PredE % main fit / avg of the kept fits")
+    todo = validation.protocols(root, None)
+    for pname in ("proxy-horizon", "proxy-lr-600", "proxy-lr-1200"):
+        fit_set, held = todo[pname][0](), todo[pname][1]()
+        for law_name in laws:
+            band = peak_lr_band(law_name, fit_set, 0.9)
+            groups: dict[str, list] = {}
+            for c in held:
+                y = c.loss[c.eval_index()]
+                pred, lo, hi = band.limits(c)
+                avg = band.predictions(c).mean(axis=0) if band.widens(c) else pred
+                row = (int(np.sum(np.abs(pred - y) <= band.half_width * pred)), int(np.sum((y >= lo) & (y <= hi))),
+                       y.size, float(np.mean((hi - lo) / 2 / pred)), metrics(y, pred)["prede"], metrics(y, avg)["prede"])
+                for g in (f"{peak_lr(c) / band.fitted_peak_lrs[0]:g}x", "all"):
+                    groups.setdefault(g, []).append(row)
+            for g, rows in groups.items():
+                r = np.array(rows, dtype=float)
+                n = r[:, 2].sum()
+                print(f"  {pname:<14}{law_name:<16}{g:<5}{100 * r[:, 0].sum() / n:6.1f} -> {100 * r[:, 1].sum() / n:5.1f}"
+                      f"   {100 * band.half_width:5.2f} -> {100 * r[:, 3].mean():5.2f}"
+                      f"   {100 * r[:, 4].mean():.3f} / {100 * r[:, 5].mean():.3f}   ({len(rows)} curves)")
+
+
 def clock_fixed(p: float) -> LRNoiseClockLaw:
     law = LRNoiseClockLaw()
     law.params = LRNoiseLaw.params + (Param("p", p, p, (p,), nested_at_bounds=True),)
@@ -187,6 +220,8 @@ def main() -> None:
     parser.add_argument("--tolerances", nargs="+", type=float, default=[WEAK_FIT_TOLERANCE],
                         help="objective tolerances of the widened band to score")
     parser.add_argument("--band-columns", nargs="+", default=list(COLUMNS[1:]), choices=COLUMNS[1:])
+    parser.add_argument("--validation-set", type=Path, default=None, metavar="DIR",
+                        help="with --band: also the second proxy set (output of make_curve_validation_set.py)")
     args = parser.parse_args()
     if not (args.experiment / "plan.json").is_file():
         sys.exit(f"error: {args.experiment}/plan.json not found: pass a curve_prediction experiment directory")
@@ -209,6 +244,8 @@ def main() -> None:
                 print(f"  {name:<20}{label:<14}" + "".join(
                     (f"{cells[c][0]:>7.1f} / {cells[c][1]:5.2f} ({cells[c][2]:5.3f})" if c in cells else f"{'-':>24}")
                     for c in args.band_columns))
+    if args.band and args.validation_set is not None:
+        validation_set_bands(args.validation_set, args.laws)
     if args.noise_floor:
         noise_floor(curves)
 

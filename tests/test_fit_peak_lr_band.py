@@ -19,6 +19,7 @@ from harness.fit.cli import main
 from harness.fit.curve_predict import (PEAK_LR_TOLERANCE, WEAK_FIT_TOLERANCE, at_fitted_peak_lr, lr_from_schedule,
                                        peak_lr_band, pinned_law, weak_parameters)
 from harness.fit.io import Curve
+from harness.fit.laws.convex_bound import ConvexNoiseSqrtLaw
 from harness.fit.laws.lr_noise import LRNoiseClockLaw, LRNoiseLaw, LRNoiseSqrtLaw
 
 TRUTH = np.array([3.0, 0.7, 0.4, 30.0, 0.03, 0.5])  # L0, A, alpha, sigma, tau, p
@@ -116,7 +117,7 @@ def test_declarations_and_pinning():
     class Bad(LRNoiseClockLaw):
         weak_at_one_peak_lr = {"q": (0.5,)}
 
-    with pytest.raises(ValueError, match="names 'q', which is not a parameter"):
+    with pytest.raises(ValueError, match="names 'q', which is neither a parameter"):
         weak_parameters(Bad())
 
     class OutOfRange(LRNoiseClockLaw):
@@ -125,6 +126,27 @@ def test_declarations_and_pinning():
     with pytest.raises(ValueError, match=r"inside the parameter's bounds \[0.0, 1.0\]"):
         weak_parameters(OutOfRange())
     assert at_fitted_peak_lr(_curves(FIT_LR, noisy=False)[0], [])  # nothing fitted: nothing to widen against
+
+
+def test_a_constant_of_the_formula_can_be_the_weak_parameter():
+    """convex-noise-sqrt's clock exponent is a constant (CLOCK_P = 1/2), not a fitted parameter: pinning it
+    changes the prepared clock of the copy only, and the band refits on that data."""
+    law = ConvexNoiseSqrtLaw()
+    assert weak_parameters(law) == {"CLOCK_P": (0.0, 0.25, 0.5, 0.75, 1.0)}
+    curve = _curves(FIT_LR, noisy=False)[1]
+    one = pinned_law(law, {"CLOCK_P": 1.0})
+    assert ConvexNoiseSqrtLaw.CLOCK_P == 0.5 and law.CLOCK_P == 0.5
+    np.testing.assert_allclose(one.prepare([curve])["Sq"], np.cumsum(curve.lr)[curve.eval_index()], rtol=1e-12)
+    steps = pinned_law(law, {"CLOCK_P": 0.0}).prepare([curve])["Sq"]  # p = 0 counts the steps with a positive LR
+    assert curve.lr[-1] == 0.0  # the cosine ends at 0: that step is not counted
+    np.testing.assert_allclose(steps, ConvexNoiseSqrtLaw.LR_REF * np.cumsum(curve.lr > 0)[curve.eval_index()],
+                               rtol=1e-12)
+    band = peak_lr_band("convex-noise-sqrt", _curves(FIT_LR, noisy=True), 0.9)
+    target = _curves(3 * FIT_LR, noisy=False)[2]
+    pred, lo, hi = band.limits(target)
+    assert [f.values["CLOCK_P"] for f in band.pinned] == [0.0, 0.25, 0.5, 0.75, 1.0]
+    assert np.all(lo <= pred * (1 - band.half_width)) and np.all(hi >= pred * (1 + band.half_width))
+    assert np.mean(hi - lo) > 1.05 * np.mean(2 * band.half_width * pred)  # the kept refits do widen it
 
 
 def test_cli_band_widened_only_for_new_peak_lr_and_recorded(tmp_path, capsys):

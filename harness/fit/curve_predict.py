@@ -254,15 +254,20 @@ def at_fitted_peak_lr(curve: Curve, fitted: Sequence[float], tolerance: float = 
 
 
 def weak_parameters(law: Law) -> dict[str, tuple[float, ...]]:
-    """The law's declared weakly identified parameters at one peak LR, checked against its params."""
+    """The law's declared weakly identified parameters at one peak LR ({name: grid}), checked: each
+    name is a parameter of the law (`law.params`) or a numeric constant of its formula (a class
+    attribute, e.g. `convex-noise-sqrt`'s clock exponent CLOCK_P, which its `prepare` reads)."""
     weak = dict(getattr(law, "weak_at_one_peak_lr", {}) or {})
     bounds = {p.name: (p.lower, p.upper) for p in law.params}
     for name, grid in weak.items():
-        if name not in bounds:
-            raise ValueError(f"{law.name}: weak_at_one_peak_lr names '{name}', which is not a parameter "
-                             f"({', '.join(bounds)}). Fix: declare one of its parameters")
-        lo, hi = bounds[name]
-        free = lo < hi  # a parameter the law fixes (lr-noise-sqrt's p) may be varied anywhere
+        if name in bounds:
+            lo, hi = bounds[name]
+        elif isinstance(getattr(law, name, None), (int, float)):
+            lo = hi = float(getattr(law, name))
+        else:
+            raise ValueError(f"{law.name}: weak_at_one_peak_lr names '{name}', which is neither a parameter "
+                             f"({', '.join(bounds)}) nor a numeric constant of the law. Fix: declare one of those")
+        free = lo < hi  # a fixed parameter or a constant (lr-noise-sqrt's p) may be varied anywhere
         if not grid or not all(np.isfinite(grid)) or (free and any(not lo <= v <= hi for v in grid)):
             raise ValueError(f"{law.name}: weak_at_one_peak_lr['{name}'] = {tuple(grid)} must be non-empty, "
                              f"finite and inside the parameter's bounds [{lo}, {hi}]")
@@ -270,13 +275,23 @@ def weak_parameters(law: Law) -> dict[str, tuple[float, ...]]:
 
 
 def pinned_law(law: Law, values: Mapping[str, float]) -> Law:
-    """A copy of `law` with the named parameters held at `values` (lower == upper == value)."""
+    """A copy of `law` with the named parameters held at `values` (lower == upper == value) and the
+    named constants set to them (on the copy only; the class is untouched)."""
     import copy
 
     out = copy.copy(law)
+    names = {p.name for p in law.params}
     out.params = tuple(replace(p, lower=float(values[p.name]), upper=float(values[p.name]),
                                grid=(float(values[p.name]),)) if p.name in values else p for p in law.params)
+    for name, value in values.items():
+        if name not in names:
+            setattr(out, name, float(value))
     return out
+
+
+def _changes_data(law: Law, values: Mapping[str, float]) -> bool:
+    """Whether pinning `values` changes what `prepare` computes (a constant of the formula, not a parameter)."""
+    return any(name not in law.param_names for name in values)
 
 
 @dataclass(frozen=True)
@@ -284,8 +299,9 @@ class PinnedFit:
     """A refit with the weak parameter(s) held at one grid point."""
 
     values: dict[str, float]
+    law: Law  # the law with those values pinned (its `prepare` differs when a constant was pinned)
     theta: np.ndarray
-    objective: float  # the fitter's objective on the same fit data (comparable with the main fit's)
+    objective: float  # the fitter's objective on the same observed loss (comparable with the main fit's)
 
 
 @dataclass
@@ -319,8 +335,7 @@ class PeakLRBand:
 
     def pinned_fits(self) -> list[PinnedFit]:
         if self.pinned is None:
-            self.pinned = pinned_fits(self.law, self.law.prepare(self.fit_set), observed_loss(self.fit_set),
-                                      self.seed, near=self.theta)
+            self.pinned = pinned_fits(self.law, self.fit_set, self.seed, near=self.theta)
         return self.pinned
 
     def kept(self) -> list[PinnedFit]:
@@ -332,9 +347,12 @@ class PeakLRBand:
     def predictions(self, curve: Curve) -> np.ndarray:
         """(1 + kept, n): the main fit's prediction, then each kept pinned refit's."""
         data = self.law.prepare([curve])
-        thetas = [self.theta] + [f.theta for f in self.kept()]
+        preds = [np.asarray(self.law.predict(self.theta, data), dtype=float)]
         with np.errstate(all="ignore"):
-            return np.stack([np.asarray(self.law.predict(t, data), dtype=float) for t in thetas])
+            for f in self.kept():
+                own = f.law.prepare([curve]) if _changes_data(self.law, f.values) else data
+                preds.append(np.asarray(f.law.predict(f.theta, own), dtype=float))
+        return np.stack(preds)
 
     def limits(self, curve: Curve) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(prediction, band lo, band hi) at the curve's evaluated rows."""
@@ -363,35 +381,48 @@ class PeakLRBand:
             out["objective_tolerance"] = self.tolerance
             out["main_objective"] = self.objective
             out["pinned_fits"] = [{"values": f.values, "objective": f.objective, "kept": id(f) in kept,
-                                   "params": self.law.as_dict(f.theta)} for f in self.pinned]
+                                   "params": f.law.as_dict(f.theta)} for f in self.pinned]
         return out
 
 
-def pinned_fits(law: Law, data: Mapping[str, Any], y: np.ndarray, seed: int = 0,
+def pinned_fits(law: Law, curves: Sequence[Curve], seed: int = 0,
                 near: np.ndarray | None = None) -> list[PinnedFit]:
-    """Refit `law` with its weak parameter(s) held at every point of their grid (product of grids).
+    """Refit `law` on `curves` with its weak parameter(s) held at every point of their grid (product
+    of grids).
 
-    Starts: the law's own (computed once, clipped to each pinned value by the fitter), plus warm
+    Starts: the law's own (computed once when only parameters are pinned, clipped to each pinned
+    value by the fitter; per grid point when a constant changes the prepared data), plus warm
     starts: `near` (the main fit) and the previous grid point's fit, each with the pinned values
     substituted. Without them a pinned value far from the law's own starts can land in a poor local
     optimum (lr-noise-sqrt at p = 0.25 on our proxies: 6x the best objective)."""
     from itertools import product
 
     weak = weak_parameters(law)
+    y = observed_loss(curves)
     names = law.param_names
-    base = np.atleast_2d(np.asarray(law.starts(data, y), dtype=float))
+    base_data = law.prepare(list(curves))
+    base_starts = None
     out: list[PinnedFit] = []
     for combo in product(*weak.values()):
         values = dict(zip(weak, map(float, combo)))
+        pinned = pinned_law(law, values)
+        if _changes_data(law, values):
+            data = pinned.prepare(list(curves))
+            own = np.atleast_2d(np.asarray(pinned.starts(data, y), dtype=float))
+        else:
+            data = base_data
+            if base_starts is None:
+                base_starts = np.atleast_2d(np.asarray(law.starts(data, y), dtype=float))
+            own = base_starts
         warm = [t for t in ([near] if near is not None else []) + ([out[-1].theta] if out else [])]
         warm = [np.array([values.get(n, v) for n, v in zip(names, t)]) for t in warm]
-        starts = np.vstack([base] + [w[None] for w in warm])
         try:
-            fit = fit_law(pinned_law(law, values), data, y, seed=seed, starts=starts,
+            fit = fit_law(pinned, data, y, seed=seed, starts=np.vstack([own] + [w[None] for w in warm]),
                           n_refine=max(law.n_refine, 1) + len(warm))
         except RuntimeError:
             continue  # no finite start at this grid point: it cannot be in the envelope
-        out.append(PinnedFit(values=values, theta=np.asarray(fit.theta, dtype=float), objective=float(fit.objective)))
+        out.append(PinnedFit(values=values, law=pinned, theta=np.asarray(fit.theta, dtype=float),
+                             objective=float(fit.objective)))
     return out
 
 

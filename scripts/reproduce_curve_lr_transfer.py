@@ -165,7 +165,7 @@ def validation_set_bands(root: Path, laws) -> None:
             for g, rows in groups.items():
                 r = np.array(rows, dtype=float)
                 n = r[:, 2].sum()
-                print(f"  {pname:<14}{law_name:<16}{g:<5}{100 * r[:, 0].sum() / n:6.1f} -> {100 * r[:, 1].sum() / n:5.1f}"
+                print(f"  {pname:<14}{law_name:<19}{g:<5}{100 * r[:, 0].sum() / n:6.1f} -> {100 * r[:, 1].sum() / n:5.1f}"
                       f"   {100 * band.half_width:5.2f} -> {100 * r[:, 3].mean():5.2f}"
                       f"   {100 * r[:, 4].mean():.3f} / {100 * r[:, 5].mean():.3f}   ({len(rows)} curves)")
 

@@ -177,8 +177,8 @@ class ConvexNoiseSqrtLaw(CurveLaw):
     def _prepare_curve(self, lr: np.ndarray, idx: np.ndarray) -> dict[str, Any]:
         _, v = bound_terms(lr, idx)
         rel = np.maximum(lr, 0.0) / self.LR_REF
-        with np.errstate(divide="ignore"):  # a zero-LR step adds nothing to the clock, whatever CLOCK_P
-            sq = self.LR_REF * np.cumsum(np.where(rel > 0, rel**self.CLOCK_P, 0.0))
+        # A zero-LR step adds nothing to the clock, whatever CLOCK_P (0^0 would count it as a step).
+        sq = self.LR_REF * np.cumsum(np.where(rel > 0, rel**self.CLOCK_P, 0.0))
         return {"n": idx.size, "Sq": sq[idx], "V": v}
 
     def predict(self, theta: np.ndarray, data: Mapping[str, Any]) -> np.ndarray:

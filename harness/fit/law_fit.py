@@ -1,7 +1,8 @@
 """Fit one registered law to input files and produce every output (`python -m harness.fit curve|scaling`).
 
 `run(args)` reads and validates every input, fits, bootstraps when asked, and only then writes
-OUT/params.json (parameters, with bootstrap intervals when asked), metrics.json (on the fit set and
+OUT/params.json (parameters, with bootstrap intervals when asked, and with --band how the band
+was built and which predictions it widened at a new peak LR), metrics.json (on the fit set and
 on every predicted file with observed values), pred_<name>.csv per predicted file and
 plot_<mode>.png, and prints a metrics table. Bad input raises `InputError` before anything is
 written (the CLI turns it into exit status 2). Inputs: harness/fit/io.py.
@@ -21,6 +22,8 @@ import pandas as pd
 from harness.files import atomic_write_json, atomic_write_text
 from harness.fit import fit_checks, plots
 from harness.fit.bootstrap_starts import bootstrap_cells, cell_labels
+from harness.fit.curve_predict import (PEAK_LR_TOLERANCE, PeakLRBand, at_fitted_peak_lr,  # noqa: F401 (re-export)
+                                       fitted_peak_lrs, peak_lr, peak_lr_band)
 from harness.fit.extrapolation import fit_for_extrapolation
 from harness.fit.fitter import BootstrapResult, FitResult, bootstrap, fit_law, metrics
 from harness.fit.io import Curve, InputError, read_curves, read_scaling_csv
@@ -76,7 +79,8 @@ def run_curve(args: argparse.Namespace) -> Outputs:
 
     fit = fit_law(law, fit_data, y, seed=args.seed)
     boot = _bootstrap(law, fit_data, y, fit, args, groups if len(fit_curves) > 1 else None)
-    band = _band(args, fit_curves)
+    band = _band(args, fit_curves, law, fit)
+    widened: list[str] = []
 
     out = Outputs(params=_params_json(law, fit, boot, args), metrics={"fit": fit.metrics, "fit_curves": {},
                                                                         "predict": {}})
@@ -92,8 +96,10 @@ def run_curve(args: argparse.Namespace) -> Outputs:
             if boot is not None:
                 lo, hi = boot.predict_interval(law, data)
                 table[f"{args.target}_pred_lo"], table[f"{args.target}_pred_hi"] = lo, hi
-            if band is not None:
-                table[f"{args.target}_band_lo"], table[f"{args.target}_band_hi"] = pred * (1 - band), pred * (1 + band)
+            if band is not None:  # the plain band, or at a new peak LR the envelope over the weak parameter
+                _, table[f"{args.target}_band_lo"], table[f"{args.target}_band_hi"] = band.limits(c)
+                if band.widens(c):
+                    widened.append(c.name)
             ok = np.isfinite(obs)
             if role == "predict":
                 out.tables[f"pred_{c.name}.csv"] = table
@@ -102,27 +108,36 @@ def run_curve(args: argparse.Namespace) -> Outputs:
             else:
                 out.metrics["fit_curves"][c.name] = metrics(obs[ok], pred[ok])
             out.series.append(plots.Series(c.name, c.step[idx].astype(float), obs, pred, role, lo, hi))
-    out.notices = peak_lr_notices(fit_curves, pred_curves, band is not None)
+    if band is not None:
+        out.params["band"] = band.to_json(widened)
+        if widened:
+            kept = ", ".join(f"{k} = {v:g}" for f in band.kept() for k, v in f.values.items())
+            print(f"note: band widened for {len(widened)} prediction(s) at a peak LR no fit curve has: envelope of "
+                  f"the refits with {kept} (objective within {band.tolerance:.0%} of the best), each x (1 +- "
+                  f"{band.half_width:.4f})")
+    out.notices = peak_lr_notices(fit_curves, pred_curves, band is not None, widened)
     return out
 
 
-# Measured on our proxies (docs/CURVE_LAWS.md, "Peak-LR transfer"): predictions at 0.5x and 2x the fitted peak
-# LR miss by 2-4 % on average and their 90 % band covers only 56-65 %. Predictions within this factor of a fitted
-# peak LR are treated as at it.
-PEAK_LR_TOLERANCE = 1.1
-
-
-def peak_lr_notices(fit_curves: Sequence[Curve], pred_curves: Sequence[Curve], has_band: bool) -> list[dict[str, str]]:
-    """One notice per predicted curve whose peak LR no fit curve shares: the fit set has not seen that LR, so
-    neither its in-sample error nor its band says how far off the prediction is."""
-    fitted = sorted({float(np.max(c.lr)) for c in fit_curves if c.lr.size})
+def peak_lr_notices(fit_curves: Sequence[Curve], pred_curves: Sequence[Curve], has_band: bool,
+                    widened: Sequence[str] = ()) -> list[dict[str, str]]:
+    """One notice per predicted curve whose peak LR no fit curve shares (within PEAK_LR_TOLERANCE, a factor):
+    the fit set has not seen that LR, so its in-sample error does not say how far off the prediction is, and
+    a band is trustworthy there only if it was widened (curves named in `widened`)."""
+    fitted = fitted_peak_lrs(fit_curves)
     out = []
     for c in pred_curves:
-        peak = float(np.max(c.lr)) if c.lr.size else 0.0
-        if not fitted or peak <= 0 or any(1 / PEAK_LR_TOLERANCE <= peak / f <= PEAK_LR_TOLERANCE for f in fitted):
+        if at_fitted_peak_lr(c, fitted):
             continue
-        band = (" and the band is calibrated at the fitted peak LR(s): expect it to cover less than its level"
-                if has_band else "")
+        peak = peak_lr(c)
+        band = ""
+        if c.name in widened:
+            band = (" and its band is widened by refits over the law's weakly identified parameter (the default's "
+                    "90 % band then covers 95-100 % at 0.5x and 2x on our proxies, but 67-70 % at 3x, past the "
+                    "optimal LR)")
+        elif has_band:
+            band = (" and the band is calibrated at the fitted peak LR(s) (this law declares no weakly identified "
+                    "parameter to widen it by): expect it to cover less than its level")
         out.append({"kind": "peak_lr_extrapolation",
                     "message": f"prediction {c.name!r} has peak LR {peak:.3g}, which no fit curve has (fitted: "
                                f"{', '.join(f'{f:.3g}' for f in fitted)}): peak-LR transfer is the weakest prediction "
@@ -152,15 +167,14 @@ def _check_band_level(args: argparse.Namespace) -> None:
         raise InputError(f"--band {level}: the level must be in (0, 1), e.g. 0.9 (or 0 for no band)")
 
 
-def _band(args: argparse.Namespace, fit_curves: Sequence[Curve]) -> float | None:
-    """Relative half-width of the calibrated --band (harness/fit/curve_predict.py), or None."""
+def _band(args: argparse.Namespace, fit_curves: Sequence[Curve], law: Law, fit: FitResult) -> PeakLRBand | None:
+    """The calibrated --band (harness/fit/curve_predict.py: plain at the fitted peak LR, widened at new
+    ones), or None."""
     level = getattr(args, "band", 0.0)
     if not level:
         return None
-    from harness.fit.curve_predict import calibrate_band
-
-    band = calibrate_band(args.law, fit_curves, level)
-    print(f"note: {level:.0%} band = prediction x (1 +- {band:.4f}), calibrated on the fit curves "
+    band = peak_lr_band(args.law, fit_curves, level, law=law, fit=fit, seed=args.seed)
+    print(f"note: {level:.0%} band = prediction x (1 +- {band.half_width:.4f}), calibrated on the fit curves "
           "(leave-one-curve-out and forward-in-time refits)")
     return band
 

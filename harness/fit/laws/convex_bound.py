@@ -166,12 +166,19 @@ class ConvexNoiseSqrtLaw(CurveLaw):
     )
     # The clock's LR unit, as in lr-noise-clock (any constant gives the same law; this keeps A of order 1).
     LR_REF = 1e-3
+    # The clock exponent: 1/2 is this law. A constant (not fitted), named so that `--band` can vary it: it is
+    # weakly identified when every fit curve has one peak LR, and the band at a new peak LR is widened by
+    # refits with it at each value of the grid (harness/fit/curve_predict.py, `PeakLRBand`).
+    CLOCK_P = 0.5
+    weak_at_one_peak_lr = {"CLOCK_P": (0.0, 0.25, 0.5, 0.75, 1.0)}
     # Noise starts: sigma * max V as a fraction of the lowest loss.
     noise_fractions = (0.003, 0.01, 0.03, 0.1)
 
     def _prepare_curve(self, lr: np.ndarray, idx: np.ndarray) -> dict[str, Any]:
         _, v = bound_terms(lr, idx)
-        sq = self.LR_REF * np.cumsum(np.sqrt(np.maximum(lr, 0.0) / self.LR_REF))
+        rel = np.maximum(lr, 0.0) / self.LR_REF
+        # A zero-LR step adds nothing to the clock, whatever CLOCK_P (0^0 would count it as a step).
+        sq = self.LR_REF * np.cumsum(np.where(rel > 0, rel**self.CLOCK_P, 0.0))
         return {"n": idx.size, "Sq": sq[idx], "V": v}
 
     def predict(self, theta: np.ndarray, data: Mapping[str, Any]) -> np.ndarray:

@@ -124,7 +124,9 @@ def _add_law_fit(sub: argparse._SubParsersAction, mode: str, laws: dict) -> None
                             "writes pred_<stem>.csv; repeatable")
         p.add_argument("--band", type=float, default=0.0, metavar="LEVEL",
                        help="add a calibrated LEVEL (e.g. 0.9) prediction band (loss_band_lo/hi) from "
-                            "leave-one-curve-out and forward-in-time refits; 0 = none")
+                            "leave-one-curve-out and forward-in-time refits; 0 = none. At a peak LR no fit curve "
+                            "has, widened by refits over what one peak LR cannot pin down (the clock exponent): "
+                            "docs/CURVE_LAWS.md")
     p.set_defaults(run=_fit_law)
 
 

@@ -9,8 +9,8 @@ tied readout. Passes when, for both, |loss difference| / loss and, for every par
 
 CUDA (when present): bf16 autocast, tolerance 1e-2 (both paths round the logits and their gradient
 to bf16; a wrong scale or a missing chunk is off by O(1)). The torch path in fp32 is printed too,
-as the scale of bf16's own error. `--compile` runs the candidate under torch.compile (the fused
-loss outside the graph). CPU: the kernels run in Triton's interpreter, fp32, tolerance 1e-5; set
+as the scale of bf16's own error. `--compile` adds the untied candidate under torch.compile (the
+fused loss outside the graph: one graph break, at the readout). CPU: the kernels run in Triton's interpreter, fp32, tolerance 1e-5; set
 TRITON_INTERPRET=1 in the environment (it must be set before triton is imported).
 
     python scripts/check_fused_ce.py [--compile]                      # CUDA
@@ -85,13 +85,13 @@ def check(device: torch.device, tied: bool, compile_candidate: bool, tol: float)
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--device", choices=("cuda", "cpu"), default="cuda" if torch.cuda.is_available() else "cpu")
-    parser.add_argument("--compile", action="store_true", help="also run the liger model under torch.compile")
+    parser.add_argument("--compile", action="store_true", help="also run the untied liger model under torch.compile")
     parser.add_argument("--tol", type=float, default=None, help="override the tolerance (1e-2 CUDA bf16, 1e-5 CPU fp32)")
     args = parser.parse_args()
     device = torch.device(args.device)
     tol = args.tol if args.tol is not None else (1e-2 if device.type == "cuda" else 1e-5)
-    results = [check(device, tied, compiled, tol) for compiled in ([False, True] if args.compile else [False])
-               for tied in (False, True)]
+    cases = [(False, False), (True, False)] + ([(False, True)] if args.compile else [])  # (tied, compiled)
+    results = [check(device, tied, compiled, tol) for tied, compiled in cases]
     print("fused_ce check:", "ok" if all(results) else "FAILED")
     sys.exit(0 if all(results) else 1)
 

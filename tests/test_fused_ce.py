@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import importlib.util
+import json
 import os
 import subprocess
 import sys
@@ -93,11 +94,59 @@ def test_the_model_routes_its_loss_to_liger(tie, monkeypatch):
         model(x[:, :-1], targets=x[:, 1:])
 
 
-@pytest.mark.skipif(not LIGER_IMPORTABLE, reason="liger-kernel and triton are not installed (pip install '.[gpu]')")
-def test_liger_loss_and_gradients_match_torch_in_the_triton_interpreter():
+needs_liger = pytest.mark.skipif(not LIGER_IMPORTABLE, reason="liger-kernel and triton are not installed "
+                                 "(pip install '.[gpu]')")
+
+
+def run_in_triton_interpreter(*args: str) -> subprocess.CompletedProcess:
+    """`python *args` with Triton's interpreter on (it must be on before triton is imported: a fresh process)."""
     env = {**os.environ, "TRITON_INTERPRET": "1", "PYTHONPATH": os.pathsep.join(
         [str(ROOT), *filter(None, [os.environ.get("PYTHONPATH")])])}
-    proc = subprocess.run([sys.executable, "scripts/check_fused_ce.py", "--device", "cpu"], cwd=ROOT, env=env,
-                          capture_output=True, text=True, timeout=600)
+    return subprocess.run([sys.executable, *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+
+
+@needs_liger
+def test_liger_loss_and_gradients_match_torch_in_the_triton_interpreter():
+    proc = run_in_triton_interpreter("scripts/check_fused_ce.py", "--device", "cpu")
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert proc.stdout.count("tolerance 1e-05: ok") == 2 and "fused_ce check: ok" in proc.stdout
+
+
+# Five optimizer steps of harness.loop.Trainer (2 micro-batches each: a loss gradient of 1/2 into
+# liger's backward), printed as JSON: the losses with fused_ce=none and with liger (set after
+# validate(), which refuses liger on a CPU run).
+TRAINER_STEPS = """
+import json
+from pathlib import Path
+import numpy as np, torch
+from harness.config import ModelConfig, RunConfig, TrainConfig
+from harness.data.tokens import TokenData
+from harness.loop import Trainer
+from harness.models import build_model
+from harness.runtime import setup_runtime
+
+def losses(fused_ce):
+    model = ModelConfig(arch="llama", d_model=32, n_layers=1, n_heads=2, vocab_size=300, max_seq_len=16)
+    train = TrainConfig(steps=5, seq_len=16, batch_size=4, micro_batch_size=2, device="cpu", precision="fp32",
+                        eval_sequences=2, loss_chunk=16, deterministic=True)
+    cfg = RunConfig(model=model, train=train, name="fused_ce")
+    cfg.validate()
+    train.fused_ce = fused_ce
+    rng = np.random.default_rng(0)
+    data = TokenData(train=rng.integers(0, 300, 100_000, dtype=np.uint16), val=rng.integers(0, 300, 68, dtype=np.uint16),
+                     vocab_size=300, tokenizer=None, manifest={}, cache_path=Path("."))
+    torch.manual_seed(0)
+    trainer = Trainer(cfg, setup_runtime(train), data, build_model(model))
+    return [trainer.train_step(step)["loss"] for step in range(1, 6)]
+
+print(json.dumps({"none": losses("none"), "liger": losses("liger")}))
+"""
+
+
+@needs_liger
+def test_training_steps_with_liger_match_the_torch_loss_in_the_triton_interpreter():
+    proc = run_in_triton_interpreter("-c", TRAINER_STEPS)
+    assert proc.returncode == 0, proc.stderr
+    losses = json.loads(proc.stdout.strip().splitlines()[-1])
+    worst = max(abs(a - b) / b for a, b in zip(losses["liger"], losses["none"]))
+    assert len(losses["liger"]) == 5 and worst <= 1e-6, (worst, losses)

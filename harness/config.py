@@ -308,6 +308,23 @@ class DilocoConfig:
                      f"(train.batch_size / train.diloco.replicas)")
 
 
+def _require_liger(device: str) -> None:
+    """train.fused_ce=liger runs Triton kernels on a CUDA GPU: refuse it here, before any run directory
+    is written, on a CPU run or where liger-kernel or triton is not importable."""
+    import importlib.util
+
+    fix = ("use train.fused_ce=none (with train.loss_chunk for a chunked loss), or install the gpu extra "
+           "(pip install '.[gpu]') on a CUDA machine")
+    _require(device != "cpu", "train.fused_ce", f"liger needs a CUDA GPU but train.device=cpu; {fix}")
+    missing = [name for name in ("triton", "liger_kernel") if importlib.util.find_spec(name) is None]
+    _require(not missing, "train.fused_ce", f"liger needs {' and '.join(missing)}, not importable here; {fix}")
+    if device == "auto":  # only now pay for torch (this module imports none): does auto mean cuda here?
+        import torch
+
+        _require(torch.cuda.is_available(), "train.fused_ce",
+                 f"liger needs a CUDA GPU but train.device=auto finds none here; {fix}")
+
+
 @dataclass
 class PruneConfig:
     """Gradual magnitude pruning during pre-training, train.prune (harness/prune.py; off by default and
@@ -363,6 +380,11 @@ class TrainConfig:
     # logits never exist; the loss runs inside the model's forward, so inside torch.compile); 0:
     # the whole logits, the loss outside the model. Not part of the run's identity (same numbers).
     loss_chunk: int = 0
+    # The readout + cross-entropy as one fused kernel that never writes the logits: "liger"
+    # (liger-kernel's fused linear cross-entropy, CUDA + triton; harness/models/fused_ce.py, the loss
+    # inside the forward, loss_chunk rows per chunk when set) or "none" (torch). A way of computing,
+    # not part of the run's identity.
+    fused_ce: str = "none"  # none | liger
     # Fetch each step's loss and gradient norm to the host (and check them) every this many steps,
     # all at once, and at checkpoint / eval / last steps: the GPU is not stalled by a sync every step.
     # Every step still gets its curve row. Not part of the run's identity.
@@ -427,6 +449,9 @@ class TrainConfig:
         _require(self.grad_clip >= 0, "train.grad_clip", "must be >= 0 (0 disables clipping)")
         _require(self.fetch_every >= 1, "train.fetch_every", "must be >= 1 (1: every step)")
         _require(self.loss_chunk >= 0, "train.loss_chunk", "must be >= 0 (tokens per chunk; 0: whole logits)")
+        _one_of(self.fused_ce, "train.fused_ce", ("none", "liger"))
+        if self.fused_ce == "liger":
+            _require_liger(self.device)
         _one_of(self.device, "train.device", ("auto", "cpu", "cuda"))
         _one_of(self.precision, "train.precision", ("auto", "fp32", "bf16"))
         _one_of(self.parallel, "train.parallel", ("none", "ddp", "fsdp", "diloco"))

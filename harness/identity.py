@@ -36,7 +36,7 @@ from harness.device import resolve_device, resolve_precision
 
 # Prefixes of flattened config keys that may differ between launches of one run.
 NON_IDENTITY_FIELDS = ("logging.", "data.cache_dir", "train.num_threads", "train.compile", "train.loss_chunk",
-                       "train.fetch_every", "train.eval_every",
+                       "train.fused_ce", "train.fetch_every", "train.eval_every",
                        "train.checkpoint_every", "train.keep_checkpoints", "train.preempt_signals",
                        "train.requeue", "train.checkpoint_at", "train.eval_tasks", "run_dir", "name")
 HASH_TOKEN = "{hash}"

@@ -201,6 +201,7 @@ class Trainer:
         self.counts = {**param_counts(model), "flops_per_token": self.compute.flops_per_token,
                        "optimizer_flops_per_step": self.compute.optimizer_flops_per_step}
         model.loss_chunk = tc.loss_chunk  # chunked readout + CE inside the forward (0: outside, whole logits)
+        model.fused_ce = tc.fused_ce  # liger: the readout + CE as liger-kernel's fused kernel, inside the forward
         # muP's per-role LR and weight-decay factors (empty, i.e. all 1, unless model.mup.enabled).
         multipliers = mup.optimizer_multipliers(cfg.model, cfg.optim)
         self.model: ParallelModel = self.wrap(model, lambda runner: build_optimizer(
@@ -346,7 +347,7 @@ class Trainer:
         for i in range(n_micro):
             micro = rows[i * self.micro_batch:(i + 1) * self.micro_batch]
             with model.accumulating(last_micro_batch=i == n_micro - 1), rt.autocast():
-                if tc.loss_chunk:  # the loss inside the (possibly compiled) forward, chunked
+                if tc.loss_chunk or tc.fused_ce != "none":  # the loss inside the (possibly compiled) forward
                     loss = model.runner(micro[:, :-1], targets=micro[:, 1:]) / n_micro
                 else:
                     loss = cross_entropy(model(micro[:, :-1]), micro[:, 1:]) / n_micro

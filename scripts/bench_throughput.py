@@ -14,12 +14,13 @@ peak dense bf16 FLOP/s: MFU = flops_per_token * tokens_per_s / peak.
 `--in-loop` (CUDA) measures instead the figure inside the harness's own loop: an ordinary `harness.loop.Trainer`
 (its schedule, batch sampling, micro-batches, clipping, AdamW, loss fetch and NaN check each step)
 on the same 124M shape and random tokens, timed per step; `--loss-chunk N` sets train.loss_chunk
-(chunked cross-entropy inside the compiled forward), `--fetch-every N` train.fetch_every (the loss
-fetched to the host every N steps, as the loop then does).
+(chunked cross-entropy inside the compiled forward), `--fused-ce liger` train.fused_ce (liger-kernel's
+fused linear cross-entropy instead, loss_chunk rows per chunk; harness/models/fused_ce.py),
+`--fetch-every N` train.fetch_every (the loss fetched to the host every N steps, as the loop then does).
 
     python scripts/bench_throughput.py [--compile] [--out bench.json]
     python scripts/bench_throughput.py --skip-cpu --in-loop --gpu-batch 32 [--micro-batch 16]
-        [--loss-chunk 8192] [--fetch-every 10]
+        [--loss-chunk 8192] [--fused-ce liger] [--fetch-every 10]
 """
 
 from __future__ import annotations
@@ -245,6 +246,7 @@ def bench_in_loop(args: argparse.Namespace) -> list[Row]:
                         device="cuda", precision="bf16", compile=not args.no_compile, eval_sequences=8)
     if args.loss_chunk is not None:
         train.loss_chunk = args.loss_chunk
+    train.fused_ce = args.fused_ce
     train.fetch_every = args.fetch_every
     cfg = RunConfig(model=model_cfg, train=train, name="bench_in_loop")
     cfg.validate()
@@ -281,7 +283,7 @@ def bench_in_loop(args: argparse.Namespace) -> list[Row]:
             torch.cuda.synchronize()
         print(prof.key_averages().table(sort_by="cuda_time_total", row_limit=25, max_name_column_width=70))
     name = (f"harness loop ({'compiled' if train.compile else 'eager'}, sdpa {args.sdpa}, micro {args.micro_batch or args.gpu_batch}, "
-            f"loss_chunk {train.loss_chunk}, fetch_every {train.fetch_every})")
+            f"loss_chunk {train.loss_chunk}, fused_ce {train.fused_ce}, fetch_every {train.fetch_every})")
     row = Row(name, device_name, args.gpu_batch, seq_len, 1e3 * median_s, tokens_per_s,
               trainer.compute.flops_per_token * tokens_per_s / peak if peak else None)
     print_table(f"{device_name}, in the harness loop, bf16, batch {args.gpu_batch} x seq {seq_len}", [row],
@@ -316,6 +318,8 @@ def main() -> None:
     parser.add_argument("--in-loop", action="store_true", help="CUDA: time harness.loop.Trainer.train_step (instead of the standalone rows)")
     parser.add_argument("--micro-batch", type=int, default=None, help="--in-loop: train.micro_batch_size")
     parser.add_argument("--loss-chunk", type=int, default=None, help="--in-loop: train.loss_chunk (rows per CE chunk)")
+    parser.add_argument("--fused-ce", choices=("none", "liger"), default="none",
+                        help="--in-loop: train.fused_ce (liger: liger-kernel's fused linear cross-entropy)")
     parser.add_argument("--fetch-every", type=int, default=1, help="--in-loop: train.fetch_every (host syncs)")
     parser.add_argument("--sdpa", choices=("default", "cudnn"), default="default",
                         help="--in-loop: attention backend (cudnn: flash and mem-efficient SDPA disabled)")

@@ -8,20 +8,23 @@
 #   moe     the 1M MoE compiled (also run by optim), counting torch.compile recompiles
 #   batched K=16 stacked 3.4M proxies vs sequential (scripts/bench_batched.py --device cuda)
 #   mfu     in-loop MFU of the 124M LLaMA (bench_throughput.py --in-loop) for MFU_VARIANTS
+#   fusedce train.fused_ce=liger: liger's loss and gradients against torch's (bf16, scripts/check_fused_ce.py),
+#           then the in-loop MFU of the 124M LLaMA without and with it (FUSEDCE_SHAPE, batch:micro:loss_chunk)
 #   diloco  2 simulated DiLoCo replicas on CUDA
 #   dist    torchrun DDP and FSDP2 (1 rank each), then an FSDP relaunch from its step-30 checkpoint
 #
 # Choose sections with GPU_CHECKS="bench single optim dist" (default: all). Pure-Python packages the
 # GPU image lacks (hydra-core, omegaconf, antlr4, pytorch-optimizer) can ride along in .gpu_site/
-# (copied from the local environment; see docs/BENCHMARKS.md). Figures and logs go to ${OUT:-gpu_check_out}/,
-# a summary to $OUT/summary.json. Usage: bash scripts/gpu_check.sh
+# (copied from the local environment; see docs/BENCHMARKS.md); so can liger-kernel (the gpu extra,
+# not installed locally): `python -m pip install --no-deps --target .gpu_site liger-kernel==0.8.5`.
+# Figures and logs go to ${OUT:-gpu_check_out}/, a summary to $OUT/summary.json. Usage: bash scripts/gpu_check.sh
 set -uo pipefail
 out="${OUT:-gpu_check_out}"; mkdir -p "$out"
 export HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 TOKENIZERS_PARALLELISM=false PYTHONUNBUFFERED=1 WANDB_MODE=disabled
 export HARNESS_CACHE="${HARNESS_CACHE:-/tmp/harness_cache}"
 site=""; [ -d .gpu_site ] && site=":$PWD/.gpu_site"
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}$site"
-checks="${GPU_CHECKS:-bench batched mfu single optim diloco dist}"
+checks="${GPU_CHECKS:-bench batched mfu fusedce single optim diloco dist}"
 runs=/tmp/gpu_runs; rm -rf "$runs"; mkdir -p "$runs"
 py="${PYTHON:-python3}"
 want() { [[ " $checks " == *" $1 "* ]]; }
@@ -51,6 +54,24 @@ if want mfu; then
         $chunk --fetch-every $fe --warmup 3 --rounds 3 --steps-per-round $(( fe > 1 ? 2 : 10 )) \
         --out "$out/mfu_${gb}_${mb}_${lc}_${fe}.json" 2>&1 | grep -v Warn | tail -4
   done
+fi
+
+if want fusedce; then
+  # liger-kernel is pure Python (Triton kernels, compiled on first use); triton comes with CUDA torch.
+  if ! $py -c "import liger_kernel, triton" 2>/dev/null; then
+    echo "== fusedce: SKIPPED, liger_kernel or triton not importable; before the session, locally:"
+    echo "   python -m pip install --no-deps --target .gpu_site liger-kernel==0.8.5"
+  else
+    echo "== fusedce: liger vs torch, loss and gradients of a small LLaMA, bf16 (tolerance 1e-2), eager + compiled"
+    timeout 150 $py scripts/check_fused_ce.py --compile 2>&1 | tee "$out/fusedce_check.log" | grep -v Warn | tail -8
+    IFS=: read -r gb mb lc <<<"${FUSEDCE_SHAPE:-64:64:8192}"
+    for fc in none liger; do  # each a fresh process (its own compile); none first: the baseline of this session
+      echo "== fusedce: in-loop MFU, batch $gb, micro $mb, loss_chunk $lc, fetch_every 10, fused_ce $fc"
+      timeout ${MFU_TIMEOUT:-130} $py scripts/bench_throughput.py --skip-cpu --in-loop --gpu-batch $gb --micro-batch $mb \
+          --loss-chunk $lc --fused-ce $fc --fetch-every 10 --warmup 3 --rounds 3 --steps-per-round 2 \
+          --out "$out/fusedce_mfu_${fc}_${gb}_${mb}_${lc}.json" 2>&1 | grep -v Warn | tail -4
+    done
+  fi
 fi
 
 if want diloco; then

@@ -9,6 +9,7 @@ from torch import nn
 from harness.config import ModelConfig
 from harness.models import flops, mup
 from harness.models.chunked_ce import chunked_readout_cross_entropy
+from harness.models.fused_ce import liger_readout_cross_entropy
 from harness.models.layers import linear
 from harness.models.roles import ParamRole, initialize, spec_of
 
@@ -16,11 +17,15 @@ from harness.models.roles import ParamRole, initialize, spec_of
 class DecoderLM(nn.Module):
     """Base class: `forward(input_ids[B, T]) -> logits[B, T, V]`, no loss inside; given `targets`
     [B, T] as well, the mean next-token cross-entropy instead (so the loss runs inside a compiled
-    forward), computed `loss_chunk` tokens at a time when that is set (harness/models/chunked_ce.py)."""
+    forward), computed `loss_chunk` tokens at a time when that is set (harness/models/chunked_ce.py),
+    or by liger-kernel's fused linear cross-entropy when `fused_ce` is "liger" (harness/models/fused_ce.py)."""
 
     # Tokens per chunk of the readout + cross-entropy of a forward given targets; 0: whole logits.
     # Set by the training loop from train.loss_chunk: a way of computing, not part of the model.
     loss_chunk: int = 0
+    # "liger": the readout + cross-entropy of a forward given targets as liger-kernel's fused kernel
+    # (CUDA), in chunks of loss_chunk rows when set; "none": torch. Set from train.fused_ce, like loss_chunk.
+    fused_ce: str = "none"
 
     def __init__(self, cfg: ModelConfig) -> None:
         super().__init__()
@@ -64,12 +69,15 @@ class DecoderLM(nn.Module):
         as harness.loop.cross_entropy computes it on the logits."""
         if targets_BT is None:
             return self._readout(h_BTD)
-        if self.loss_chunk <= 0:
+        if self.fused_ce == "none" and self.loss_chunk <= 0:
             return F.cross_entropy(self._readout(h_BTD).float().flatten(0, 1), targets_BT.flatten())
+        # The readout's weight and (muP-scaled) input go to a kernel that never holds all the logits.
         m = self.mup_rules.output_mult
         if m != 1.0:
             h_BTD = h_BTD * m
         weight_VD = self.lm_head.weight if self.lm_head is not None else self.tok_embeddings.weight
+        if self.fused_ce == "liger":
+            return liger_readout_cross_entropy(h_BTD, weight_VD, targets_BT, self.loss_chunk)
         return chunked_readout_cross_entropy(h_BTD, weight_VD, targets_BT, self.loss_chunk)
 
     def _check_seq_len(self, input_ids: torch.Tensor) -> None:

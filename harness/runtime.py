@@ -95,6 +95,10 @@ def setup_runtime(cfg: TrainConfig) -> Runtime:
         raise ConfigError("train.parallel: launched with WORLD_SIZE>1 (torchrun) but parallel=none; "
                           "set train.parallel=ddp or fsdp")
     device = _pick_device(cfg, local_rank)
+    if cfg.fused_ce == "liger":
+        from harness.models.fused_ce import require_runnable
+
+        require_runnable(device)
     if cfg.parallel != "none" and not dist.is_initialized() and "RANK" in os.environ:
         dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
     if cfg.batch_size % world_size:

@@ -10,8 +10,10 @@ Numerics: the readout matmul in the autocast dtype (bf16 on GPUs), the softmax i
 kernel, the mean over all N rows (no ignore_index: every target counts), as the torch paths. The
 weight gradient accumulates in fp32 (the parameter's dtype under autocast).
 
-liger-kernel is imported on first use only: it imports triton, which a CPU machine lacks;
-TrainConfig.validate refuses fused_ce=liger there before a run starts.
+liger-kernel is imported on first use only: it imports triton, which a CPU machine lacks.
+TrainConfig.validate refuses fused_ce=liger on an explicit CPU run; `require_runnable` refuses it
+where the run starts (harness/runtime.py: the device resolved, before anything is written) when that
+device is not a GPU or the kernels do not import.
 """
 
 from __future__ import annotations
@@ -22,6 +24,21 @@ import os
 import torch
 
 from harness.checks import ConfigError
+
+
+def require_runnable(device: torch.device) -> None:
+    """Refuse train.fused_ce=liger on the device a run resolved to, unless it is a GPU with triton and
+    liger-kernel importable (checked without importing them)."""
+    import importlib.util
+
+    from harness.config import FUSED_CE_FIX
+
+    if device.type != "cuda":
+        raise ConfigError(f"train.fused_ce: liger needs a CUDA GPU but this run resolved to {device.type}; "
+                          f"{FUSED_CE_FIX}")
+    missing = [name for name in ("triton", "liger_kernel") if importlib.util.find_spec(name) is None]
+    if missing:
+        raise ConfigError(f"train.fused_ce: liger needs {' and '.join(missing)}, not importable here; {FUSED_CE_FIX}")
 
 
 def liger_chunk_mem_const(n_rows: int, d_model: int, vocab_size: int, chunk_rows: int) -> int:

@@ -131,6 +131,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--jobs", type=int, default=2, help="runs trained at once (one core each)")
     ap.add_argument("--dry-run", action="store_true", help="print the commands, train nothing")
     ap.add_argument("--horizons", type=int, nargs="+", default=list(HORIZONS), help="train only these horizons")
+    ap.add_argument("--peak-lrs", type=float, nargs="+", default=None,
+                    help="train only these peak LRs (of %s), in this order within each horizon" % (PEAK_LRS,))
     default = ProxyShape()
     ap.add_argument("--d-model", type=int, default=default.d_model, help="proxy width")
     ap.add_argument("--n-layers", type=int, default=default.n_layers, help="proxy depth")
@@ -142,6 +144,12 @@ def main(argv: list[str] | None = None) -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     runs = all_runs(shape)
     todo = [r for r in runs if r.horizon in args.horizons and not is_completed(args.out / r.name)]
+    if args.peak_lrs is not None:
+        unknown = [lr for lr in args.peak_lrs if lr not in PEAK_LRS]
+        if unknown:
+            ap.error(f"--peak-lrs {unknown}: not among the set's peak LRs {PEAK_LRS}")
+        order = {lr: i for i, lr in enumerate(args.peak_lrs)}
+        todo = sorted((r for r in todo if r.peak_lr in order), key=lambda r: (r.horizon, order[r.peak_lr]))
     print(f"{len(todo)} of {len(runs)} runs to train into {args.out}", flush=True)
     if args.dry_run:
         for r in todo:

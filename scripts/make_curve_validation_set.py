@@ -13,6 +13,12 @@ parallel by default). Same seed and data order in every run, so curves differ by
 
     python scripts/make_curve_validation_set.py --out /work/wt/curvedata [--jobs 2] [--dry-run]
 
+A different proxy (a fresh validation set nobody has fitted on) by shape and seed, e.g. the third set:
+
+    python scripts/make_curve_validation_set.py --out /work/wt/curvedata3 --d-model 96 --n-layers 3 --seed 1
+
+(`train.seed` sets both the initialization and the data order.)
+
 Each run writes OUT/<horizon>_<schedule>_<lr>/curve.jsonl; a run whose status.json has state
 "completed" is skipped, so the script can be re-run after an interruption. scripts/validate_curve_laws.py
 reads OUT back. Keep OUT outside the repository.
@@ -43,9 +49,33 @@ PEAK_LRS = (1e-3, 2e-3, 4e-3, 6e-3)
 BASE_LR = 2e-3
 WARMUP_STEPS = 50
 
-# The proxy: small enough for seconds per 100 steps on one core, big enough that the peak LR matters.
-PROXY = [
-    "model=llama_tiny", "model.d_model=64", "model.n_heads=4", "model.n_kv_heads=2",
+
+
+@dataclass(frozen=True)
+class ProxyShape:
+    """The proxy model and seed; the defaults are the first validation set (/work/wt/curvedata)."""
+    d_model: int = 64
+    n_layers: int = 2
+    n_heads: int = 4
+    n_kv_heads: int = 2
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.d_model % self.n_heads or (self.d_model // self.n_heads) % 2:
+            raise ValueError(f"--d-model {self.d_model} / --n-heads {self.n_heads} must be an even head "
+                             "dimension (RoPE); pick n_heads dividing d_model into an even width")
+        if self.n_heads % self.n_kv_heads:
+            raise ValueError(f"--n-kv-heads {self.n_kv_heads} must divide --n-heads {self.n_heads}")
+        if self.seed < 0 or self.n_layers < 1:
+            raise ValueError(f"--seed must be >= 0 and --n-layers >= 1, got {self.seed}, {self.n_layers}")
+
+    def overrides(self) -> list[str]:
+        return ["model=llama_tiny", f"model.d_model={self.d_model}", f"model.n_layers={self.n_layers}",
+                f"model.n_heads={self.n_heads}", f"model.n_kv_heads={self.n_kv_heads}", f"train.seed={self.seed}"]
+
+
+# The proxy's training: small enough for seconds per 100 steps on one core, big enough that the peak LR matters.
+PROXY_TRAIN = [
     "train=cpu", "train.seq_len=64", "train.batch_size=16", "train.eval_every=20",
     "train.eval_sequences=64", "train.num_threads=1", "train.checkpoint_every=100000",
     "optim=adamw",
@@ -57,20 +87,21 @@ class ProxyRun:
     horizon: int
     schedule: str
     peak_lr: float
+    shape: ProxyShape = ProxyShape()
 
     @property
     def name(self) -> str:
         return f"{self.horizon}_{self.schedule}_{self.peak_lr:g}"
 
     def overrides(self, run_dir: Path) -> list[str]:
-        return [*PROXY, *SCHEDULES[self.schedule], f"schedule.warmup_steps={WARMUP_STEPS}",
+        return [*self.shape.overrides(), *PROXY_TRAIN, *SCHEDULES[self.schedule], f"schedule.warmup_steps={WARMUP_STEPS}",
                 f"train.steps={self.horizon}", f"optim.lr={self.peak_lr:g}", f"name={self.name}",
                 f"run_dir={run_dir}"]
 
 
-def all_runs() -> list[ProxyRun]:
+def all_runs(shape: ProxyShape = ProxyShape()) -> list[ProxyRun]:
     """Every run; the base peak LR first at each horizon (what the fit sets need), then the others."""
-    runs = [ProxyRun(h, s, lr) for h in HORIZONS for lr in PEAK_LRS for s in SCHEDULES]
+    runs = [ProxyRun(h, s, lr, shape) for h in HORIZONS for lr in PEAK_LRS for s in SCHEDULES]
     return sorted(runs, key=lambda r: (r.horizon, r.peak_lr != BASE_LR))
 
 
@@ -100,10 +131,26 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--jobs", type=int, default=2, help="runs trained at once (one core each)")
     ap.add_argument("--dry-run", action="store_true", help="print the commands, train nothing")
     ap.add_argument("--horizons", type=int, nargs="+", default=list(HORIZONS), help="train only these horizons")
+    ap.add_argument("--peak-lrs", type=float, nargs="+", default=None,
+                    help="train only these peak LRs (of %s), in this order within each horizon" % (PEAK_LRS,))
+    default = ProxyShape()
+    ap.add_argument("--d-model", type=int, default=default.d_model, help="proxy width")
+    ap.add_argument("--n-layers", type=int, default=default.n_layers, help="proxy depth")
+    ap.add_argument("--n-heads", type=int, default=default.n_heads, help="attention heads")
+    ap.add_argument("--n-kv-heads", type=int, default=default.n_kv_heads, help="key/value heads")
+    ap.add_argument("--seed", type=int, default=default.seed, help="train.seed: initialization and data order")
     args = ap.parse_args(argv)
+    shape = ProxyShape(args.d_model, args.n_layers, args.n_heads, args.n_kv_heads, args.seed)
     args.out.mkdir(parents=True, exist_ok=True)
-    todo = [r for r in all_runs() if r.horizon in args.horizons and not is_completed(args.out / r.name)]
-    print(f"{len(todo)} of {len(all_runs())} runs to train into {args.out}", flush=True)
+    runs = all_runs(shape)
+    todo = [r for r in runs if r.horizon in args.horizons and not is_completed(args.out / r.name)]
+    if args.peak_lrs is not None:
+        unknown = [lr for lr in args.peak_lrs if lr not in PEAK_LRS]
+        if unknown:
+            ap.error(f"--peak-lrs {unknown}: not among the set's peak LRs {PEAK_LRS}")
+        order = {lr: i for i, lr in enumerate(args.peak_lrs)}
+        todo = sorted((r for r in todo if r.peak_lr in order), key=lambda r: (r.horizon, order[r.peak_lr]))
+    print(f"{len(todo)} of {len(runs)} runs to train into {args.out}", flush=True)
     if args.dry_run:
         for r in todo:
             print("python -m harness.train " + " ".join(r.overrides(args.out / r.name)))

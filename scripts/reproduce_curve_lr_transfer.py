@@ -13,8 +13,11 @@ each objective tolerance in `--tolerances`, plus the mean of the kept fits as a 
 chosen, before the other columns were looked at); `--validation-set DIR` adds the same comparison on
 the second proxy set, per direction of the peak LR.
 
+`--rules clock-avg` adds the clock-averaged rule of scripts/validate_curve_laws.py (docs/CURVE_LAWS.md
+"Clock-averaged peak-LR transfer").
+
     python scripts/reproduce_curve_lr_transfer.py experiments/curve_prediction_cpu [--p-grid] [--noise-floor]
-        [--band [--tolerances 0 0.1 0.25] [--band-columns val_0.5x] [--validation-set /work/wt/curvedata]]
+        [--rules clock-avg] [--band [--tolerances 0 0.1 0.25] [--band-columns val_0.5x] [--validation-set /work/wt/curvedata]]
 """
 
 from __future__ import annotations
@@ -82,6 +85,24 @@ def scores(law, curves, params) -> tuple[dict[str, float], np.ndarray]:
         ok = np.isfinite(obs)
         per.setdefault(col, []).append(metrics(obs[ok], pred[ok])["prede"])
     return {c: 100 * float(np.mean(v)) for c, v in per.items()}, fit.theta
+
+
+def rule_scores(rule_name: str, curves, params) -> dict[str, float]:
+    """The columns of `scores` for a prediction rule of scripts/validate_curve_laws.py (RULES)."""
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    import validate_curve_laws as validation
+
+    rule = validation.RULES[rule_name](fit_set_of(curves, params))
+    per: dict[str, list[float]] = {}
+    for key, curve in curves.items():
+        col = column(key, params)
+        if col is None:
+            continue
+        obs = curve.loss[curve.eval_index()]
+        pred = rule.predict(curve)
+        ok = np.isfinite(obs)
+        per.setdefault(col, []).append(metrics(obs[ok], pred[ok])["prede"])
+    return {c: 100 * float(np.mean(v)) for c, v in per.items()}
 
 
 def fit_set_of(curves, params):
@@ -214,6 +235,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("experiment", type=Path)
     parser.add_argument("--laws", nargs="+", default=list(LAWS), choices=sorted(CURVE_LAWS))
+    parser.add_argument("--rules", nargs="+", default=[], choices=["clock-avg"],
+                        help="also these prediction rules (scripts/validate_curve_laws.py RULES)")
     parser.add_argument("--p-grid", action="store_true", help="also lr-noise-clock with p fixed at 0 ... 1")
     parser.add_argument("--noise-floor", action="store_true")
     parser.add_argument("--band", action="store_true", help="coverage and half-width of each law's 90 %% band")
@@ -236,6 +259,9 @@ def main() -> None:
         row, theta = scores(law, curves, params)
         print(f"  {name:<20}" + "".join(f"{row.get(c, float('nan')):>11.3f}" for c in COLUMNS)
               + "   " + " ".join(f"{v:.4g}" for v in theta))
+    for name in args.rules:
+        row = rule_scores(name, curves, params)
+        print(f"  {name:<20}" + "".join(f"{row.get(c, float('nan')):>11.3f}" for c in COLUMNS))
     if args.band:
         print(f"\n90 % band per group: coverage % / mean half-width % (and mean PredE % of the point prediction)")
         print(f"  {'law':<20}{'band':<14}" + "".join(f"{c:>24}" for c in args.band_columns))

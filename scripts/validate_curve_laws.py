@@ -16,8 +16,17 @@ hidden parts; the last table ranks the laws by that error. The default law is th
 Interval coverage: each law's 90% band from `calibrate_band` (the 90% quantile of those same
 errors); "cover" = the fraction of held-out points inside the band.
 
-    python scripts/validate_curve_laws.py [--laws lr-noise mpl ...] [--protocols ...]
+Rules (`--rules`): a point prediction that is not one law's fit. `clock-avg` (issue 12's peak-LR
+transfer rule, docs/CURVE_LAWS.md "Clock-averaged peak-LR transfer"): `convex-noise-sqrt` fitted as
+usual; a curve at a peak LR the fit curves lack (more than PEAK_LR_TOLERANCE away) is predicted by
+the equal-weight mean of the refits with the clock exponent held at each of CLOCK_AVERAGE_GRID (the
+harness's own `pinned_fits`, every refit kept whatever its objective); a curve at a fitted peak LR
+by the main fit. Rules get no band (the brackets are empty).
+
+    python scripts/validate_curve_laws.py [--laws lr-noise mpl ...] [--rules clock-avg] [--protocols ...]
         [--proxies /work/wt/curvedata] [--data DIR] [--no-band] [--json out.json]
+
+Proxy peak-LR protocols also print the mean PredE per direction of the peak LR (0.5x, 2x, 3x).
 """
 
 from __future__ import annotations
@@ -36,7 +45,10 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from harness.fit.curve_predict import calibrate_band, fit_curves, validation_errors  # noqa: E402
+from dataclasses import dataclass  # noqa: E402
+
+from harness.fit.curve_predict import (at_fitted_peak_lr, calibrate_band, fit_curves, fitted_peak_lrs,  # noqa: E402
+                                       peak_lr, pinned_fits, validation_errors)
 from harness.fit.fitter import metrics  # noqa: E402
 from harness.fit.io import Curve, read_curve_file  # noqa: E402
 from harness.fit.registry import CURVE_LAWS, DEFAULT_CURVE_LAW  # noqa: E402
@@ -51,6 +63,41 @@ PROXY_WARMUP = 50
 # initial transient (val loss 5.0 -> 4.0) that the 124M-scale curves this targets do not have.
 PROXY_MIN_STEP = 151
 BAND_LEVEL = 0.9
+
+# The clock-averaged peak-LR rule (module docstring; chosen on the two older proxy sets, 2026-11-30).
+CLOCK_AVERAGE_LAW = "convex-noise-sqrt"
+CLOCK_AVERAGE_GRID = (0.25, 0.5, 0.75, 1.0)
+
+
+@dataclass
+class ClockAverage:
+    """`convex-noise-sqrt`'s main fit at the fitted peak LR(s); elsewhere the mean of its refits with the
+    clock exponent held at each grid value (the exponent is not identified by curves at one peak LR)."""
+
+    law: object
+    theta: np.ndarray
+    fitted: list[float]
+    pinned: list
+
+    def predict(self, curve: Curve) -> np.ndarray:
+        if at_fitted_peak_lr(curve, self.fitted):
+            return np.asarray(self.law.predict(self.theta, self.law.prepare([curve])), dtype=float)
+        with np.errstate(all="ignore"):
+            return np.mean([np.asarray(f.law.predict(f.theta, f.law.prepare([curve])), dtype=float)
+                            for f in self.pinned], axis=0)
+
+
+def clock_average(fit_set: list[Curve], grid: tuple[float, ...] = CLOCK_AVERAGE_GRID) -> ClockAverage:
+    law, fit = fit_curves(CLOCK_AVERAGE_LAW, fit_set)
+    law.weak_at_one_peak_lr = {"CLOCK_P": tuple(grid)}  # this instance only: the grid of the rule
+    pinned = pinned_fits(law, fit_set, near=np.asarray(fit.theta, dtype=float))
+    if len(pinned) != len(grid):
+        raise RuntimeError(f"clock-avg: {len(grid) - len(pinned)} of the pinned refits failed")
+    return ClockAverage(law=law, theta=np.asarray(fit.theta, dtype=float), fitted=fitted_peak_lrs(fit_set),
+                        pinned=pinned)
+
+
+RULES = {"clock-avg": clock_average}
 
 
 def proxy_curve(root: Path, horizon: int, schedule: str, lr: str) -> Curve:
@@ -89,27 +136,37 @@ def protocols(proxies: Path | None, data: Path | None) -> dict[str, tuple]:
 
 def evaluate(law_name: str, fit_set: list[Curve], held_out: list[Curve], band: bool) -> dict:
     t0 = time.perf_counter()
-    law, fit = fit_curves(law_name, fit_set)
+    if law_name in RULES:
+        rule = RULES[law_name](fit_set)
+        predict, converged, params, band = rule.predict, True, {}, False
+    else:
+        law, fit = fit_curves(law_name, fit_set)
+        predict = lambda c: np.asarray(law.predict(fit.theta, law.prepare([c])), dtype=float)  # noqa: E731
+        converged, params = bool(fit.converged), fit.params
     fit_s = time.perf_counter() - t0
     val_err = validation_errors(law_name, fit_set) if band else None
     q = calibrate_band(law_name, fit_set, BAND_LEVEL, errors=val_err) if band else None
-    per_curve, inside, total = {}, 0, 0
+    per_curve, by_ratio, inside, total = {}, {}, 0, 0
+    base = max(fitted_peak_lrs(fit_set))
     for c in held_out:
         y = c.loss[c.eval_index()]
-        pred = np.asarray(law.predict(fit.theta, law.prepare([c])), dtype=float)
+        pred = predict(c)
         per_curve[c.name] = metrics(y, pred)["prede"]
+        by_ratio.setdefault(f"{peak_lr(c) / base:.2g}x", []).append(per_curve[c.name])
         if q is not None:
             inside += int(np.sum(np.abs(pred - y) <= q * pred))
             total += y.size
     return {"prede": float(np.mean(list(per_curve.values()))), "per_curve": per_curve, "fit_s": fit_s,
-            "converged": bool(fit.converged), "band": q, "cover": inside / total if total else None,
+            "by_ratio": {k: float(np.mean(v)) for k, v in sorted(by_ratio.items(), key=lambda kv: float(kv[0][:-1]))},
+            "converged": converged, "band": q, "cover": inside / total if total else None,
             "val": float(np.mean(val_err)) if val_err is not None else None,
-            "params": fit.params}
+            "params": params}
 
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--laws", nargs="+", default=list(LAWS), choices=sorted(CURVE_LAWS))
+    ap.add_argument("--rules", nargs="+", default=[], choices=sorted(RULES), help="also these prediction rules")
     ap.add_argument("--protocols", nargs="+", default=None, help="subset of protocol names")
     ap.add_argument("--proxies", type=Path, default=Path("/work/wt/curvedata"),
                     help="output folder of scripts/make_curve_validation_set.py ('' to skip)")
@@ -122,16 +179,18 @@ def main() -> int:
     if args.protocols:
         todo = {k: v for k, v in todo.items() if k in args.protocols}
     results: dict[str, dict[str, dict]] = {}
+    args.laws = list(args.laws) + [r for r in args.rules if r not in args.laws]
     for pname, (load_fit, load_held) in todo.items():
         fit_set, held_out = load_fit(), load_held()
         results[pname] = {}
         for law_name in args.laws:
-            r = evaluate(law_name, fit_set, held_out, band=not args.no_band)
+            r = evaluate(law_name, fit_set, held_out, band=not args.no_band and law_name not in RULES)
             results[pname][law_name] = r
             cover = "" if r["cover"] is None else (f" val {100 * r['val']:.3f}% band ±{100 * r['band']:.2f}% "
                                                    f"cover {100 * r['cover']:.0f}%")
+            ratios = " ".join(f"{k} {100 * v:.3f}" for k, v in r["by_ratio"].items()) if pname.startswith("proxy-lr") else ""
             print(f"{pname:15s} {law_name:20s} PredE {100 * r['prede']:.3f}%  fit {r['fit_s']:.1f}s "
-                  f"conv={r['converged']}{cover}", flush=True)
+                  f"conv={r['converged']}{cover}  {ratios}", flush=True)
     print(f"\nMean held-out PredE (%), default law = {DEFAULT_CURVE_LAW}; "
           f"[90% band coverage of held-out points]")
     names = list(results)
@@ -143,7 +202,7 @@ def main() -> int:
             cov = "" if r["cover"] is None else f" [{100 * r['cover']:.0f}]"
             cells.append(f"{100 * r['prede']:.3f}{cov}".rjust(15))
         print(f"{law_name:20s} " + " ".join(cells))
-    if not args.no_band:
+    if not args.no_band and not any(law in RULES for law in args.laws):
         print("\nSelection on fit curves only: mean |rel. error| of leave-one-curve-out + forward-in-time "
               "refits (%), and each law's mean rank over the protocols (lower is better)")
         ranks = {law: [] for law in args.laws}

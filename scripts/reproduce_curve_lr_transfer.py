@@ -74,17 +74,26 @@ def column(key: CurveKey, params) -> str | None:
 def scores(law, curves, params) -> tuple[dict[str, float], np.ndarray]:
     fit_set = [curves[CurveKey(s, params.fit_horizon, params.fit_peak_lr)] for s in params.fit_schedules]
     fit = fit_law(law, law.prepare(fit_set), np.concatenate([c.loss[c.eval_index()] for c in fit_set]))
+
+    def predict(curve):
+        with np.errstate(all="ignore"):
+            return np.asarray(law.predict(fit.theta, law.prepare([curve])), dtype=float)
+
+    return column_errors(curves, params, predict), fit.theta
+
+
+def column_errors(curves, params, predict) -> dict[str, float]:
+    """Mean PredE (%) per column of the held-out curves, each predicted by `predict(curve)`."""
     per: dict[str, list[float]] = {}
     for key, curve in curves.items():
         col = column(key, params)
         if col is None:
             continue
         obs = curve.loss[curve.eval_index()]
-        with np.errstate(all="ignore"):
-            pred = np.asarray(law.predict(fit.theta, law.prepare([curve])), dtype=float)
+        pred = predict(curve)
         ok = np.isfinite(obs)
         per.setdefault(col, []).append(metrics(obs[ok], pred[ok])["prede"])
-    return {c: 100 * float(np.mean(v)) for c, v in per.items()}, fit.theta
+    return {c: 100 * float(np.mean(v)) for c, v in per.items()}
 
 
 def rule_scores(rule_name: str, curves, params) -> dict[str, float]:
@@ -93,16 +102,7 @@ def rule_scores(rule_name: str, curves, params) -> dict[str, float]:
     import validate_curve_laws as validation
 
     rule = validation.RULES[rule_name](fit_set_of(curves, params))
-    per: dict[str, list[float]] = {}
-    for key, curve in curves.items():
-        col = column(key, params)
-        if col is None:
-            continue
-        obs = curve.loss[curve.eval_index()]
-        pred = rule.predict(curve)
-        ok = np.isfinite(obs)
-        per.setdefault(col, []).append(metrics(obs[ok], pred[ok])["prede"])
-    return {c: 100 * float(np.mean(v)) for c, v in per.items()}
+    return column_errors(curves, params, rule.predict)
 
 
 def fit_set_of(curves, params):

@@ -317,10 +317,11 @@ class Trainer:
                                                                  tc.grad_clip if tc.grad_clip > 0 else math.inf),
                      **{k: rt.mean_across_ranks(v) for k, v in aux_sums.items()}}  # e.g. aux_loss, z_loss
         self.model.optimizer_step()
+        pruned = {}
         if self.pruner is not None:
             self.pruner.after_step()
-            return {**self.step_columns(step, multiplier), **self.pruner.columns(), "_device": on_device}
-        return {**self.step_columns(step, multiplier), "_device": on_device}
+            pruned = self.pruner.columns()  # params_live, sparsity
+        return {**self.step_columns(step, multiplier), **pruned, "_device": on_device}
 
     def step_columns(self, step: int, multiplier: float) -> dict[str, Any]:
         """The host-side columns of step `step`'s row, once its optimizer step is taken (a mixture's

@@ -50,6 +50,9 @@ CURVE_LAWS: dict[str, LawFactory] = {
     # and its noise part as lr-noise-sqrt's noise term (laws/convex_bound.py, docs/CURVE_LAWS.md).
     "convex-bound": _law("convex_bound", "ConvexBoundLaw"),
     "convex-noise-sqrt": _law("convex_bound", "ConvexNoiseSqrtLaw"),
+    # convex-noise-sqrt with its noise on the EFFECTIVE LR lr / ||W||, ||W||^2 grown by the LR area from
+    # an initial LR area S0 (held at 3; laws/eff_lr.py, docs/CURVE_LAWS.md "Effective-LR law").
+    "convex-noise-eff": _law("eff_lr", "ConvexNoiseEffLaw"),
 }
 
 # The law `python -m harness.fit curve` fits when --law is not given, and the one reports lead with.

@@ -1,0 +1,133 @@
+"""The effective-LR law `convex-noise-eff` (harness/fit/laws/eff_lr.py; docs/CURVE_LAWS.md "Effective-LR law").
+
+Checks: lr_eff reduces to the LR when S0 is huge (and the law to `convex-noise-sqrt`); lr_eff of a
+constant LR in closed form; a bad S0 is refused naming it; the mechanism (at a constant LR, late in
+training, a 3x peak LR carries ~sqrt(3)x the noise, not 3x); exact jacobians (S0 held and S0 free);
+synthetic recovery of every parameter incl. S0 (S0 free, fit curves at two peak LRs, which identify
+it), and transfer to other peak LRs with S0 held; S0 is declared weak for `--band` and the pinned
+refits run.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from harness.fit import registry
+from harness.fit.curve_predict import pinned_fits, weak_parameters
+from harness.fit.fitter import _fd_jacobian, fit_law, metrics
+from harness.fit.io import Curve
+from harness.fit.laws.convex_bound import ConvexNoiseSqrtLaw, bound_terms
+from harness.fit.laws.eff_lr import ConvexNoiseEffFitLaw, ConvexNoiseEffLaw, effective_lr
+from synthetic_curves import synthetic_curves
+
+TRUTH = np.array([2.0, 1.0, 0.4, 40.0, 0.5])  # L0, A, alpha, sigma, S0
+
+
+def _observed(curves):
+    return np.concatenate([c.loss[c.eval_index()] for c in curves])
+
+
+def test_effective_lr_is_the_lr_when_s0_is_huge_and_closed_form_at_a_constant_lr():
+    lr = np.r_[np.linspace(1e-4, 2e-3, 40), np.full(500, 2e-3), np.linspace(2e-3, 0.0, 100)]
+    np.testing.assert_allclose(effective_lr(lr, 1e12), lr, rtol=1e-8)
+    const = np.full(300, 3e-3)
+    s1 = 3e-3 * np.arange(1, 301)
+    np.testing.assert_allclose(effective_lr(const, 0.2), 3e-3 * np.sqrt(0.2 / (0.2 + s1)), rtol=1e-12)
+    # Always below the LR and decreasing at a constant LR (the norm only grows).
+    assert np.all(effective_lr(const, 0.2) < const) and np.all(np.diff(effective_lr(const, 0.2)) < 0)
+
+
+@pytest.mark.parametrize("bad", [0.0, -1.0, float("nan")])
+def test_bad_s0_is_refused_naming_it(bad):
+    with pytest.raises(ValueError, match="S0 must be > 0"):
+        effective_lr(np.full(10, 1e-3), bad)
+
+
+def test_huge_s0_gives_convex_noise_sqrt():
+    base = ConvexNoiseSqrtLaw()
+    curves = synthetic_curves(base, TRUTH[:4], 2e-3, steps=400, first=50)
+    law = ConvexNoiseEffLaw()
+    pred = law.predict(np.r_[TRUTH[:4], 1e12], law.prepare(curves))
+    np.testing.assert_allclose(pred, base.predict(TRUTH[:4], base.prepare(curves)), rtol=1e-8)
+
+
+def test_a_higher_peak_lr_carries_less_than_proportionally_more_noise_late_in_training():
+    """At a constant LR with S1 >> S0, lr_eff ~ sqrt(lr S0 / t): 3x the LR is ~sqrt(3)x the noise (V ~ lr_eff),
+    where the plain bound (S0 -> infinity) says 3x. Early (S1 << S0) it is still ~3x."""
+    steps, s0 = 4000, 0.5
+    rows = np.array([4, steps - 1])  # S1 = 0.015 << S0 at 3e-3; then S1 = 12 >> S0
+    v1 = bound_terms(effective_lr(np.full(steps, 1e-3), s0), rows)[1]
+    v3 = bound_terms(effective_lr(np.full(steps, 3e-3), s0), rows)[1]
+    early, late = v3 / v1
+    assert early == pytest.approx(3.0, rel=0.05)
+    assert 1.5 < late < 2.1  # 3 sqrt((S0 + 4) / (S0 + 12)) = 1.8 at the last step; V averages over earlier ones
+    plain = bound_terms(np.full(steps, 3e-3), rows)[1] / bound_terms(np.full(steps, 1e-3), rows)[1]
+    np.testing.assert_allclose(plain, 3.0, rtol=1e-9)
+
+
+def test_registered_with_s0_held_and_declared_weak():
+    law = registry.CURVE_LAWS["convex-noise-eff"]()
+    assert isinstance(law, ConvexNoiseEffLaw) and law.name == "convex-noise-eff"
+    s0 = law.params[law.param_names.index("S0")]
+    assert s0.lower == s0.upper == ConvexNoiseEffLaw.S0_FIXED == 3.0
+    assert weak_parameters(law) == {"S0": (0.3, 1.0, 3.0, 10.0)}
+    assert registry.DEFAULT_CURVE_LAW == "lr-noise-clock"  # the lead decides the default
+
+
+@pytest.mark.parametrize("law", [ConvexNoiseEffLaw(), ConvexNoiseEffFitLaw()], ids=["S0 held", "S0 free"])
+def test_jacobian_matches_finite_differences(law):
+    theta = TRUTH.copy()
+    theta[4] = law.params[4].lower if law.params[4].lower == law.params[4].upper else TRUTH[4]
+    data = law.prepare(synthetic_curves(law, theta, 2e-3, steps=300, first=50))
+    pred, jac = law.jacobian(theta, data)
+    fd_pred, fd_jac = _fd_jacobian(law, theta, data)
+    np.testing.assert_allclose(pred, fd_pred, rtol=1e-12)
+    free = slice(None) if law.params[4].lower < law.params[4].upper else slice(0, 4)
+    np.testing.assert_allclose(jac[:, free], fd_jac[:, free], rtol=2e-4, atol=1e-7)
+    if free == slice(0, 4):
+        assert np.all(jac[:, 4] == 0)  # S0 held: the fitter never moves it
+
+
+def test_recovers_every_parameter_incl_s0_from_curves_at_two_peak_lrs():
+    law = ConvexNoiseEffFitLaw()
+    fit_set = synthetic_curves(law, TRUTH, 2e-3, first=50) + synthetic_curves(law, TRUTH, 6e-3, first=50)
+    fit = fit_law(law, law.prepare(fit_set), _observed(fit_set))
+    assert fit.converged
+    np.testing.assert_allclose(fit.theta, TRUTH, rtol=2e-2)
+    for c in synthetic_curves(law, TRUTH, 1e-3, first=50):
+        obs = c.loss[c.eval_index()]
+        assert metrics(obs, np.asarray(law.predict(fit.theta, law.prepare([c]))))["prede"] < 1e-4, c.name
+
+
+def test_s0_held_recovers_the_rest_and_transfers_to_other_peak_lrs():
+    law = ConvexNoiseEffLaw()
+    truth = np.r_[TRUTH[:4], law.S0_FIXED]
+    fit_set = synthetic_curves(law, truth, 2e-3, first=50)
+    fit = fit_law(law, law.prepare(fit_set), _observed(fit_set))
+    assert fit.converged
+    np.testing.assert_allclose(fit.theta, truth, rtol=5e-3)
+    for peak in (1e-3, 6e-3):
+        for c in synthetic_curves(law, truth, peak, first=50):
+            obs = c.loss[c.eval_index()]
+            assert metrics(obs, np.asarray(law.predict(fit.theta, law.prepare([c]))))["prede"] < 1e-4, c.name
+
+
+def test_pinned_refits_over_s0_run_and_the_true_s0_fits_best():
+    """`--band` refits with S0 held at each grid value; on curves made at S0 = 1 that refit is the best."""
+    law = ConvexNoiseEffLaw()
+    truth = np.r_[TRUTH[:4], 1.0]
+    fit_set = synthetic_curves(law, truth, 2e-3, steps=600, first=50)
+    fits = pinned_fits(law, fit_set)
+    assert [f.values["S0"] for f in fits] == [0.3, 1.0, 3.0, 10.0]
+    assert all(f.theta[4] == f.values["S0"] for f in fits)
+    best = min(fits, key=lambda f: f.objective)
+    assert best.values["S0"] == 1.0
+
+
+def test_a_zero_lr_tail_and_a_curve_with_no_observed_loss_predict_finite_values():
+    law = ConvexNoiseEffLaw()
+    lr = np.r_[np.linspace(1e-4, 2e-3, 20), np.full(100, 2e-3), np.zeros(30)]
+    curve = Curve(name="z", path="z", step=np.arange(1, lr.size + 1), lr=lr, loss=np.full(lr.size, np.nan))
+    pred = law.predict(np.r_[TRUTH[:4], 3.0], law.prepare([curve]))
+    assert pred.shape == (lr.size,) and np.all(np.isfinite(pred))

@@ -27,6 +27,18 @@ by the main fit. Rules get no band (the brackets are empty).
         [--proxies /work/wt/curvedata] [--data DIR] [--no-band] [--json out.json]
 
 Proxy peak-LR protocols also print the mean PredE per direction of the peak LR (0.5x, 2x, 3x).
+
+`--every-fit-lr` (the development protocol of issue 12's effective-LR law, docs/CURVE_LAWS.md
+"Effective-LR law"): instead of the protocols above, fit at EVERY peak LR and horizon of each proxy set
+in `--dev-sets` (output folders of make_curve_validation_set.py, or a curve_prediction experiment, whose
+own fit schedules at its fit horizon are used) and predict all schedules at every other peak LR; prints
+the mean PredE per group and the summary "DEV" (mean over the groups at 0.5x, 2x and 3x the fitted LR),
+"STD" (the same over the standard fits: the base LR 2e-3, or the experiment's fit LR), "ALL", "below" and
+"above" (the groups below / above the fitted LR) and DEV per set. Laws may carry pinned values,
+`convex-noise-eff@S0=1` (any parameter or constant of the law, `pinned_law`).
+
+    python scripts/validate_curve_laws.py --every-fit-lr --laws convex-noise-eff convex-noise-sqrt \
+        --dev-sets /work/main/experiments/curve_prediction_cpu /work/wt/curvedata /work/wt/curvedata3
 """
 
 from __future__ import annotations
@@ -163,9 +175,86 @@ def evaluate(law_name: str, fit_set: list[Curve], held_out: list[Curve], band: b
             "params": params}
 
 
+def _law_or_pinned(spec: str):
+    """A registered law, or `name@PARAM=value@...` with those values pinned (`pinned_law`)."""
+    from harness.fit.curve_predict import pinned_law
+
+    base, *pins = spec.split("@")
+    if base not in CURVE_LAWS:
+        raise SystemExit(f"error: unknown law '{base}' in '{spec}' (one of {', '.join(sorted(CURVE_LAWS))})")
+    if not pins:
+        return CURVE_LAWS[base]()
+    try:
+        values = {k: float(v) for k, v in (p.split("=") for p in pins)}
+    except ValueError:
+        raise SystemExit(f"error: '{spec}': pins are written @NAME=NUMBER, e.g. convex-noise-eff@S0=1") from None
+    return pinned_law(CURVE_LAWS[base](), values)
+
+
+def every_fit_lr_tasks(roots: list[Path]) -> list[tuple[str, bool, list[Curve], list[tuple[float, Curve]]]]:
+    """(label, standard?, fit curves, [(peak-LR ratio, held-out curve)]) for every fit peak LR and horizon."""
+    tasks = []
+    for root in roots:
+        if (root / "plan.json").is_file():  # a curve_prediction experiment (the first proxy set)
+            import reproduce_curve_lr_transfer as transfer
+            from harness.experiment.curve_prediction_curves import CurveKey
+
+            curves, params = transfer.load(root)
+            lrs = sorted({k.peak_lr for k in curves if k.seed_index == 0})
+            for lr in lrs:
+                fit_set = [curves[CurveKey(s, params.fit_horizon, lr)] for s in params.fit_schedules]
+                held = [(k.peak_lr / lr, c) for k, c in curves.items() if k.seed_index == 0 and k.peak_lr != lr]
+                tasks.append((f"{root.name}/{params.fit_horizon}/{lr:g}", lr == params.fit_peak_lr, fit_set, held))
+            continue
+        from make_curve_validation_set import HORIZONS, PEAK_LRS
+
+        for h in HORIZONS:
+            for lr in PEAK_LRS:
+                fit_set = [proxy_curve(root, h, s, f"{lr:g}") for s in FIT_SCHEDULES]
+                held = [(other / lr, c) for other in PEAK_LRS if other != lr
+                        for c in existing(root, [(h, s, f"{other:g}") for s in ALL_SCHEDULES])]
+                tasks.append((f"{root.name}/{h}/{lr:g}", f"{lr:g}" == BASE_LR, fit_set, held))
+    return tasks
+
+
+def every_fit_lr(laws: list[str], roots: list[Path]) -> None:
+    """The development protocol of `--every-fit-lr` (module docstring)."""
+    tasks = every_fit_lr_tasks(roots)
+
+    def near(ratio: float, target: float) -> bool:
+        return abs(ratio - target) / target < 0.05
+
+    summary = []
+    for spec in laws:
+        groups = []  # (set, standard?, ratio, mean PredE %)
+        for label, standard, fit_set, held in tasks:
+            law, fit = fit_curves(_law_or_pinned(spec), fit_set)
+            by: dict[float, list[float]] = {}
+            for ratio, c in held:
+                y = c.loss[c.eval_index()]
+                with np.errstate(all="ignore"):
+                    pred = np.asarray(law.predict(fit.theta, law.prepare([c])), dtype=float)
+                ok = np.isfinite(y)
+                by.setdefault(round(ratio, 4), []).append(metrics(y[ok], pred[ok])["prede"])
+            cells = {r: 100 * float(np.mean(v)) for r, v in sorted(by.items())}
+            groups += [(label.split("/")[0], standard, r, e) for r, e in cells.items()]
+            print(f"{spec:28s} {label:32s} " + " ".join(f"{r:g}x {e:.2f}" for r, e in cells.items()), flush=True)
+        dev = [g for g in groups if any(near(g[2], t) for t in (0.5, 2, 3))]
+        sets = sorted({g[0] for g in groups}, key=[g[0] for g in groups].index)
+        summary.append((spec, np.mean([g[3] for g in dev if g[1]]), np.mean([g[3] for g in dev]),
+                        np.mean([g[3] for g in groups]), np.mean([g[3] for g in groups if g[2] < 1]),
+                        np.mean([g[3] for g in groups if g[2] > 1]),
+                        [np.mean([g[3] for g in dev if g[0] == s]) for s in sets]))
+    print(f"\nmean PredE (%) over groups; DEV per set: {', '.join(sets)}")
+    print(f"{'law':28s} {'STD':>6s} {'DEV':>6s} {'ALL':>6s} {'below':>6s} {'above':>6s}   DEV per set")
+    for spec, std, dev, al, below, above, per in summary:
+        print(f"{spec:28s} {std:6.3f} {dev:6.3f} {al:6.3f} {below:6.3f} {above:6.3f}   " + " ".join(f"{x:.3f}" for x in per))
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--laws", nargs="+", default=list(LAWS), choices=sorted(CURVE_LAWS))
+    ap.add_argument("--laws", nargs="+", default=list(LAWS),
+                    help="registered curve laws (with --every-fit-lr also NAME@PARAM=value pins)")
     ap.add_argument("--rules", nargs="+", default=[], choices=sorted(RULES), help="also these prediction rules")
     ap.add_argument("--protocols", nargs="+", default=None, help="subset of protocol names")
     ap.add_argument("--proxies", type=Path, default=Path("/work/wt/curvedata"),
@@ -173,7 +262,18 @@ def main() -> int:
     ap.add_argument("--data", type=Path, default=None, help="public data dir (default $HARNESS_DATA)")
     ap.add_argument("--no-band", action="store_true", help="skip the interval calibration (faster)")
     ap.add_argument("--json", type=Path, default=None, help="also write every number here")
+    ap.add_argument("--every-fit-lr", action="store_true",
+                    help="the development protocol: fit at every peak LR of each --dev-sets set (module docstring)")
+    ap.add_argument("--dev-sets", nargs="+", type=Path, default=[], metavar="DIR")
     args = ap.parse_args()
+    if args.every_fit_lr:
+        if not args.dev_sets:
+            ap.error("--every-fit-lr needs --dev-sets DIR ...")
+        every_fit_lr(args.laws, args.dev_sets)
+        return 0
+    unknown = [law for law in args.laws if law not in CURVE_LAWS]
+    if unknown:
+        ap.error(f"unknown law(s) {', '.join(unknown)} (one of {', '.join(sorted(CURVE_LAWS))})")
     proxies = args.proxies if str(args.proxies) not in ("", ".") and args.proxies.is_dir() else None
     todo = protocols(proxies, args.data)
     if args.protocols:

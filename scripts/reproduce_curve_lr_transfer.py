@@ -41,7 +41,7 @@ from harness.fit.laws.base import Param  # noqa: E402
 from harness.fit.laws.lr_noise import LRNoiseClockLaw, LRNoiseLaw  # noqa: E402
 from harness.fit.registry import CURVE_LAWS, DEFAULT_CURVE_LAW  # noqa: E402
 
-LAWS = ("convex-noise-sqrt", "convex-bound", "lr-noise-sqrt", DEFAULT_CURVE_LAW, "lr-noise2", "mpl-recipe", "tissue-true-warmup", "power")
+LAWS = ("convex-noise-eff", "convex-noise-sqrt", "convex-bound", "lr-noise-sqrt", DEFAULT_CURVE_LAW, "lr-noise2", "mpl-recipe", "tissue-true-warmup", "power")
 COLUMNS = ("fit", "val_0.5x", "test_2x", "horizon", "schedules")
 
 

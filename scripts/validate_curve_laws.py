@@ -65,7 +65,7 @@ from harness.fit.fitter import metrics  # noqa: E402
 from harness.fit.io import Curve, read_curve_file  # noqa: E402
 from harness.fit.registry import CURVE_LAWS, DEFAULT_CURVE_LAW  # noqa: E402
 
-LAWS = ("lr-noise", "lr-noise2", "lr-noise-sqrt", "convex-noise-sqrt", "convex-bound", "mpl", "mpl-recipe", "tissue", "tissue-true-warmup", "power")
+LAWS = ("lr-noise", "lr-noise2", "lr-noise-sqrt", "convex-noise-sqrt", "convex-noise-eff", "convex-bound", "mpl", "mpl-recipe", "tissue", "tissue-true-warmup", "power")
 FIT_SCHEDULES = ("constant", "cosine", "wsdlin")
 ALL_SCHEDULES = ("constant", "cosine", "cosine10", "wsdlin", "wsdsqrt")
 BASE_LR = "0.002"

@@ -62,7 +62,7 @@ class ConvexNoiseEffLaw(CurveLaw):
     last-iterate bound (laws/convex_bound.py, `bound_terms`) of the effective schedule.
 
     S0 is a parameter held fixed at S0_FIXED (lower == upper, like `lr-noise-sqrt`'s p): curves at ONE
-    peak LR do not identify it (on our proxies the in-sample objective moves by 1-25 % over S0 = 0.01 ...
+    peak LR do not identify it (on our proxies the in-sample objective moves by 0-25 % over S0 = 0.01 ...
     1000, and the free optimum scatters from 0.01 to 1000 between fit sets), and the fitted-S0 law
     transferred no better than `convex-noise-sqrt`. `ConvexNoiseEffFitLaw` frees it (fit curves at two
     or more peak LRs identify it). Why an absolute LR area and not one relative to the data: with Adam

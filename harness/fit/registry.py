@@ -51,7 +51,8 @@ CURVE_LAWS: dict[str, LawFactory] = {
     "convex-bound": _law("convex_bound", "ConvexBoundLaw"),
     "convex-noise-sqrt": _law("convex_bound", "ConvexNoiseSqrtLaw"),
     # convex-noise-sqrt with its noise on the EFFECTIVE LR lr / ||W||, ||W||^2 grown by the LR area from
-    # an initial LR area S0 (held at 3; laws/eff_lr.py, docs/CURVE_LAWS.md "Effective-LR law").
+    # an initial LR area S0 (held at 3): the law for peak-LR transfer from curves at one peak LR
+    # (laws/eff_lr.py, docs/CURVE_LAWS.md "Effective-LR law").
     "convex-noise-eff": _law("eff_lr", "ConvexNoiseEffLaw"),
 }
 

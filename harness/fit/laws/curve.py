@@ -21,6 +21,7 @@ the LR area S1(i) = sum_{j<=i} lr_j includes the current step (as in the MPL and
 | lr-noise-sqrt      | LRNoiseSqrtLaw   | lr-noise-clock with p fixed at 1/2 (peak-LR transfer) |
 | convex-bound       | ConvexBoundLaw   | L0 + A Omega^beta, Omega the convex last-iterate bound (laws/convex_bound.py) |
 | convex-noise-sqrt  | ConvexNoiseSqrtLaw | L0 + A Sq^-alpha + sigma V, V the bound's noise part |
+| convex-noise-eff   | ConvexNoiseEffLaw | the same with V on the effective LR lr*sqrt(S0/(S0+S1)) (laws/eff_lr.py) |
 
 Which is the default (registry.DEFAULT_CURVE_LAW) and why: docs/CURVE_LAWS.md.
 

@@ -70,6 +70,9 @@ FIT_SCHEDULES = ("constant", "cosine", "wsdlin")
 ALL_SCHEDULES = ("constant", "cosine", "cosine10", "wsdlin", "wsdsqrt")
 BASE_LR = "0.002"
 OTHER_LRS = ("0.001", "0.004", "0.006")
+# Two-peak-LR protocols (docs/CURVE_LAWS.md "Two peak LRs"): the one-LR fit set plus ONE constant run at a
+# second peak LR; tag -> that LR. `proxy-lr2-<h>` adds the constant at 2x the base LR, `proxy-lr2lo-<h>` at 0.5x.
+SECOND_LR = {"lr2": "0.004", "lr2lo": "0.001"}
 PROXY_WARMUP = 50
 # Fit and score proxy curves from this step: the tiny proxy's first ~100 post-warmup steps are a fast
 # initial transient (val loss 5.0 -> 4.0) that the 124M-scale curves this targets do not have.
@@ -109,7 +112,45 @@ def clock_average(fit_set: list[Curve], grid: tuple[float, ...] = CLOCK_AVERAGE_
                         pinned=pinned)
 
 
-RULES = {"clock-avg": clock_average}
+# S0 of `convex-noise-eff` chosen by the second peak LR (docs/CURVE_LAWS.md "Two peak LRs"): fit on the base-LR
+# curves with S0 held at each grid value (1e6 is `convex-noise-sqrt`), score each fit on the curve(s) at the
+# other peak LR, refit on every fit curve with the best S0. The in-sample fit of S0 (`convex-noise-eff-fit`)
+# is dominated by the base-LR curves; this targets the transfer itself.
+SECOND_LR_S0_GRID = (0.3, 1.0, 3.0, 10.0, 1e6)
+
+
+@dataclass
+class SecondLRSelected:
+    law: object
+    theta: np.ndarray
+    s0: float
+    scores: dict[float, float]
+
+    def predict(self, curve: Curve) -> np.ndarray:
+        return np.asarray(self.law.predict(self.theta, self.law.prepare([curve])), dtype=float)
+
+
+def second_lr_s0(fit_set: list[Curve], grid: tuple[float, ...] = SECOND_LR_S0_GRID) -> SecondLRSelected:
+    from harness.fit.curve_predict import pinned_law
+
+    lrs = [round(peak_lr(c), 12) for c in fit_set]
+    base = max(set(lrs), key=lambda lr: (lrs.count(lr), lr))
+    inner = [c for c, lr in zip(fit_set, lrs) if lr == base]
+    extra = [c for c, lr in zip(fit_set, lrs) if lr != base]
+    if not extra:
+        raise ValueError("eff-s0-by-lr2: the fit curves share one peak LR; it needs a curve at a second one")
+    scores = {}
+    for s0 in grid:
+        law, fit = fit_curves(pinned_law(CURVE_LAWS["convex-noise-eff"](), {"S0": s0}), inner)
+        err = [np.abs(np.asarray(law.predict(fit.theta, law.prepare([c])), dtype=float) / c.loss[c.eval_index()] - 1)
+               for c in extra]
+        scores[s0] = float(np.mean(np.concatenate(err)))
+    best = min(scores, key=scores.get)
+    law, fit = fit_curves(pinned_law(CURVE_LAWS["convex-noise-eff"](), {"S0": best}), fit_set)
+    return SecondLRSelected(law=law, theta=np.asarray(fit.theta, dtype=float), s0=best, scores=scores)
+
+
+RULES = {"clock-avg": clock_average, "eff-s0-by-lr2": second_lr_s0}
 
 
 def proxy_curve(root: Path, horizon: int, schedule: str, lr: str) -> Curve:
@@ -143,6 +184,43 @@ def protocols(proxies: Path | None, data: Path | None) -> dict[str, tuple]:
             out[f"proxy-lr-{h}"] = (lambda h=h: [proxy_curve(proxies, h, s, BASE_LR) for s in FIT_SCHEDULES],
                                     lambda h=h: existing(proxies, [(h, s, lr) for lr in OTHER_LRS
                                                                   for s in ALL_SCHEDULES]))
+        for tag, extra in SECOND_LR.items():
+            if not completed(proxies, (600, "constant", extra)):
+                continue  # a set without that LR (e.g. one with peak LRs 2e-3 and 4e-3 only)
+            for h in (600, 1200):
+                out[f"proxy-{tag}-{h}"] = (
+                    lambda h=h, x=extra: [proxy_curve(proxies, h, s, BASE_LR) for s in FIT_SCHEDULES]
+                    + [proxy_curve(proxies, h, "constant", x)],
+                    lambda h=h, x=extra: existing(proxies, [(h, s, lr) for lr in OTHER_LRS for s in ALL_SCHEDULES
+                                                            if (s, lr) != ("constant", x)]))
+    return out
+
+
+def completed(root: Path, run: tuple[int, str, str]) -> bool:
+    from make_curve_validation_set import is_completed
+
+    return is_completed(root / f"{run[0]}_{run[1]}_{run[2]}")
+
+
+def experiment_protocols(experiment: Path) -> dict[str, tuple]:
+    """The two-peak-LR protocols on a curve_prediction experiment (the first proxy set): its fit schedules at
+    its fit horizon and fit peak LR plus the constant run at the next peak LR above (`exp-lr2`) or below
+    (`exp-lr2lo`); held out: every other curve at the fit horizon and another peak LR."""
+    import reproduce_curve_lr_transfer as transfer
+    from harness.experiment.curve_prediction_curves import CurveKey
+
+    curves, params = transfer.load(experiment)
+    h, base = params.fit_horizon, params.fit_peak_lr
+    lrs = sorted({k.peak_lr for k in curves if k.seed_index == 0 and k.horizon == h})
+    fit_set = [curves[CurveKey(s, h, base)] for s in params.fit_schedules]
+    out: dict[str, tuple] = {}
+    for tag, extra in (("lr2", [lr for lr in lrs if lr > base][:1]), ("lr2lo", [lr for lr in lrs if lr < base][-1:])):
+        extra_key = CurveKey("constant", h, extra[0]) if extra else None
+        if extra_key not in curves:
+            continue
+        held = [c for k, c in curves.items() if k.seed_index == 0 and k.horizon == h and k.peak_lr != base
+                and k != extra_key]
+        out[f"exp-{tag}-{h}"] = (lambda e=extra_key: fit_set + [curves[e]], lambda held=held: held)
     return out
 
 
@@ -150,7 +228,8 @@ def evaluate(law_name: str, fit_set: list[Curve], held_out: list[Curve], band: b
     t0 = time.perf_counter()
     if law_name in RULES:
         rule = RULES[law_name](fit_set)
-        predict, converged, params, band = rule.predict, True, {}, False
+        predict, converged, band = rule.predict, True, False
+        params = {"S0": rule.s0, "scores": rule.scores} if isinstance(rule, SecondLRSelected) else {}
     else:
         law, fit = fit_curves(law_name, fit_set)
         predict = lambda c: np.asarray(law.predict(fit.theta, law.prepare([c])), dtype=float)  # noqa: E731
@@ -159,7 +238,9 @@ def evaluate(law_name: str, fit_set: list[Curve], held_out: list[Curve], band: b
     val_err = validation_errors(law_name, fit_set) if band else None
     q = calibrate_band(law_name, fit_set, BAND_LEVEL, errors=val_err) if band else None
     per_curve, by_ratio, inside, total = {}, {}, 0, 0
-    base = max(fitted_peak_lrs(fit_set))
+    # Directions relative to the peak LR most fit curves share (the base LR; a two-LR fit set adds one curve).
+    lrs = [round(peak_lr(c), 12) for c in fit_set]
+    base = max(set(lrs), key=lambda lr: (lrs.count(lr), lr))
     for c in held_out:
         y = c.loss[c.eval_index()]
         pred = predict(c)
@@ -259,6 +340,8 @@ def main() -> int:
     ap.add_argument("--protocols", nargs="+", default=None, help="subset of protocol names")
     ap.add_argument("--proxies", type=Path, default=Path("/work/wt/curvedata"),
                     help="output folder of scripts/make_curve_validation_set.py ('' to skip)")
+    ap.add_argument("--experiment", type=Path, default=None, metavar="DIR",
+                    help="also the two-peak-LR protocols exp-lr2 / exp-lr2lo on a curve_prediction experiment")
     ap.add_argument("--data", type=Path, default=None, help="public data dir (default $HARNESS_DATA)")
     ap.add_argument("--no-band", action="store_true", help="skip the interval calibration (faster)")
     ap.add_argument("--json", type=Path, default=None, help="also write every number here")
@@ -276,6 +359,8 @@ def main() -> int:
         ap.error(f"unknown law(s) {', '.join(unknown)} (one of {', '.join(sorted(CURVE_LAWS))})")
     proxies = args.proxies if str(args.proxies) not in ("", ".") and args.proxies.is_dir() else None
     todo = protocols(proxies, args.data)
+    if args.experiment is not None:
+        todo.update(experiment_protocols(args.experiment))
     if args.protocols:
         todo = {k: v for k, v in todo.items() if k in args.protocols}
     results: dict[str, dict[str, dict]] = {}
@@ -288,7 +373,8 @@ def main() -> int:
             results[pname][law_name] = r
             cover = "" if r["cover"] is None else (f" val {100 * r['val']:.3f}% band ±{100 * r['band']:.2f}% "
                                                    f"cover {100 * r['cover']:.0f}%")
-            ratios = " ".join(f"{k} {100 * v:.3f}" for k, v in r["by_ratio"].items()) if pname.startswith("proxy-lr") else ""
+            ratios = (" ".join(f"{k} {100 * v:.3f}" for k, v in r["by_ratio"].items())
+                      if pname.startswith(("proxy-lr", "exp-lr")) else "")
             print(f"{pname:15s} {law_name:20s} PredE {100 * r['prede']:.3f}%  fit {r['fit_s']:.1f}s "
                   f"conv={r['converged']}{cover}  {ratios}", flush=True)
     print(f"\nMean held-out PredE (%), default law = {DEFAULT_CURVE_LAW}; "

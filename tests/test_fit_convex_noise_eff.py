@@ -131,3 +131,79 @@ def test_a_zero_lr_tail_and_a_curve_with_no_observed_loss_predict_finite_values(
     curve = Curve(name="z", path="z", step=np.arange(1, lr.size + 1), lr=lr, loss=np.full(lr.size, np.nan))
     pred = law.predict(np.r_[TRUTH[:4], 3.0], law.prepare([curve]))
     assert pred.shape == (lr.size,) and np.all(np.isfinite(pred))
+
+
+# ---- Fit curves at two peak LRs: the CLI's notice and what params.json says (docs/CURVE_LAWS.md "Two peak LRs")
+
+
+def _cli_fit(tmp_path, law_name: str, curves: list[Curve]) -> dict:
+    import json
+
+    from harness.fit.__main__ import main
+    from harness.fit.io import curve_to_csv
+
+    paths = []
+    for c in curves:
+        paths.append(tmp_path / f"{c.name}.csv")
+        paths[-1].write_text(curve_to_csv(c))
+    out = tmp_path / law_name
+    assert main(["curve", "--law", law_name, "--fit", *map(str, paths), "--out", str(out)]) == 0
+    params = json.loads((out / "params.json").read_text())
+    assert json.loads((out / "metrics.json").read_text())["held_params"] == params["held_params"]
+    return params
+
+
+def _identification(params: dict) -> list[str]:
+    return [w["message"] for w in params["warnings"] if w["kind"] == "peak_lr_identification"]
+
+
+def _two_lr_fit_set(truth: np.ndarray) -> list[Curve]:
+    law = ConvexNoiseEffFitLaw()
+    base = synthetic_curves(law, truth, 2e-3, steps=400, first=50)
+    return base + [c for c in synthetic_curves(law, truth, 4e-3, steps=400, first=50) if c.name.startswith("constant")]
+
+
+def test_fitted_s0_sibling_is_registered_and_the_two_name_each_other():
+    law = registry.CURVE_LAWS["convex-noise-eff-fit"]()
+    assert isinstance(law, ConvexNoiseEffFitLaw) and law.name == "convex-noise-eff-fit"
+    s0 = law.params[law.param_names.index("S0")]
+    assert s0.lower < 3.0 < s0.upper
+    assert (ConvexNoiseEffLaw.law_at_several_peak_lrs, ConvexNoiseEffLaw.law_at_one_peak_lr) == ("convex-noise-eff-fit", None)
+    assert (law.law_at_several_peak_lrs, law.law_at_one_peak_lr) == (None, "convex-noise-eff")
+
+
+def test_spans_several_peak_lrs_uses_the_peak_lr_tolerance():
+    from harness.fit.law_fit import PEAK_LR_TOLERANCE, spans_several_peak_lrs
+
+    law = ConvexNoiseEffLaw()
+    at = lambda peak: synthetic_curves(law, np.r_[TRUTH[:4], 3.0], peak, steps=100, first=50)[:1]  # noqa: E731
+    assert not spans_several_peak_lrs(at(2e-3) + at(2e-3))
+    assert not spans_several_peak_lrs(at(2e-3) + at(2e-3 * PEAK_LR_TOLERANCE * 0.99))
+    assert spans_several_peak_lrs(at(2e-3) + at(2e-3 * PEAK_LR_TOLERANCE * 1.01))
+
+
+def test_cli_held_s0_at_two_peak_lrs_says_s0_is_held_and_suggests_the_fitted_sibling(tmp_path):
+    params = _cli_fit(tmp_path, "convex-noise-eff", _two_lr_fit_set(np.r_[TRUTH[:4], 3.0]))
+    assert params["held_params"] == {"S0": 3.0} and params["params"]["S0"] == 3.0
+    [notice] = _identification(params)
+    assert "'--law convex-noise-eff-fit'" in notice and "0.002, 0.004" in notice and "S0 = 3" in notice
+
+
+def test_cli_fitted_s0_at_two_peak_lrs_fits_s0_without_a_notice(tmp_path):
+    truth = TRUTH.copy()  # S0 = 0.5: far from the held 3
+    params = _cli_fit(tmp_path, "convex-noise-eff-fit", _two_lr_fit_set(truth))
+    assert params["held_params"] == {}
+    assert params["params"]["S0"] == pytest.approx(truth[4], rel=0.05)
+    assert _identification(params) == []
+
+
+def test_cli_fitted_s0_at_one_peak_lr_suggests_the_held_sibling(tmp_path):
+    law = ConvexNoiseEffFitLaw()
+    fit_set = synthetic_curves(law, TRUTH, 2e-3, steps=400, first=50)
+    params = _cli_fit(tmp_path, "convex-noise-eff-fit", fit_set)
+    assert params["held_params"] == {}
+    [notice] = _identification(params)
+    assert "one peak LR (0.002)" in notice and "'--law convex-noise-eff'" in notice and "S0" in notice
+    # The held law at one peak LR: S0 held, no notice (its own situation).
+    held = _cli_fit(tmp_path, "convex-noise-eff", fit_set)
+    assert held["held_params"] == {"S0": 3.0} and _identification(held) == []

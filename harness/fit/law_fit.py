@@ -115,8 +115,44 @@ def run_curve(args: argparse.Namespace) -> Outputs:
             print(f"note: band widened for {len(widened)} prediction(s) at a peak LR no fit curve has: envelope of "
                   f"the refits with {kept} (objective within {band.tolerance:.0%} of the best), each x (1 +- "
                   f"{band.half_width:.4f})")
-    out.notices = peak_lr_notices(fit_curves, pred_curves, band is not None, widened)
+    out.metrics["held_params"] = out.params["held_params"]
+    out.notices = (peak_lr_identification_notices(law, fit_curves)
+                   + peak_lr_notices(fit_curves, pred_curves, band is not None, widened))
     return out
+
+
+def held_params(law: Law) -> dict[str, float]:
+    """The law's parameters held fixed (lower == upper), not fitted: params.json and metrics.json say which."""
+    return {p.name: float(p.lower) for p in law.params if p.lower == p.upper}
+
+
+def spans_several_peak_lrs(curves: Sequence[Curve]) -> bool:
+    """Whether the curves' peak LRs differ by more than PEAK_LR_TOLERANCE (a factor)."""
+    fitted = [f for f in fitted_peak_lrs(curves) if f > 0]
+    return len(fitted) > 1 and max(fitted) / min(fitted) > PEAK_LR_TOLERANCE
+
+
+def peak_lr_identification_notices(law: Law, fit_curves: Sequence[Curve]) -> list[dict[str, str]]:
+    """A notice when a sibling law suits the fit set better: a law that holds a parameter only curves at
+    several peak LRs identify names its fitted sibling (`law_at_several_peak_lrs`), and the sibling names the
+    held one (`law_at_one_peak_lr`); e.g. `convex-noise-eff` (S0 held) and `convex-noise-eff-fit`."""
+    several = spans_several_peak_lrs(fit_curves)
+    other = getattr(law, "law_at_several_peak_lrs" if several else "law_at_one_peak_lr", None)
+    if other is None:
+        return []
+    held, other_held = held_params(law), held_params(CURVE_LAWS[other]())
+    lrs = ", ".join(f"{f:.3g}" for f in fitted_peak_lrs(fit_curves))
+    if several:
+        names = ", ".join(f"{k} = {v:g}" for k, v in held.items() if k not in other_held)
+        message = (f"the fit curves span several peak LRs ({lrs}), which identify what '{law.name}' holds fixed "
+                   f"({names}); '--law {other}' fits it from them (which of the two transferred better with a "
+                   "second peak LR on our proxies: docs/CURVE_LAWS.md \"Two peak LRs\")")
+    else:
+        names = ", ".join(k for k in other_held if k not in held)
+        message = (f"the fit curves share one peak LR ({lrs}), which does not identify '{law.name}''s {names} "
+                   f"(the fitted value is arbitrary along a flat objective). Fix: '--law {other}' (it holds "
+                   f"{names}), or add a fit curve at a second peak LR")
+    return [{"kind": "peak_lr_identification", "message": message}]
 
 
 def peak_lr_notices(fit_curves: Sequence[Curve], pred_curves: Sequence[Curve], has_band: bool,
@@ -255,7 +291,8 @@ def _bootstrap(law: Law, data: dict[str, Any], y: np.ndarray, fit: FitResult, ar
 
 
 def _params_json(law: Law, fit: FitResult, boot: BootstrapResult | None, args: argparse.Namespace) -> dict[str, Any]:
-    out = {**fit.to_json(), "fit_files": [str(p) for p in args.fit], "seed": args.seed}
+    out = {**fit.to_json(), "held_params": held_params(law), "fit_files": [str(p) for p in args.fit],
+           "seed": args.seed}
     if boot is not None:
         out["bootstrap"] = boot.to_json()
     return out

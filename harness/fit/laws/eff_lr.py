@@ -92,6 +92,9 @@ class ConvexNoiseEffLaw(CurveLaw):
     # S0 is what says how far a new peak LR's effective LR is from the fitted one; `--band` refits with it
     # held at each of these values (LR areas) and widens the band at new peak LRs by the kept refits.
     weak_at_one_peak_lr = {"S0": (0.3, 1.0, 3.0, 10.0)}
+    # Fit curves at several peak LRs identify S0: the CLI then suggests the sibling that fits it (law_fit.py).
+    law_at_several_peak_lrs: str | None = "convex-noise-eff-fit"
+    law_at_one_peak_lr: str | None = None
     # Distinct S0 values whose V is kept per prepared data (a fit visits a handful; bounded for memory).
     _CACHE = 32
 
@@ -164,4 +167,7 @@ class ConvexNoiseEffFitLaw(ConvexNoiseEffLaw):
     """`convex-noise-eff` with S0 fitted: for fit curves at two or more peak LRs (which identify it)."""
 
     name = "convex-noise-eff-fit"
+    # Curves at one peak LR do not identify S0: the CLI then suggests the sibling that holds it (law_fit.py).
+    law_at_several_peak_lrs = None
+    law_at_one_peak_lr = "convex-noise-eff"
     params = ConvexNoiseEffLaw.params[:4] + (Param("S0", 1e-3, 1e3, (3.0,), nested_at_bounds=True),)

@@ -7,6 +7,12 @@ Protocols (mean PredE = mean |relative error| over the held-out points, per grou
   linear at 600 steps and the base peak LR 2e-3; predict all 5 schedules at 1200 steps.
 * proxy-lr-<h>: fit the same 3 schedules at horizon h and the base peak LR; predict all 5
   schedules at 0.5x, 2x and 3x the peak LR (same horizon).
+* proxy-lr2-<h> / proxy-lr2lo-<h> (two peak LRs, docs/CURVE_LAWS.md "Two peak LRs"): the proxy-lr-<h>
+  fit set plus ONE constant run at 2x (lr2) / 0.5x (lr2lo) the base peak LR; predict every other curve
+  at 0.5x, 2x and 3x (all 5 schedules but the extra fit curve). Built only where the extra run exists.
+* exp-lr2-<h> / exp-lr2lo-<h> (`--experiment DIR`, a curve_prediction experiment): the same on its fit
+  schedules, fit horizon and fit peak LR, the extra constant at the next peak LR above / below.
+Per direction of the peak LR, every protocol's ratios are to the base LR (the one most fit curves share).
 Proxy curves are the validation loss, fitted and scored from step 151 (warmup is 50 steps; the
 tiny proxy's first ~100 steps after it are a fast transient, see PROXY_MIN_STEP).
 
@@ -21,10 +27,12 @@ transfer rule, docs/CURVE_LAWS.md "Clock-averaged peak-LR transfer"): `convex-no
 usual; a curve at a peak LR the fit curves lack (more than PEAK_LR_TOLERANCE away) is predicted by
 the equal-weight mean of the refits with the clock exponent held at each of CLOCK_AVERAGE_GRID (the
 harness's own `pinned_fits`, every refit kept whatever its objective); a curve at a fitted peak LR
-by the main fit. Rules get no band (the brackets are empty).
+by the main fit. `eff-s0-by-lr2` (fit sets with a second peak LR): `convex-noise-eff` with S0 chosen from
+SECOND_LR_S0_GRID by fitting on the base-LR curves and scoring the curve(s) at the other peak LR, then
+refitted on every fit curve. Rules get no band (the brackets are empty).
 
     python scripts/validate_curve_laws.py [--laws lr-noise mpl ...] [--rules clock-avg] [--protocols ...]
-        [--proxies /work/wt/curvedata] [--data DIR] [--no-band] [--json out.json]
+        [--proxies /work/wt/curvedata] [--experiment DIR] [--data DIR] [--no-band] [--json out.json]
 
 Proxy peak-LR protocols also print the mean PredE per direction of the peak LR (0.5x, 2x, 3x).
 

@@ -54,8 +54,9 @@ CURVE_LAWS: dict[str, LawFactory] = {
     # an initial LR area S0 (held at 3): the law for peak-LR transfer from curves at one peak LR
     # (laws/eff_lr.py, docs/CURVE_LAWS.md "Effective-LR law").
     "convex-noise-eff": _law("eff_lr", "ConvexNoiseEffLaw"),
-    # The same with S0 fitted: for fit curves at two or more peak LRs, which identify it (one peak LR does
-    # not: docs/CURVE_LAWS.md "Two peak LRs"; the CLI suggests it when the fit curves span several).
+    # The same with S0 fitted: for fit curves at two or more peak LRs (one peak LR does not identify it; the
+    # CLI suggests it when the fit curves span several). With one extra constant run, S0 held transferred
+    # better (docs/CURVE_LAWS.md "Two peak LRs").
     "convex-noise-eff-fit": _law("eff_lr", "ConvexNoiseEffFitLaw"),
 }
 

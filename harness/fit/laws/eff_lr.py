@@ -167,7 +167,12 @@ class ConvexNoiseEffLaw(CurveLaw):
 
 
 class ConvexNoiseEffFitLaw(ConvexNoiseEffLaw):
-    """`convex-noise-eff` with S0 fitted: for fit curves at two or more peak LRs (which identify it)."""
+    """`convex-noise-eff` with S0 fitted in [1e-3, 1e3]: for fit curves at two or more peak LRs.
+
+    Registered so that a user with curves at several peak LRs can fit S0 (the CLI suggests it then). With ONE
+    extra constant run at a second peak LR it did not transfer better than S0 held at 3 (docs/CURVE_LAWS.md
+    "Two peak LRs": set 4, mean of four two-LR protocols, 1.89 vs 1.71 %): one extra run pins S0 loosely
+    (fitted 1.1 to 22 on set 4, up to the bound on the older sets)."""
 
     name = "convex-noise-eff-fit"
     # Curves at one peak LR do not identify S0: the CLI then suggests the sibling that holds it (law_fit.py).

@@ -121,9 +121,10 @@ def run_curve(args: argparse.Namespace) -> Outputs:
     at_new_lr = {c.name for c in pred_curves if not at_fitted_peak_lr(c, fitted)}
     peak = _fit_curve_law(peak_name, fit_curves, y, groups, args) if peak_name and at_new_lr else None
     fallback = None
-    if peak is not None and getattr(args, "peak_lr_law", None) is None:
+    if peak is not None and getattr(args, "peak_lr_law", None) is None and not args.allow_unconverged:
         # The default's second law is a refinement, not a requirement: if its fit fails a check, the main
-        # law predicts everything and the outputs say why (an explicit --peak-lr-law is checked like --law).
+        # law predicts everything and the outputs say why. An explicit --peak-lr-law is checked like --law,
+        # and with --allow-unconverged both fits are kept and their problems become warnings.
         new_lr_curves = [c for c in pred_curves if c.name in at_new_lr]
         problems = _fit_problems(peak, new_lr_curves, y)
         if problems:

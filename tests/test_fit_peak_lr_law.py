@@ -109,3 +109,11 @@ def test_rejected_peak_lr_fit_falls_back_to_the_default(tmp_path):
     assert main(["curve", "--fit", *paths, "--predict-schedule", str(target), "--out", str(tmp_path / "o2"),
                  "--peak-lr-law", registry.DEFAULT_PEAK_LR_LAW]) == 3
     assert not (tmp_path / "o2").exists()
+    # with --allow-unconverged the default keeps both fits and names the peak-LR law's problem as its own
+    kept = tmp_path / "kept"
+    assert main(["curve", "--fit", *paths, "--predict-schedule", str(target), "--out", str(kept),
+                 "--allow-unconverged"]) == 0
+    params = json.loads((kept / "params.json").read_text())
+    assert params["peak_lr_law"]["predicted"] == ["cos"]
+    assert any(w["kind"] == "on_bound" and f"(--peak-lr-law {registry.DEFAULT_PEAK_LR_LAW})" in w["message"]
+               for w in params["warnings"])

@@ -117,3 +117,14 @@ def test_rejected_peak_lr_fit_falls_back_to_the_default(tmp_path):
     assert params["peak_lr_law"]["predicted"] == ["cos"]
     assert any(w["kind"] == "on_bound" and f"(--peak-lr-law {registry.DEFAULT_PEAK_LR_LAW})" in w["message"]
                for w in params["warnings"])
+
+
+def test_band_of_a_routed_curve_spans_both_laws(files, tmp_path):
+    _run(files, tmp_path / "both", "--band", "0.9")
+    _run(files, tmp_path / "main", "--band", "0.9", "--peak-lr-law", "none")
+    _run(files, tmp_path / "peak", "--band", "0.9", "--law", registry.DEFAULT_PEAK_LR_LAW)
+    name = f"cosine_10_{NEW_LR:g}"
+    both, main_only, peak_only = (pd.read_csv(tmp_path / d / f"pred_{name}.csv") for d in ("both", "main", "peak"))
+    np.testing.assert_allclose(both["loss_band_lo"], np.minimum(main_only["loss_band_lo"], peak_only["loss_band_lo"]))
+    np.testing.assert_allclose(both["loss_band_hi"], np.maximum(main_only["loss_band_hi"], peak_only["loss_band_hi"]))
+    np.testing.assert_allclose(both["loss_pred"], peak_only["loss_pred"])

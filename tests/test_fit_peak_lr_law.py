@@ -128,3 +128,12 @@ def test_band_of_a_routed_curve_spans_both_laws(files, tmp_path):
     np.testing.assert_allclose(both["loss_band_lo"], np.minimum(main_only["loss_band_lo"], peak_only["loss_band_lo"]))
     np.testing.assert_allclose(both["loss_band_hi"], np.maximum(main_only["loss_band_hi"], peak_only["loss_band_hi"]))
     np.testing.assert_allclose(both["loss_pred"], peak_only["loss_pred"])
+
+
+def test_check_script_refuses_a_folder_without_a_proxy_set(tmp_path, capsys):
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
+    import check_peak_lr_law
+
+    with pytest.raises(SystemExit) as stop:
+        check_peak_lr_law.main(["--sets", str(tmp_path)])
+    assert stop.value.code == 2 and "no proxy set there" in capsys.readouterr().err

@@ -219,3 +219,28 @@ def test_fitted_s0_law_interpolates_v_to_1e4_and_is_exact_at_its_nodes():
         np.testing.assert_allclose(free.noise(s0, d_free), held.noise(s0, d_held), rtol=1e-4)
     node = 10.0 ** (3 / free.NODES_PER_DECADE)
     np.testing.assert_allclose(free.noise(node, d_free), held.noise(node, d_held), rtol=1e-12)
+
+
+def test_cli_routed_peak_lr_law_at_two_peak_lrs_names_the_peak_lr_option(tmp_path):
+    """Without --law, predictions at a new peak LR are made by the peak-LR law (`convex-noise-eff`); fitted
+    on curves at two peak LRs it gets the same notice, naming --peak-lr-law."""
+    import json
+
+    from harness.fit.__main__ import main
+    from harness.fit.io import curve_to_csv
+
+    truth = np.r_[TRUTH[:4], 3.0]
+    fit_set = _two_lr_fit_set(truth)
+    new_lr = synthetic_curves(ConvexNoiseEffLaw(), truth, 8e-3, steps=400, first=50)[0]
+    paths = []
+    for c in fit_set + [new_lr]:
+        paths.append(tmp_path / f"{c.name}.csv")
+        paths[-1].write_text(curve_to_csv(c))
+    out = tmp_path / "routed"
+    assert main(["curve", "--fit", *map(str, paths[:-1]), "--predict", str(paths[-1]), "--out", str(out),
+                 "--allow-unconverged"]) == 0
+    params = json.loads((out / "params.json").read_text())
+    assert params["peak_lr_law"]["law"] == "convex-noise-eff"
+    assert params["peak_lr_law"]["held_params"] == {"S0": 3.0}
+    [notice] = _identification(params)
+    assert "'--peak-lr-law convex-noise-eff-fit'" in notice

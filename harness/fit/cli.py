@@ -3,11 +3,13 @@
 Fit a registered law (harness/fit/registry.py) to files; OUT receives params.json, metrics.json,
 pred_<name>.csv per predicted file and plot_<mode>.png:
 
-    curve   [--law LAW] --fit A.csv B.csv ... [--predict X.csv ...] [--predict-schedule S.yaml ...]
+    curve   [--law LAW] [--peak-lr-law LAW|none] --fit A.csv ... [--predict X.csv ...] [--predict-schedule S.yaml ...]
             --out DIR [--target loss|val_loss] [--bootstrap N] [--band LEVEL] [--seed S]
             [--max-points M] [--min-step K]
             --law defaults to DEFAULT_CURVE_LAW in harness/fit/registry.py (chosen by
-            scripts/validate_curve_laws.py, docs/CURVE_LAWS.md). --predict-schedule takes a schedule
+            scripts/validate_curve_laws.py, docs/CURVE_LAWS.md); without --law, a prediction at a
+            peak LR no fit curve has is made by DEFAULT_PEAK_LR_LAW (--peak-lr-law LAW|none) and
+            named in params.json. --predict-schedule takes a schedule
             file (any schedule of harness/schedules.py plus `steps` and `peak_lr`) and writes
             pred_<file stem>.csv, its predicted curve.
     scaling --law LAW --fit runs.csv [--predict targets.csv ...] --out DIR [--bootstrap N] [--seed S]
@@ -59,7 +61,7 @@ import sys  # noqa: E402
 from pathlib import Path  # noqa: E402
 from typing import Sequence  # noqa: E402
 
-from harness.fit.registry import CURVE_LAWS, DEFAULT_CURVE_LAW, SCALING_LAWS  # noqa: E402
+from harness.fit.registry import CURVE_LAWS, DEFAULT_CURVE_LAW, DEFAULT_PEAK_LR_LAW, SCALING_LAWS  # noqa: E402
 
 
 def _fit_law(args: argparse.Namespace) -> int:
@@ -78,8 +80,13 @@ def _add_law_fit(sub: argparse._SubParsersAction, mode: str, laws: dict) -> None
     p = sub.add_parser(mode, help=f"fit a {mode} law to files",
                        description=f"Fit a {mode} law; see `python -m harness.fit --help`.")
     if mode == "curve":
-        p.add_argument("--law", default=DEFAULT_CURVE_LAW, choices=sorted(laws),
-                       help=f"curve law (default: {DEFAULT_CURVE_LAW}; its validation: docs/CURVE_LAWS.md)")
+        p.add_argument("--law", default=None, choices=sorted(laws),
+                       help=f"curve law (default: {DEFAULT_CURVE_LAW}, with predictions at a peak LR no fit curve has "
+                            f"made by {DEFAULT_PEAK_LR_LAW}, see --peak-lr-law; validation: docs/CURVE_LAWS.md)")
+        p.add_argument("--peak-lr-law", default=None, choices=sorted(laws) + ["none"],
+                       help=f"law for predictions at a peak LR that no fit curve has (default: {DEFAULT_PEAK_LR_LAW} "
+                            "when --law is not given, else none = --law for every prediction); it is fitted on the "
+                            "same fit curves, and params.json's `peak_lr_law` says which curves it predicted")
     else:
         p.add_argument("--law", required=True, choices=sorted(laws),
                        help=("farseer is EXPERIMENTAL: the paper's decomposition and staged fit are followed, but its "

@@ -64,7 +64,7 @@ def bound_problems(law: Law, theta: Sequence[float]) -> list[Problem]:
         for side, b in (("lower", p.lower), ("upper", p.upper)):
             if np.isfinite(b) and abs(v - b) <= tol:
                 out.append(Problem("on_bound", f"law {law.name!r}: parameter {p.name!r} = {v:.6g} sits on "
-                                   f"its {side} bound {b:g}; {FIX_BOUND}"))
+                                   f"its {side} bound {b:g}; {getattr(law, 'bound_fix', FIX_BOUND)}"))
     return out
 
 

@@ -28,7 +28,7 @@ from harness.fit.extrapolation import fit_for_extrapolation
 from harness.fit.fitter import BootstrapResult, FitResult, bootstrap, fit_law, metrics
 from harness.fit.io import Curve, InputError, read_curves, read_scaling_csv
 from harness.fit.laws.base import Law
-from harness.fit.registry import CURVE_LAWS, SCALING_LAWS
+from harness.fit.registry import CURVE_LAWS, DEFAULT_CURVE_LAW, DEFAULT_PEAK_LR_LAW, SCALING_LAWS
 
 
 @dataclass
@@ -42,6 +42,21 @@ class Outputs:
     fit_data: dict[str, Any] | None = None  # the law's prepared fit set, for law-specific checks
     # Predictions the fit set cannot vouch for (kept, never refused): printed and stored with the warnings.
     notices: list[dict[str, str]] = field(default_factory=list)
+    # Further fits whose predictions are in the outputs (the peak-LR law), checked like the main one.
+    other_fits: list["FittedCurveLaw"] = field(default_factory=list)
+
+
+@dataclass
+class FittedCurveLaw:
+    """One curve law fitted on the fit curves, with what its predictions need (interval, band)."""
+
+    name: str
+    law: Law
+    data: dict[str, Any]
+    fit: FitResult
+    boot: BootstrapResult | None
+    band: PeakLRBand | None
+    predictions: dict[str, np.ndarray] = field(default_factory=dict)  # what it predicted, for fit_checks
 
 
 # ----------------------------------------------------------------------------------------------
@@ -53,15 +68,39 @@ def _observed(curves: Sequence[Curve]) -> np.ndarray:
     return np.concatenate([c.loss[c.eval_index()] for c in curves])
 
 
-def _check_bootstrap_supported(law: Law, args: argparse.Namespace) -> None:
+def _check_bootstrap_supported(law: Law, args: argparse.Namespace, name: str | None = None) -> None:
     if args.bootstrap > 0 and law.n_refine == 0:
-        raise InputError(f"--bootstrap: law '{args.law}' does its own fitting and cannot be bootstrapped; "
+        raise InputError(f"--bootstrap: law '{name or args.law}' does its own fitting and cannot be bootstrapped; "
                          "drop --bootstrap or use a law fitted by the generic fitter (e.g. 'mpl')")
 
 
+def resolve_curve_laws(args: argparse.Namespace) -> tuple[str, str | None]:
+    """(the law for every prediction, the law for predictions at a new peak LR or None).
+
+    Without --law: DEFAULT_CURVE_LAW, and DEFAULT_PEAK_LR_LAW at new peak LRs (harness/fit/registry.py says
+    why). An explicit --law predicts everything unless --peak-lr-law names another law; `none` turns it off."""
+    law = args.law or DEFAULT_CURVE_LAW
+    peak = getattr(args, "peak_lr_law", None)
+    if peak is None:
+        peak = DEFAULT_PEAK_LR_LAW if args.law is None else None
+    if peak in ("none", law):
+        peak = None
+    return law, peak
+
+
+def _fit_curve_law(name: str, fit_curves: Sequence[Curve], y: np.ndarray, groups: np.ndarray | None,
+                   args: argparse.Namespace) -> FittedCurveLaw:
+    law = CURVE_LAWS[name]()
+    data = law.prepare(fit_curves)
+    fit = fit_law(law, data, y, seed=args.seed)
+    boot = _bootstrap(law, data, y, fit, args, groups)
+    return FittedCurveLaw(name, law, data, fit, boot, _band(args, name, fit_curves, law, fit))
+
+
 def run_curve(args: argparse.Namespace) -> Outputs:
-    law = CURVE_LAWS[args.law]()
-    _check_bootstrap_supported(law, args)
+    args.law, peak_name = resolve_curve_laws(args)
+    for name in filter(None, (args.law, peak_name)):
+        _check_bootstrap_supported(CURVE_LAWS[name](), args, name)
     fit_curves = read_curves(args.fit, args.target, need_loss=True)
     _check_band_level(args)
     pred_curves = read_curves(args.predict, args.target, need_loss=False)
@@ -73,33 +112,56 @@ def run_curve(args: argparse.Namespace) -> Outputs:
         if c.n_observed == 0:
             raise InputError(f"{c.path}: no observed loss at or after step {args.min_step}. "
                              "Fix: lower --min-step or fit on a longer curve.")
-    fit_data = law.prepare(fit_curves)
     y = _observed(fit_curves)
     groups = np.concatenate([np.full(c.eval_index().size, i) for i, c in enumerate(fit_curves)])
+    groups = groups if len(fit_curves) > 1 else None
 
-    fit = fit_law(law, fit_data, y, seed=args.seed)
-    boot = _bootstrap(law, fit_data, y, fit, args, groups if len(fit_curves) > 1 else None)
-    band = _band(args, fit_curves, law, fit)
-    widened: list[str] = []
+    main = _fit_curve_law(args.law, fit_curves, y, groups, args)
+    fitted = fitted_peak_lrs(fit_curves)
+    at_new_lr = {c.name for c in pred_curves if not at_fitted_peak_lr(c, fitted)}
+    peak = _fit_curve_law(peak_name, fit_curves, y, groups, args) if peak_name and at_new_lr else None
+    fallback = None
+    if peak is not None and getattr(args, "peak_lr_law", None) is None and not args.allow_unconverged:
+        # The default's second law is a refinement, not a requirement: if its fit fails a check, the main
+        # law predicts everything and the outputs say why. An explicit --peak-lr-law is checked like --law,
+        # and with --allow-unconverged both fits are kept and their problems become warnings.
+        new_lr_curves = [c for c in pred_curves if c.name in at_new_lr]
+        problems = _fit_problems(peak, new_lr_curves, y)
+        if problems:
+            fallback = {"kind": "peak_lr_law_rejected",
+                        "message": f"the peak-LR law {peak.name!r} was not used: {problems[0].message.split('. Fix')[0]}; "
+                                   f"predictions at new peak LRs are made by {args.law!r}"}
+            peak = None
+    widened: dict[str, list[str]] = {main.name: [], peak.name if peak else "": []}
 
-    out = Outputs(params=_params_json(law, fit, boot, args), metrics={"fit": fit.metrics, "fit_curves": {},
-                                                                        "predict": {}})
+    out = Outputs(params=_params_json(main.law, main.fit, main.boot, args), metrics={"fit": main.fit.metrics,
+                                                                                     "fit_curves": {}, "predict": {}},
+                  fit_data=main.data)
     for role, curves in (("fit", fit_curves), ("predict", pred_curves)):
         for c in curves:
+            by = peak if peak is not None and role == "predict" and c.name in at_new_lr else main
             idx = c.eval_index()
-            data = law.prepare([c])
-            pred = np.asarray(law.predict(fit.theta, data), dtype=float)
+            data = by.law.prepare([c])
+            pred = np.asarray(by.law.predict(by.fit.theta, data), dtype=float)
+            by.predictions[f"{role} set {c.name!r}"] = pred
             obs = c.loss[idx]
             lo = hi = None
             table = pd.DataFrame({"step": c.step[idx], "lr": c.lr[idx], args.target: obs,
                                   f"{args.target}_pred": pred})
-            if boot is not None:
-                lo, hi = boot.predict_interval(law, data)
+            if by.boot is not None:
+                lo, hi = by.boot.predict_interval(by.law, data)
                 table[f"{args.target}_pred_lo"], table[f"{args.target}_pred_hi"] = lo, hi
-            if band is not None:  # the plain band, or at a new peak LR the envelope over the weak parameter
-                _, table[f"{args.target}_band_lo"], table[f"{args.target}_band_hi"] = band.limits(c)
-                if band.widens(c):
-                    widened.append(c.name)
+            if by.band is not None:  # the plain band, or at a new peak LR the envelope over the weak parameter
+                _, band_lo, band_hi = by.band.limits(c)
+                if by is not main and main.band is not None:
+                    # Where two laws are used, the band spans both laws' bands: their disagreement is part of
+                    # the uncertainty (90 % band coverage at new peak LRs on our proxy sets: 83 % mean, against
+                    # 61 % for the peak-LR law's band alone; docs/CURVE_LAWS.md).
+                    _, main_lo, main_hi = main.band.limits(c)
+                    band_lo, band_hi = np.minimum(band_lo, main_lo), np.maximum(band_hi, main_hi)
+                table[f"{args.target}_band_lo"], table[f"{args.target}_band_hi"] = band_lo, band_hi
+                if by.band.widens(c):
+                    widened[by.name].append(c.name)
             ok = np.isfinite(obs)
             if role == "predict":
                 out.tables[f"pred_{c.name}.csv"] = table
@@ -108,16 +170,53 @@ def run_curve(args: argparse.Namespace) -> Outputs:
             else:
                 out.metrics["fit_curves"][c.name] = metrics(obs[ok], pred[ok])
             out.series.append(plots.Series(c.name, c.step[idx].astype(float), obs, pred, role, lo, hi))
-    if band is not None:
-        out.params["band"] = band.to_json(widened)
-        if widened:
-            kept = ", ".join(f"{k} = {v:g}" for f in band.kept() for k, v in f.values.items())
-            print(f"note: band widened for {len(widened)} prediction(s) at a peak LR no fit curve has: envelope of "
-                  f"the refits with {kept} (objective within {band.tolerance:.0%} of the best), each x (1 +- "
-                  f"{band.half_width:.4f})")
+    if main.band is not None:
+        out.params["band"] = main.band.to_json(widened[main.name])
+        _print_widened(main.band, widened[main.name])
+    if peak is not None:
+        out.params["peak_lr_law"] = _peak_lr_law_json(peak, sorted(at_new_lr), widened[peak.name], args)
+        out.other_fits.append(peak)
+        _print_widened(peak.band, widened[peak.name])
+        print(f"note: {len(at_new_lr)} prediction(s) at a peak LR no fit curve has are made by {peak.name!r} "
+              f"(fitted on the same curves), the rest by {main.name!r}: --peak-lr-law none uses {main.name!r} for all")
     out.metrics["held_params"] = out.params["held_params"]
-    out.notices = (peak_lr_identification_notices(law, fit_curves)
-                   + peak_lr_notices(fit_curves, pred_curves, band is not None, widened))
+    out.notices = peak_lr_identification_notices(main.law, fit_curves)
+    if peak is not None:
+        out.notices += peak_lr_identification_notices(peak.law, fit_curves, option="--peak-lr-law")
+    out.notices += peak_lr_notices(fit_curves, pred_curves, (peak or main).band is not None,
+                                   widened[peak.name if peak else main.name], peak_law=peak.name if peak else None)
+    if fallback is not None:
+        out.notices.append(fallback)
+    return out
+
+
+def _fit_problems(fitted: FittedCurveLaw, curves: Sequence[Curve], observed: np.ndarray) -> list[fit_checks.Problem]:
+    """fit_checks' problems of a fitted curve law and its predictions of `curves`."""
+    predictions = {c.name: np.asarray(fitted.law.predict(fitted.fit.theta, fitted.law.prepare([c])), dtype=float)
+                   for c in curves}
+    return fit_checks.check_fit(fitted.law, fitted.fit.theta, bool(fitted.fit.converged), predictions, observed,
+                                fitted.data)
+
+
+def _print_widened(band: PeakLRBand | None, widened: Sequence[str]) -> None:
+    if band is None or not widened:
+        return
+    kept = ", ".join(f"{k} = {v:g}" for f in band.kept() for k, v in f.values.items())
+    print(f"note: band widened for {len(widened)} prediction(s) at a peak LR no fit curve has: envelope of "
+          f"the refits with {kept} (objective within {band.tolerance:.0%} of the best), each x (1 +- "
+          f"{band.half_width:.4f})")
+
+
+def _peak_lr_law_json(peak: FittedCurveLaw, curves: Sequence[str], widened: Sequence[str],
+                      args: argparse.Namespace) -> dict[str, Any]:
+    """params.json's record of the second law: which predictions it made, its fit, interval and band."""
+    out = {"law": peak.name, "predicted": list(curves),
+           "why": "one peak LR cannot show how the loss responds to the LR; this law transfers best to other "
+                  "peak LRs on our proxies (harness/fit/registry.py DEFAULT_PEAK_LR_LAW, docs/CURVE_LAWS.md)",
+           **_params_json(peak.law, peak.fit, peak.boot, args)}
+    if peak.band is not None:
+        out["band"] = {**peak.band.to_json(list(widened)),
+                       "combined": f"the band of each curve this law predicts is the union of its band and {args.law}'s"}
     return out
 
 
@@ -132,7 +231,8 @@ def spans_several_peak_lrs(curves: Sequence[Curve]) -> bool:
     return len(fitted) > 1 and max(fitted) / min(fitted) > PEAK_LR_TOLERANCE
 
 
-def peak_lr_identification_notices(law: Law, fit_curves: Sequence[Curve]) -> list[dict[str, str]]:
+def peak_lr_identification_notices(law: Law, fit_curves: Sequence[Curve],
+                                   option: str = "--law") -> list[dict[str, str]]:
     """A notice when a sibling law suits the fit set better: a law that holds a parameter only curves at
     several peak LRs identify names its fitted sibling (`law_at_several_peak_lrs`), and the sibling names the
     held one (`law_at_one_peak_lr`); e.g. `convex-noise-eff` (S0 held) and `convex-noise-eff-fit`."""
@@ -145,18 +245,18 @@ def peak_lr_identification_notices(law: Law, fit_curves: Sequence[Curve]) -> lis
     if several:
         names = ", ".join(f"{k} = {v:g}" for k, v in held.items() if k not in other_held)
         message = (f"the fit curves span several peak LRs ({lrs}), which identify what '{law.name}' holds fixed "
-                   f"({names}); '--law {other}' fits it from them (which of the two transferred better with a "
+                   f"({names}); '{option} {other}' fits it from them (which of the two transferred better with a "
                    "second peak LR on our proxies: docs/CURVE_LAWS.md \"Two peak LRs\")")
     else:
         names = ", ".join(k for k in other_held if k not in held)
         message = (f"the fit curves share one peak LR ({lrs}), which does not identify '{law.name}''s {names} "
-                   f"(the fitted value is arbitrary along a flat objective). Fix: '--law {other}' (it holds "
+                   f"(the fitted value is arbitrary along a flat objective). Fix: '{option} {other}' (it holds "
                    f"{names}), or add a fit curve at a second peak LR")
     return [{"kind": "peak_lr_identification", "message": message}]
 
 
 def peak_lr_notices(fit_curves: Sequence[Curve], pred_curves: Sequence[Curve], has_band: bool,
-                    widened: Sequence[str] = ()) -> list[dict[str, str]]:
+                    widened: Sequence[str] = (), peak_law: str | None = None) -> list[dict[str, str]]:
     """One notice per predicted curve whose peak LR no fit curve shares (within PEAK_LR_TOLERANCE, a factor):
     the fit set has not seen that LR, so its in-sample error does not say how far off the prediction is, and
     a band is trustworthy there only if it was widened (curves named in `widened`)."""
@@ -177,7 +277,9 @@ def peak_lr_notices(fit_curves: Sequence[Curve], pred_curves: Sequence[Curve], h
         out.append({"kind": "peak_lr_extrapolation",
                     "message": f"prediction {c.name!r} has peak LR {peak:.3g}, which no fit curve has (fitted: "
                                f"{', '.join(f'{f:.3g}' for f in fitted)}): peak-LR transfer is the weakest prediction "
-                               f"of every curve law (2-4 % mean error on our proxies, docs/CURVE_LAWS.md){band}. "
+                               f"of every curve law (2-4 % mean error on our proxies, docs/CURVE_LAWS.md)"
+                               f"{f'; it is predicted by {peak_law!r}, the best law there (1.5-2.8 %)' if peak_law else ''}"
+                               f"{band}. "
                                "Fix: add a fit curve at (or around) that peak LR"})
     return out
 
@@ -203,15 +305,16 @@ def _check_band_level(args: argparse.Namespace) -> None:
         raise InputError(f"--band {level}: the level must be in (0, 1), e.g. 0.9 (or 0 for no band)")
 
 
-def _band(args: argparse.Namespace, fit_curves: Sequence[Curve], law: Law, fit: FitResult) -> PeakLRBand | None:
-    """The calibrated --band (harness/fit/curve_predict.py: plain at the fitted peak LR, widened at new
-    ones), or None."""
+def _band(args: argparse.Namespace, name: str, fit_curves: Sequence[Curve], law: Law,
+          fit: FitResult) -> PeakLRBand | None:
+    """The calibrated --band of law `name` (harness/fit/curve_predict.py: plain at the fitted peak LR,
+    widened at new ones), or None."""
     level = getattr(args, "band", 0.0)
     if not level:
         return None
-    band = peak_lr_band(args.law, fit_curves, level, law=law, fit=fit, seed=args.seed)
-    print(f"note: {level:.0%} band = prediction x (1 +- {band.half_width:.4f}), calibrated on the fit curves "
-          "(leave-one-curve-out and forward-in-time refits)")
+    band = peak_lr_band(name, fit_curves, level, law=law, fit=fit, seed=args.seed)
+    print(f"note: {level:.0%} band of {name} = prediction x (1 +- {band.half_width:.4f}), calibrated on the fit "
+          "curves (leave-one-curve-out and forward-in-time refits)")
     return band
 
 
@@ -307,7 +410,9 @@ def _print_table(out: Outputs, law: str) -> None:
         table.add_column(col, justify="right" if col != "set" else "left")
     rows = [("fit (all)", out.metrics["fit"])]
     rows += [(f"fit: {k}", m) for k, m in out.metrics.get("fit_curves", {}).items()]
-    rows += [(f"predict: {k}", m) for k, m in out.metrics["predict"].items()]
+    routed = set(out.params.get("peak_lr_law", {}).get("predicted", ()))
+    other = out.params.get("peak_lr_law", {}).get("law")
+    rows += [(f"predict: {k}" + (f" [{other}]" if k in routed else ""), m) for k, m in out.metrics["predict"].items()]
     for name, m in rows:
         table.add_row(name, str(m["n"]), f"{m['r2']:.4f}", f"{m['mae']:.4g}", f"{m['rmse']:.4g}",
                       f"{100 * m['prede']:.3f}%", f"{100 * m['worste']:.3f}%")
@@ -331,6 +436,10 @@ def _checked(out: Outputs, args: argparse.Namespace) -> Outputs:
     predictions = {f"{s.role} set {s.name!r}": s.y_pred for s in out.series}
     problems = fit_checks.check_fit(law, theta, bool(out.params.get("converged", True)), predictions, observed,
                                     out.fit_data)
+    for other in out.other_fits:  # an explicit --peak-lr-law is held to the same checks, its problems named as its own
+        other_problems = fit_checks.check_fit(other.law, other.fit.theta, bool(other.fit.converged), other.predictions,
+                                              observed, other.data)
+        problems += [fit_checks.Problem(p.kind, f"(--peak-lr-law {other.name}) {p.message}") for p in other_problems]
     warnings = fit_checks.enforce(problems, allow=getattr(args, "allow_unconverged", False)) + out.notices
     out.params["warnings"] = out.metrics["warnings"] = warnings
     for w in warnings:
@@ -342,7 +451,10 @@ def run(args: argparse.Namespace) -> int:
     """Compute every output of `args.mode` (curve or scaling), check it (refuse or, with
     --allow-unconverged, warn), then write them; returns 0."""
     out = _checked(run_curve(args) if args.mode == "curve" else run_scaling(args), args)
-    write_outputs(out, args.out, mode=args.mode, target=getattr(args, "target", "loss"), law=args.law)
-    _print_table(out, args.law)
+    label = args.law
+    if "peak_lr_law" in out.params:
+        label = f"{args.law} ({out.params['peak_lr_law']['law']} at new peak LRs)"
+    write_outputs(out, args.out, mode=args.mode, target=getattr(args, "target", "loss"), law=label)
+    _print_table(out, label)
     print(f"wrote {args.out}")
     return 0

@@ -65,6 +65,13 @@ CURVE_LAWS: dict[str, LawFactory] = {
 # error on the fit curves alone, and the lowest held-out error on the MPL split and our proxies.
 DEFAULT_CURVE_LAW = "lr-noise-clock"
 
+# Without --law, predictions at a peak LR no fit curve has are made by this law instead (--peak-lr-law
+# overrides, `none` turns it off). One peak LR cannot show how the loss responds to the LR, and there the
+# default is the weakest law we have: on a fresh proxy set scored once (docs/CURVE_LAWS.md "Effective-LR
+# law") convex-noise-eff transferred 2.17 % against the default's 4.83 %, and it won on every older set,
+# while the default stays best at the fitted peak LR (MPL split 0.099 % vs 0.151 %).
+DEFAULT_PEAK_LR_LAW = "convex-noise-eff"
+
 SCALING_LAWS: dict[str, LawFactory] = {
     # Final loss over (N, D): columns N, D, loss (harness/fit/laws/final_loss.py).
     "chinchilla": _law("final_loss", "ChinchillaLaw"),

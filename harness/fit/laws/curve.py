@@ -79,6 +79,10 @@ class CurveLaw(Law, ABC):
     """Common input handling: curves in, concatenated per-point arrays out."""
 
     required_columns = ("step", "lr")
+    # fit_checks' advice for a parameter on its bound (e.g. the floor L0 at 0 when short curves cannot
+    # separate a floor from a slower power law).
+    bound_fix = ("the curves do not determine it. Fix: fit on longer curves or on more schedules (a decay to "
+                 "a low LR shows the floor L0), or pass --allow-unconverged to keep the fit with a warning")
     # Per-point arrays `_prepare_curve` returns; `prepare` concatenates them over curves.
     point_keys: tuple[str, ...] = ()
 

@@ -5,7 +5,10 @@ constant LR in closed form; a bad S0 is refused naming it; the mechanism (at a c
 training, a 3x peak LR carries ~sqrt(3)x the noise, not 3x); exact jacobians (S0 held and S0 free);
 synthetic recovery of every parameter incl. S0 (S0 free, fit curves at two peak LRs, which identify
 it), and transfer to other peak LRs with S0 held; S0 is declared weak for `--band` and the pinned
-refits run.
+refits run. Two peak LRs (docs/CURVE_LAWS.md "Two peak LRs"): `convex-noise-eff-fit` is registered and its
+interpolated V matches the exact one; the CLI's notice suggests the sibling law (held S0 at several peak LRs,
+fitted S0 at one; `--peak-lr-law` for the routed peak-LR law) and params.json / metrics.json say which
+parameters were held; the `eff-s0-by-lr2` rule of scripts/validate_curve_laws.py.
 """
 
 from __future__ import annotations
@@ -244,3 +247,22 @@ def test_cli_routed_peak_lr_law_at_two_peak_lrs_names_the_peak_lr_option(tmp_pat
     assert params["peak_lr_law"]["held_params"] == {"S0": 3.0}
     [notice] = _identification(params)
     assert "'--peak-lr-law convex-noise-eff-fit'" in notice
+
+
+def test_eff_s0_by_lr2_rule_picks_the_true_s0_from_the_second_peak_lr_and_needs_one():
+    """scripts/validate_curve_laws.py's `eff-s0-by-lr2`: S0 from the grid by the curve at the second peak LR."""
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
+    from validate_curve_laws import SECOND_LR_S0_GRID, second_lr_s0
+
+    truth = np.r_[TRUTH[:4], 1.0]
+    assert 1.0 in SECOND_LR_S0_GRID
+    fit_set = _two_lr_fit_set(truth)
+    rule = second_lr_s0(fit_set)
+    assert rule.s0 == 1.0 and min(rule.scores, key=rule.scores.get) == 1.0
+    assert rule.scores[1.0] < 1e-4 < rule.scores[1e6]
+    np.testing.assert_allclose(rule.theta, truth, rtol=5e-3)
+    with pytest.raises(ValueError, match="second one"):
+        second_lr_s0(fit_set[:3])

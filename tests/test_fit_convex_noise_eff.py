@@ -171,7 +171,8 @@ def test_fitted_s0_sibling_is_registered_and_the_two_name_each_other():
     assert isinstance(law, ConvexNoiseEffFitLaw) and law.name == "convex-noise-eff-fit"
     s0 = law.params[law.param_names.index("S0")]
     assert s0.lower < 3.0 < s0.upper
-    assert (ConvexNoiseEffLaw.law_at_several_peak_lrs, ConvexNoiseEffLaw.law_at_one_peak_lr) == ("convex-noise-eff-fit", None)
+    held = ConvexNoiseEffLaw
+    assert (held.law_at_several_peak_lrs, held.law_at_one_peak_lr) == ("convex-noise-eff-fit", None)
     assert (law.law_at_several_peak_lrs, law.law_at_one_peak_lr) == (None, "convex-noise-eff")
 
 

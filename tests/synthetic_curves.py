@@ -27,3 +27,31 @@ def synthetic_curves(law, theta: np.ndarray, peak: float, steps: int = 800, firs
         loss[first - 1::every] = np.asarray(law.predict(theta, law.prepare([full])))[first - 1::every]
         out.append(Curve(name=f"{name}_{peak:g}", path=name, step=np.arange(1, steps + 1), lr=lr, loss=loss))
     return out
+
+
+def write_csvs(curves: list[Curve], folder) -> list[str]:
+    """Each curve as `<folder>/<name>.csv` (step,lr,loss), for CLI tests; returns the paths."""
+    from harness.fit.io import curve_to_csv
+
+    paths = []
+    for c in curves:
+        path = folder / f"{c.name}.csv"
+        path.write_text(curve_to_csv(c))
+        paths.append(str(path))
+    return paths
+
+
+def assert_recovers_and_transfers(law, truth: np.ndarray, fit_peak: float = 2e-3,
+                                  other_peaks: tuple[float, ...] = (1e-3, 6e-3)) -> None:
+    """`law` fitted on its own curves at `fit_peak` converges to `truth` and predicts its curves at the
+    other peak LRs exactly (PredE < 1e-4)."""
+    from harness.fit.fitter import fit_law, metrics
+
+    fit_set = synthetic_curves(law, truth, fit_peak, first=50)
+    fit = fit_law(law, law.prepare(fit_set), np.concatenate([c.loss[c.eval_index()] for c in fit_set]))
+    assert fit.converged
+    np.testing.assert_allclose(fit.theta, truth, rtol=5e-3)
+    for peak in other_peaks:
+        for c in synthetic_curves(law, truth, peak, first=50):
+            obs = c.loss[c.eval_index()]
+            assert metrics(obs, np.asarray(law.predict(fit.theta, law.prepare([c]))))["prede"] < 1e-4, c.name

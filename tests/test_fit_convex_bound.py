@@ -15,10 +15,10 @@ import pytest
 
 from harness.fit import registry
 from harness.fit.curve_predict import lr_from_schedule
-from harness.fit.fitter import _fd_jacobian, fit_law, metrics
+from harness.fit.fitter import _fd_jacobian
 from harness.fit.io import Curve
 from harness.fit.laws.convex_bound import ConvexBoundLaw, ConvexNoiseSqrtLaw, bound_terms
-from synthetic_curves import SCHEDULES, synthetic_curves
+from synthetic_curves import SCHEDULES, assert_recovers_and_transfers, synthetic_curves
 
 
 
@@ -123,17 +123,7 @@ def test_registered_and_jacobian_matches_finite_differences(name):
 
 @pytest.mark.parametrize("name", sorted(CASES))
 def test_recovers_its_parameters_and_transfers_to_other_peak_lrs(name):
-    law = registry.CURVE_LAWS[name]()
-    truth = CASES[name]
-    fit_set = synthetic_curves(law, truth, 2e-3, first=50)
-    y = np.concatenate([c.loss[c.eval_index()] for c in fit_set])
-    fit = fit_law(law, law.prepare(fit_set), y)
-    assert fit.converged
-    np.testing.assert_allclose(fit.theta, truth, rtol=5e-3)
-    for peak in (1e-3, 6e-3):
-        for c in synthetic_curves(law, truth, peak, first=50):
-            obs = c.loss[c.eval_index()]
-            assert metrics(obs, np.asarray(law.predict(fit.theta, law.prepare([c]))))["prede"] < 1e-4, c.name
+    assert_recovers_and_transfers(registry.CURVE_LAWS[name](), CASES[name])
 
 
 def test_convex_noise_sqrt_beats_the_default_at_half_the_peak_lr_on_the_proxies():

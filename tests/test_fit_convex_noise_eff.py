@@ -22,7 +22,7 @@ from harness.fit.fitter import _fd_jacobian, fit_law, metrics
 from harness.fit.io import Curve
 from harness.fit.laws.convex_bound import ConvexNoiseSqrtLaw, bound_terms
 from harness.fit.laws.eff_lr import ConvexNoiseEffFitLaw, ConvexNoiseEffLaw, effective_lr
-from synthetic_curves import synthetic_curves
+from synthetic_curves import assert_recovers_and_transfers, synthetic_curves
 
 TRUTH = np.array([2.0, 1.0, 0.4, 40.0, 0.5])  # L0, A, alpha, sigma, S0
 
@@ -105,15 +105,7 @@ def test_recovers_every_parameter_incl_s0_from_curves_at_two_peak_lrs():
 
 def test_s0_held_recovers_the_rest_and_transfers_to_other_peak_lrs():
     law = ConvexNoiseEffLaw()
-    truth = np.r_[TRUTH[:4], law.S0_FIXED]
-    fit_set = synthetic_curves(law, truth, 2e-3, first=50)
-    fit = fit_law(law, law.prepare(fit_set), _observed(fit_set))
-    assert fit.converged
-    np.testing.assert_allclose(fit.theta, truth, rtol=5e-3)
-    for peak in (1e-3, 6e-3):
-        for c in synthetic_curves(law, truth, peak, first=50):
-            obs = c.loss[c.eval_index()]
-            assert metrics(obs, np.asarray(law.predict(fit.theta, law.prepare([c]))))["prede"] < 1e-4, c.name
+    assert_recovers_and_transfers(law, np.r_[TRUTH[:4], law.S0_FIXED])
 
 
 def test_pinned_refits_over_s0_run_and_the_true_s0_fits_best():

@@ -19,6 +19,7 @@ from harness.fit.cli import main
 from harness.fit.io import curve_to_csv
 
 sys.path.insert(0, str(Path(__file__).parent))
+from synthetic_curves import write_csvs  # noqa: E402
 from test_lr_noise_sqrt import FIT_LR, FIT_SCHEDULES, WARMUP, _proxy_curves  # noqa: E402
 
 NEW_LR = 3e-3
@@ -91,11 +92,7 @@ def test_rejected_peak_lr_fit_falls_back_to_the_default(tmp_path):
     the outputs say why."""
     from test_fit_curve_laws_lr_noise import _synthetic
 
-    paths = []
-    for c in _synthetic(2e-3):
-        p = tmp_path / f"{c.name}.csv"
-        p.write_text(curve_to_csv(c))
-        paths.append(str(p))
+    paths = write_csvs(_synthetic(2e-3), tmp_path)
     target = tmp_path / "cos.yaml"
     target.write_text("name: cosine\nsteps: 800\npeak_lr: 4.0e-3\nwarmup_steps: 20\n")
     out = tmp_path / "out"

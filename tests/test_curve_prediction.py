@@ -72,11 +72,18 @@ def test_plan_branches_step_decays_off_one_constant_run_per_peak_lr(module_env, 
 
 
 def test_every_law_is_fitted_and_predicts_every_group(finished):
-    from harness.fit.registry import CURVE_LAWS, DEFAULT_CURVE_LAW
+    from harness.fit.registry import CURVE_LAWS, DEFAULT_CURVE_LAW, DEFAULT_PEAK_LR_LAW
 
     summary = json.loads((finished / "report.json").read_text())
-    assert summary["law_order"][0] == DEFAULT_CURVE_LAW
-    assert set(summary["law_order"]) == set(CURVE_LAWS)
+    assert summary["law_order"][:2] == ["default", DEFAULT_CURVE_LAW]
+    assert set(summary["law_order"]) == set(CURVE_LAWS) | {"default"}
+    # the `default` row is the CLI's: the default law's curves, the peak-LR law's at other peak LRs
+    laws = summary["laws"]
+    for row, main, peak in zip(laws["default"]["curves"], laws[DEFAULT_CURVE_LAW]["curves"],
+                               laws[DEFAULT_PEAK_LR_LAW]["curves"]):
+        assert row == (peak if row["group"] == "peak_lr" else main)
+    assert laws["default"]["groups"]["peak_lr"] == laws[DEFAULT_PEAK_LR_LAW]["groups"]["peak_lr"]
+    assert laws["default"]["groups"]["horizon"] == laws[DEFAULT_CURVE_LAW]["groups"]["horizon"]
     for name, law in summary["laws"].items():
         assert law["error"] is None, name
         for group in ("horizon", "peak_lr", "schedules", "optimized"):
@@ -91,11 +98,11 @@ def test_every_law_is_fitted_and_predicts_every_group(finished):
     assert counts == {"fit": 3, "horizon": 3, "peak_lr": 16, "schedules": 2, "optimized": 1}
     markdown = (finished / "report.md").read_text()
     table_rows = [line for line in markdown.splitlines() if line.startswith("| ") and "%" in line]
-    assert [row.split("|")[1].strip() for row in table_rows[:len(CURVE_LAWS)]] == summary["law_order"]
+    assert [row.split("|")[1].strip() for row in table_rows[:len(CURVE_LAWS) + 1]] == summary["law_order"]
     with open(finished / "predictions.csv") as f:
         rows = list(csv.DictReader(f))
-    assert {r["law"] for r in rows} == set(CURVE_LAWS) and len(rows) == len(CURVE_LAWS) * 25
-    for name in CURVE_LAWS:
+    assert {r["law"] for r in rows} == set(summary["law_order"]) and len(rows) == (len(CURVE_LAWS) + 1) * 25
+    for name in summary["law_order"]:
         assert (finished / f"overlay_{name}.png").stat().st_size > 10_000
 
 

@@ -5,7 +5,10 @@ Curves: each run's val_loss (dense evals) with its per-step LR (curve.jsonl); a 
 curve is the first steps of the longest constant run (curve_prediction.py). Points at or before the
 warmup's end are neither fitted nor scored (the protocol of issue 12).
 
-Prediction (per law of harness.fit.registry.CURVE_LAWS, DEFAULT_CURVE_LAW first): fit_law on the
+Prediction (first `default`: what `python -m harness.fit curve` does without --law, i.e. DEFAULT_CURVE_LAW
+and, for curves at another peak LR, DEFAULT_PEAK_LR_LAW; then each law of harness.fit.registry.CURVE_LAWS,
+DEFAULT_CURVE_LAW first; the report applies no fit checks, so the CLI's fallback when the peak-LR law's fit
+fails one is not reproduced here): fit_law on the
 fit curves (`fit_schedules` at the fit horizon and fit peak LR), then each other curve is predicted
 from its own LR schedule and scored by PredE (mean |pred - obs| / obs over its points). Groups
 (each curve in exactly one):
@@ -85,6 +88,8 @@ def curve_prediction_report(out_dir: Path, table, plan: dict[str, Any]) -> Repor
         warnings.append(f"fit curves not available ({', '.join(missing)}): no law fitted")
     else:
         laws = [_law_result(name, [curves[k] for k in fit_keys], curves, params) for name in law_order()]
+        default = _default_result(laws)
+        laws = ([default] if default is not None else []) + laws
         warnings += [f"{r.name}: the fit failed: {r.error}" for r in laws if r.error]
         warnings += [f"{r.name}: the fit did not converge (fit.converged is false)" for r in laws
                      if r.fit and not r.fit["converged"]]
@@ -112,6 +117,27 @@ def law_order() -> list[str]:
     from harness.fit.registry import CURVE_LAWS, DEFAULT_CURVE_LAW
 
     return [DEFAULT_CURVE_LAW] + [n for n in CURVE_LAWS if n != DEFAULT_CURVE_LAW]
+
+
+# The report's row for the CLI's default: DEFAULT_CURVE_LAW, and DEFAULT_PEAK_LR_LAW at other peak LRs.
+DEFAULT_ROW = "default"
+
+
+def _default_result(laws: list[LawResult]) -> Optional[LawResult]:
+    """The `default` row from the two laws' own rows (harness/fit/law_fit.py routes the same way), or None
+    when either law's fit failed."""
+    from harness.fit.registry import DEFAULT_CURVE_LAW, DEFAULT_PEAK_LR_LAW
+
+    by_name = {r.name: r for r in laws}
+    main, peak = by_name.get(DEFAULT_CURVE_LAW), by_name.get(DEFAULT_PEAK_LR_LAW)
+    if main is None or peak is None or main.fit is None or peak.fit is None:
+        return None
+    routed = {r["curve"]: r for r in peak.rows if r["group"] == "peak_lr"}
+    rows = [routed.get(r["curve"], r) for r in main.rows]
+    predictions = {c: peak.predictions[c] if c in routed else p for c, p in main.predictions.items()}
+    fit = {**main.fit, "wall_s": main.fit["wall_s"] + peak.fit["wall_s"],
+           "laws": {"main": main.name, "peak_lr": peak.name}}
+    return LawResult(DEFAULT_ROW, fit, None, rows, predictions)
 
 
 def _curves(table, plan: dict[str, Any], params, warnings: list[str]) -> dict[CurveKey, Any]:
@@ -326,7 +352,8 @@ def _markdown(spec, summary: dict[str, Any], laws: list[LawResult]) -> str:
     lines = [f"# {spec.name}: loss-curve prediction", "",
              f"Fit: {', '.join(fit['curves'])} ({TARGET}, points after step {fit['after_step']}); every other "
              "curve predicted from its own LR schedule. Mean relative error (PredE) per group, mean over the "
-             "group's curves; the default law first.", ""]
+             "group's curves. First `default`, what `python -m harness.fit curve` does without --law: "
+             + _default_words(laws) + "; then every law, the default law first.", ""]
     groups = [g for g in GROUPS if any(r.group_mean(g) is not None for r in laws)]
     if laws:
         lines += ["| law | fit PredE | converged | fit s | " + " | ".join(GROUP_TITLES[g] for g in groups) + " |",
@@ -364,6 +391,14 @@ def _markdown(spec, summary: dict[str, Any], laws: list[LawResult]) -> str:
     if summary["warnings"]:
         lines += ["## Warnings", ""] + [f"- {w}" for w in summary["warnings"]] + [""]
     return "\n".join(lines)
+
+
+def _default_words(laws: list[LawResult]) -> str:
+    row = next((r for r in laws if r.name == DEFAULT_ROW), None)
+    if row is None:
+        return "not available (a fit failed)"
+    names = row.fit["laws"]
+    return f"`{names['main']}`, and `{names['peak_lr']}` for the curves at other peak LRs"
 
 
 def _csv(rows: list[dict[str, Any]], columns: list[str]) -> str:

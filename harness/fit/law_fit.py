@@ -1,5 +1,8 @@
 """Fit one registered law to input files and produce every output (`python -m harness.fit curve|scaling`).
 
+Curves without --law: DEFAULT_CURVE_LAW, plus DEFAULT_PEAK_LR_LAW fitted on the same curves for every
+prediction at a peak LR no fit curve has (`resolve_curve_laws`; params.json `peak_lr_law`).
+
 `run(args)` reads and validates every input, fits, bootstraps when asked, and only then writes
 OUT/params.json (parameters, with bootstrap intervals when asked, and with --band how the band
 was built and which predictions it widened at a new peak LR), metrics.json (on the fit set and

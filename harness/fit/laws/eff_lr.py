@@ -20,7 +20,10 @@ miss: a 3x peak LR is less than 3x effective LR, and the gap grows over training
 lr_eff ~ sqrt(lr * S0 / t) at a constant LR); the noise level (V ~ lr_eff at a constant LR) shrinks
 over training, so the excess loss of a too-high LR shrinks with time, as observed (3x constant
 plateau minus 2x: +0.057 nats at 600 steps, +0.026 at 1200), where `convex-noise-sqrt` makes it grow.
-S0 -> infinity gives lr_eff = lr, i.e. `convex-noise-sqrt` exactly.
+S0 -> infinity gives lr_eff = lr, i.e. `convex-noise-sqrt` exactly. Caveat: checkpoints every 50 steps
+of two constant runs of the d96 proxy (1e-3 and 6e-3, 600 steps) show ||W||^2 of the block matrices growing
+linearly in STEPS at a rate ~lr^1.6 (0.30 / step at 1e-3, 6.6 / step at 6e-3), not as one function of S1;
+the S1 form is the one-parameter approximation the final checkpoints preferred.
 
 Only the noise moves to the effective LR: the signal stays on the sqrt clock of the LR as run. Also
 tried on the three development proxy sets (docs/CURVE_LAWS.md, "Effective-LR law"): the signal on

@@ -134,3 +134,11 @@ def test_check_script_refuses_a_folder_without_a_proxy_set(tmp_path, capsys):
     with pytest.raises(SystemExit) as stop:
         check_peak_lr_law.main(["--sets", str(tmp_path)])
     assert stop.value.code == 2 and "no proxy set there" in capsys.readouterr().err
+
+
+def test_bootstrap_interval_of_a_routed_curve_comes_from_the_peak_lr_law(files, tmp_path):
+    params = _run(files, tmp_path / "boot", "--bootstrap", "3")
+    assert params["peak_lr_law"]["bootstrap"]["n_boot"] == 3 and "bootstrap" in params
+    table = pd.read_csv(tmp_path / "boot" / f"pred_cosine_10_{NEW_LR:g}.csv")
+    assert (table["loss_pred_lo"] <= table["loss_pred_hi"]).all()
+    assert table["loss_pred_hi"].max() > table["loss_pred_lo"].min()

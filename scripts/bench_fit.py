@@ -88,6 +88,7 @@ BENCHES: dict[str, Case] = {
     "convex-bound (MPL 400M train, 3 curves)": _mpl_train_case("convex-bound", "400"),
     "convex-noise-sqrt (MPL 400M train, 3 curves)": _mpl_train_case("convex-noise-sqrt", "400"),
     "convex-noise-eff (MPL 400M train, 3 curves)": _mpl_train_case("convex-noise-eff", "400"),
+    "convex-noise-eff-fit (MPL 400M train, 3 curves)": _mpl_train_case("convex-noise-eff-fit", "400"),
     "chinchilla (240 Chinchilla points)": _chinchilla_case("chinchilla"),
     "kaplan (240 Chinchilla points)": _chinchilla_case("kaplan"),
     "gadre (240 Chinchilla points)": _chinchilla_case("gadre"),

@@ -128,8 +128,8 @@ def run_curve(args: argparse.Namespace) -> Outputs:
         # The default's second law is a refinement, not a requirement: if its fit fails a check, the main
         # law predicts everything and the outputs say why. An explicit --peak-lr-law is checked like --law,
         # and with --allow-unconverged both fits are kept and their problems become warnings.
-        new_lr_curves = [c for c in pred_curves if c.name in at_new_lr]
-        problems = _fit_problems(peak, new_lr_curves, y)
+        problems = _fit_problems(peak, {c.name: np.asarray(peak.law.predict(peak.fit.theta, peak.law.prepare([c])))
+                                        for c in pred_curves if c.name in at_new_lr}, y)
         if problems:
             fallback = {"kind": "peak_lr_law_rejected",
                         "message": f"the peak-LR law {peak.name!r} was not used: {problems[0].message.split('. Fix')[0]}; "
@@ -193,10 +193,9 @@ def run_curve(args: argparse.Namespace) -> Outputs:
     return out
 
 
-def _fit_problems(fitted: FittedCurveLaw, curves: Sequence[Curve], observed: np.ndarray) -> list[fit_checks.Problem]:
-    """fit_checks' problems of a fitted curve law and its predictions of `curves`."""
-    predictions = {c.name: np.asarray(fitted.law.predict(fitted.fit.theta, fitted.law.prepare([c])), dtype=float)
-                   for c in curves}
+def _fit_problems(fitted: FittedCurveLaw, predictions: dict[str, np.ndarray],
+                  observed: np.ndarray) -> list[fit_checks.Problem]:
+    """fit_checks' problems of a fitted curve law and of its `predictions`."""
     return fit_checks.check_fit(fitted.law, fitted.fit.theta, bool(fitted.fit.converged), predictions, observed,
                                 fitted.data)
 
@@ -440,9 +439,8 @@ def _checked(out: Outputs, args: argparse.Namespace) -> Outputs:
     problems = fit_checks.check_fit(law, theta, bool(out.params.get("converged", True)), predictions, observed,
                                     out.fit_data)
     for other in out.other_fits:  # an explicit --peak-lr-law is held to the same checks, its problems named as its own
-        other_problems = fit_checks.check_fit(other.law, other.fit.theta, bool(other.fit.converged), other.predictions,
-                                              observed, other.data)
-        problems += [fit_checks.Problem(p.kind, f"(--peak-lr-law {other.name}) {p.message}") for p in other_problems]
+        problems += [fit_checks.Problem(p.kind, f"(--peak-lr-law {other.name}) {p.message}")
+                     for p in _fit_problems(other, other.predictions, observed)]
     warnings = fit_checks.enforce(problems, allow=getattr(args, "allow_unconverged", False)) + out.notices
     out.params["warnings"] = out.metrics["warnings"] = warnings
     for w in warnings:

@@ -36,7 +36,7 @@ expression is finite for every schedule with some positive LR.
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 
@@ -77,6 +77,29 @@ def bound_terms(lr: np.ndarray, rows: np.ndarray) -> tuple[np.ndarray, np.ndarra
     with np.errstate(divide="ignore", invalid="ignore"):
         noise += q[rows] / (2 * lr_area)
     return lr_area, noise
+
+
+def power_clock(lr: np.ndarray, p: float, lr_ref: float) -> np.ndarray:
+    """lr_ref * cumulative sum over steps of (lr / lr_ref)^p: the signal clock of the sqrt-clock laws. A
+    zero-LR step adds nothing, whatever p (0^0 would count it as a step)."""
+    rel = np.maximum(lr, 0.0) / lr_ref
+    return lr_ref * np.cumsum(np.where(rel > 0, rel**p, 0.0))
+
+
+def clock_noise_starts(y: np.ndarray, clock: np.ndarray, noise: np.ndarray, noise_fractions: Sequence[float],
+                       alphas: Sequence[float]) -> list[tuple[float, float, float, float]]:
+    """Starts (L0, A, alpha, sigma) of L0 + A * clock^-alpha + sigma * noise: sigma * max(noise) a fraction
+    of the lowest loss, L0 on `l0_grid`, and A from the data at each (L0, alpha, sigma) (the median ratio,
+    so every start is on scale)."""
+    out = []
+    for frac in noise_fractions:
+        sigma = frac * float(np.min(y)) / float(np.max(noise))
+        for L0 in l0_grid(y):
+            for alpha in alphas:
+                A = float(np.median((y - L0 - sigma * noise) * clock ** alpha))
+                if A > 0 and np.isfinite(A):
+                    out.append((L0, A, alpha, sigma))
+    return out
 
 
 class ConvexBoundLaw(CurveLaw):
@@ -176,10 +199,7 @@ class ConvexNoiseSqrtLaw(CurveLaw):
 
     def _prepare_curve(self, lr: np.ndarray, idx: np.ndarray) -> dict[str, Any]:
         _, v = bound_terms(lr, idx)
-        rel = np.maximum(lr, 0.0) / self.LR_REF
-        # A zero-LR step adds nothing to the clock, whatever CLOCK_P (0^0 would count it as a step).
-        sq = self.LR_REF * np.cumsum(np.where(rel > 0, rel**self.CLOCK_P, 0.0))
-        return {"n": idx.size, "Sq": sq[idx], "V": v}
+        return {"n": idx.size, "Sq": power_clock(lr, self.CLOCK_P, self.LR_REF)[idx], "V": v}
 
     def predict(self, theta: np.ndarray, data: Mapping[str, Any]) -> np.ndarray:
         th, single = batch_theta(theta)
@@ -195,13 +215,4 @@ class ConvexNoiseSqrtLaw(CurveLaw):
         return pred, np.stack([np.ones_like(pw), pw, -A * pw * np.log(data["Sq"]), data["V"]], axis=1)
 
     def starts(self, data: Mapping[str, Any], y: np.ndarray) -> np.ndarray:
-        out = []
-        for frac in self.noise_fractions:
-            sigma = frac * float(np.min(y)) / float(np.max(data["V"]))
-            for L0 in l0_grid(y):
-                for alpha in self.params[2].grid:
-                    # A from the data at this (L0, alpha, sigma): the median ratio, so every start is on scale.
-                    A = float(np.median((y - L0 - sigma * data["V"]) * data["Sq"] ** alpha))
-                    if A > 0 and np.isfinite(A):
-                        out.append((L0, A, alpha, sigma))
-        return np.array(out)
+        return np.array(clock_noise_starts(y, data["Sq"], data["V"], self.noise_fractions, self.params[2].grid))

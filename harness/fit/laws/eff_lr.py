@@ -43,7 +43,8 @@ from typing import Any, Mapping
 import numpy as np
 
 from harness.fit.laws.base import Param, batch_theta
-from harness.fit.laws.curve import CurveLaw, l0_grid
+from harness.fit.laws.convex_bound import bound_terms, clock_noise_starts, power_clock
+from harness.fit.laws.curve import CurveLaw
 
 INF = np.inf
 
@@ -103,15 +104,11 @@ class ConvexNoiseEffLaw(CurveLaw):
 
     def _prepare_curve(self, lr: np.ndarray, idx: np.ndarray) -> dict[str, Any]:
         last = int(idx[-1]) + 1
-        rel = np.maximum(lr[:last], 0.0) / self.LR_REF
-        # A zero-LR step adds nothing to the clock (0^(1/2) = 0 already; kept explicit as in convex-noise-sqrt).
-        sq = self.LR_REF * np.cumsum(np.where(rel > 0, np.sqrt(rel), 0.0))
+        sq = power_clock(lr[:last], 0.5, self.LR_REF)
         return {"n": idx.size, "Sq": sq[idx], "lr": lr[:last].copy(), "idx": idx}
 
     def noise(self, s0: float, data: Mapping[str, Any]) -> np.ndarray:
         """V_t of the effective schedule at every row (concatenated over curves), cached per S0."""
-        from harness.fit.laws.convex_bound import bound_terms
-
         cache = data.setdefault("_V", {})
         key = float(s0)
         if key not in cache:
@@ -155,18 +152,9 @@ class ConvexNoiseEffLaw(CurveLaw):
     def starts(self, data: Mapping[str, Any], y: np.ndarray) -> np.ndarray:
         lo, hi = self.params[4].lower, self.params[4].upper
         s0_grid = (lo,) if lo == hi else self.weak_at_one_peak_lr["S0"]
-        out = []
-        for s0 in s0_grid:
-            v = self.noise(s0, data)
-            for frac in self.noise_fractions:
-                sigma = frac * float(np.min(y)) / float(np.max(v))
-                for L0 in l0_grid(y):
-                    for alpha in self.params[2].grid:
-                        # A from the data at this (L0, alpha, sigma): the median ratio, so every start is on scale.
-                        A = float(np.median((y - L0 - sigma * v) * data["Sq"] ** alpha))
-                        if A > 0 and np.isfinite(A):
-                            out.append((L0, A, alpha, sigma, s0))
-        return np.array(out)
+        return np.array([(*start, s0) for s0 in s0_grid
+                         for start in clock_noise_starts(y, data["Sq"], self.noise(s0, data), self.noise_fractions,
+                                                         self.params[2].grid)])
 
 
 class ConvexNoiseEffFitLaw(ConvexNoiseEffLaw):

@@ -3,8 +3,8 @@
 For each proxy set (scripts/make_curve_validation_set.py) and horizon: `python -m harness.fit curve` fits
 constant + cosine + WSD linear at the base peak LR 2e-3 and predicts all 5 schedules at 1e-3 / 4e-3 / 6e-3,
 once as the default does (predictions at a new peak LR by DEFAULT_PEAK_LR_LAW) and once with
-`--peak-lr-law none`; it prints the mean PredE per peak LR from metrics.json. `--band` adds the coverage of
-the 90 % band of each law alone and of their union (what the routed default writes). `--seed-pair A B`
+`--peak-lr-law none`; it prints the mean PredE per peak LR from metrics.json. `--band` adds the coverage
+and mean half-width of the 90 % band each of the two runs wrote (`--band 0.9`). `--seed-pair A B`
 compares two seeds of one proxy (same runs, other train.seed; 600 steps, peak LRs 2e-3 and 4e-3): their
 difference, and each law's 2e-3 -> 4e-3 transfer on either seed and on the two-seed mean.
 
@@ -33,7 +33,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from harness.fit.curve_predict import fit_curves, peak_lr_band  # noqa: E402
+from harness.fit.curve_predict import fit_curves  # noqa: E402
 from harness.fit.fitter import metrics  # noqa: E402
 from harness.fit.registry import DEFAULT_CURVE_LAW, DEFAULT_PEAK_LR_LAW  # noqa: E402
 from validate_curve_laws import ALL_SCHEDULES, BASE_LR, FIT_SCHEDULES, OTHER_LRS, proxy_curve  # noqa: E402
@@ -51,13 +51,14 @@ def _copied(run_dirs: list[Path], into: Path) -> list[str]:
     return out
 
 
-def cli_transfer(root: Path, horizon: int, scratch: Path) -> None:
+def cli_transfer(root: Path, horizon: int, scratch: Path, band: bool) -> None:
     fit = _copied([root / f"{horizon}_{s}_{BASE_LR}" for s in FIT_SCHEDULES], scratch)
     pred = _copied([root / f"{horizon}_{s}_{lr}" for lr in OTHER_LRS for s in ALL_SCHEDULES], scratch)
     for label, extra in (("default (peak-LR law)", []), ("default, one law", ["--peak-lr-law", "none"])):
         out = scratch / "out"
         cmd = [sys.executable, "-m", "harness.fit", "curve", "--fit", *fit, "--predict", *pred, "--target",
-               "val_loss", "--min-step", "151", "--allow-unconverged", "--out", str(out), *extra]
+               "val_loss", "--min-step", "151", "--allow-unconverged", "--out", str(out), *extra,
+               *(["--band", str(BAND_LEVEL)] if band else [])]
         done = subprocess.run(cmd, capture_output=True, text=True)
         if done.returncode:
             print(f"{root.name} {horizon} {label}: exit {done.returncode}\n{done.stderr[-800:]}")
@@ -71,29 +72,22 @@ def cli_transfer(root: Path, horizon: int, scratch: Path) -> None:
         mean = 100 * np.mean([m["prede"] for m in predicted.values()])
         print(f"{root.name:14s} {horizon:5d}  {label:22s} mean PredE {mean:.3f} %  "
               + "  ".join(f"{lr}: {100 * np.mean(v):.2f}" for lr, v in sorted(by_lr.items()))
-              + f"  (peak-LR law: {params.get('peak_lr_law', {}).get('law')}; fit problems kept as warnings: {refused})",
-              flush=True)
+              + f"  (peak-LR law: {params.get('peak_lr_law', {}).get('law')}; fit problems kept as warnings: {refused})"
+              + (band_coverage(out, predicted) if band else ""), flush=True)
 
 
-def band_coverage(root: Path, horizon: int) -> None:
-    fit = [proxy_curve(root, horizon, s, BASE_LR) for s in FIT_SCHEDULES]
-    held = [proxy_curve(root, horizon, s, lr) for lr in OTHER_LRS for s in ALL_SCHEDULES]
-    main = peak_lr_band(DEFAULT_CURVE_LAW, fit, BAND_LEVEL)
-    peak = peak_lr_band(DEFAULT_PEAK_LR_LAW, fit, BAND_LEVEL)
-    inside = {"default": 0, "peak-LR law": 0, "union": 0}
-    total, widths = 0, []
-    for c in held:
-        y = c.loss[c.eval_index()]
-        _, main_lo, main_hi = main.limits(c)
-        pred, peak_lo, peak_hi = peak.limits(c)
-        lo, hi = np.minimum(main_lo, peak_lo), np.maximum(main_hi, peak_hi)
-        for name, (a, b) in (("default", (main_lo, main_hi)), ("peak-LR law", (peak_lo, peak_hi)), ("union", (lo, hi))):
-            inside[name] += int(np.sum((y >= a) & (y <= b)))
-        total += y.size
-        widths.append(np.mean((hi - lo) / 2 / pred))
-    print(f"{root.name:14s} {horizon:5d}  coverage of the {BAND_LEVEL:.0%} band: "
-          + "  ".join(f"{k} {100 * v / total:.0f} %" for k, v in inside.items())
-          + f"  (union mean half-width {100 * np.mean(widths):.1f} %)", flush=True)
+def band_coverage(out: Path, predicted: dict) -> str:
+    """Coverage and mean half-width of the band the CLI wrote (pred_<curve>.csv) over the held-out points."""
+    import pandas as pd
+
+    inside = total = 0
+    widths = []
+    for name in predicted:
+        t = pd.read_csv(out / f"pred_{name}.csv").dropna(subset=["val_loss"])
+        inside += int(((t.val_loss >= t.val_loss_band_lo) & (t.val_loss <= t.val_loss_band_hi)).sum())
+        total += len(t)
+        widths.append(float(np.mean((t.val_loss_band_hi - t.val_loss_band_lo) / 2 / t.val_loss_pred)))
+    return f"  {BAND_LEVEL:.0%} band: covers {100 * inside / total:.0f} %, mean half-width {100 * np.mean(widths):.1f} %"
 
 
 def seed_pair(a: Path, b: Path, laws: list[str]) -> None:
@@ -129,7 +123,7 @@ def seed_pair(a: Path, b: Path, laws: list[str]) -> None:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--sets", nargs="*", type=Path, default=[], help="proxy sets (make_curve_validation_set.py)")
-    ap.add_argument("--band", action="store_true", help="also the 90 %% band coverage of each law and their union")
+    ap.add_argument("--band", action="store_true", help="also the coverage of the 90 %% band the CLI writes")
     ap.add_argument("--seed-pair", nargs=2, type=Path, default=None, metavar=("FIRST", "SECOND"),
                     help="two seeds of one proxy (600 steps, peak LRs 2e-3 and 4e-3)")
     args = ap.parse_args(argv)
@@ -139,9 +133,7 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         for root in args.sets:
             for horizon in (600, 1200):
-                cli_transfer(root, horizon, Path(tmp))
-                if args.band:
-                    band_coverage(root, horizon)
+                cli_transfer(root, horizon, Path(tmp), args.band)
     if args.seed_pair:
         seed_pair(*args.seed_pair, [DEFAULT_PEAK_LR_LAW, "convex-noise-sqrt", DEFAULT_CURVE_LAW])
     return 0

@@ -16,8 +16,8 @@ import pandas as pd
 import pytest
 
 from harness.fit.cli import main
-from harness.fit.curve_predict import (PEAK_LR_TOLERANCE, WEAK_FIT_TOLERANCE, at_fitted_peak_lr, lr_from_schedule,
-                                       peak_lr_band, pinned_law, weak_parameters)
+from harness.fit.curve_predict import (PEAK_LR_TOLERANCE, WEAK_FIT_TOLERANCE, at_fitted_peak_lr, distance_width,
+                                       lr_distance, lr_from_schedule, peak_lr_band, pinned_law, weak_parameters)
 from harness.fit.io import Curve
 from harness.fit.laws.convex_bound import ConvexNoiseSqrtLaw
 from harness.fit.laws.lr_noise import LRNoiseClockLaw, LRNoiseLaw, LRNoiseSqrtLaw
@@ -182,3 +182,30 @@ def test_cli_band_widened_only_for_new_peak_lr_and_recorded(tmp_path, capsys):
     # the same command again writes the same band
     assert main(args[:-1] + [str(tmp_path / "again")]) == 0
     pd.testing.assert_frame_equal(wide, pd.read_csv(tmp_path / "again" / "pred_wsd_far.csv"))
+
+
+def test_band_grows_with_the_log_lr_distance_by_the_laws_kappa(band):
+    from dataclasses import replace
+
+    kappa = 0.02
+    wide = replace(band, distance_width=kappa)
+    for peak in (FIT_LR / 3, FIT_LR / 2, 2 * FIT_LR, 3 * FIT_LR):
+        c = _curves(peak, noisy=False)[1]
+        assert lr_distance(c, [FIT_LR]) == pytest.approx(abs(np.log(peak / FIT_LR)))
+        assert wide.half_width_at(c) == pytest.approx(band.half_width + kappa * abs(np.log(peak / FIT_LR)))
+        preds = band.predictions(c)
+        pred, lo, hi = wide.limits(c)
+        np.testing.assert_allclose(lo, preds.min(axis=0) * (1 - wide.half_width_at(c)))
+        np.testing.assert_allclose(hi, preds.max(axis=0) * (1 + wide.half_width_at(c)))
+        assert np.all(lo < band.limits(c)[1]) and np.all(hi > band.limits(c)[2])
+    at_fit = _curves(FIT_LR, noisy=False)[0]
+    assert wide.half_width_at(at_fit) == band.half_width  # no distance term at a fitted peak LR
+    # The nearest fitted peak LR counts, and a law declares its kappa (checked).
+    assert lr_distance(at_fit, [FIT_LR / 4, FIT_LR * 2]) == pytest.approx(np.log(2))
+
+    class Negative(LRNoiseClockLaw):
+        peak_lr_distance_width = -0.1
+
+    with pytest.raises(ValueError, match="peak_lr_distance_width must be a finite number >= 0"):
+        distance_width(Negative())
+    assert distance_width(LRNoiseLaw()) == 0.0  # declares none

@@ -116,15 +116,20 @@ def test_rejected_peak_lr_fit_falls_back_to_the_default(tmp_path):
                for w in params["warnings"])
 
 
-def test_band_of_a_routed_curve_spans_both_laws(files, tmp_path):
+def test_band_of_a_routed_curve_is_the_peak_lr_laws_band_widened_with_the_lr_distance(files, tmp_path):
     _run(files, tmp_path / "both", "--band", "0.9")
-    _run(files, tmp_path / "main", "--band", "0.9", "--peak-lr-law", "none")
-    _run(files, tmp_path / "peak", "--band", "0.9", "--law", registry.DEFAULT_PEAK_LR_LAW)
+    peak = _run(files, tmp_path / "peak", "--band", "0.9", "--law", registry.DEFAULT_PEAK_LR_LAW)
     name = f"cosine_10_{NEW_LR:g}"
-    both, main_only, peak_only = (pd.read_csv(tmp_path / d / f"pred_{name}.csv") for d in ("both", "main", "peak"))
-    np.testing.assert_allclose(both["loss_band_lo"], np.minimum(main_only["loss_band_lo"], peak_only["loss_band_lo"]))
-    np.testing.assert_allclose(both["loss_band_hi"], np.maximum(main_only["loss_band_hi"], peak_only["loss_band_hi"]))
+    both, peak_only = (pd.read_csv(tmp_path / d / f"pred_{name}.csv") for d in ("both", "peak"))
+    np.testing.assert_allclose(both["loss_band_lo"], peak_only["loss_band_lo"])
+    np.testing.assert_allclose(both["loss_band_hi"], peak_only["loss_band_hi"])
     np.testing.assert_allclose(both["loss_pred"], peak_only["loss_pred"])
+    # The envelope is widened by kappa * |ln(LR ratio)| on top of the calibrated half-width.
+    kappa = peak["band"]["distance_width"]
+    assert kappa == registry.CURVE_LAWS[registry.DEFAULT_PEAK_LR_LAW]().peak_lr_distance_width > 0
+    half = peak["band"]["half_width"] + kappa * abs(np.log(NEW_LR / FIT_LR))
+    assert (peak_only["loss_band_hi"] >= peak_only["loss_pred"] * (1 + half) - 1e-12).all()
+    assert (peak_only["loss_band_lo"] <= peak_only["loss_pred"] * (1 - half) + 1e-12).all()
 
 
 def test_check_script_refuses_a_folder_without_a_proxy_set(tmp_path, capsys):

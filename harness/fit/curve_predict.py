@@ -231,6 +231,12 @@ def calibrate_band(law_name: str, curves: Sequence[Curve], level: float = 0.9,
 # main fit and every refit with the weak parameter(s) held at a grid point whose in-sample objective
 # is within `tolerance` (relative) of the best, of each prediction x (1 +- the calibrated half-width).
 
+# The envelope alone still under-covers (its refits share the law's form, so they share its bias at a
+# new peak LR): a law may also declare `peak_lr_distance_width` = kappa, and its half-width at a new peak
+# LR grows to half_width + kappa * |ln(peak LR / nearest fitted peak LR)| (`lr_distance`). kappa is
+# calibrated per law on our proxy sets (fit at every peak LR, predict the others; the smallest kappa
+# whose pooled 90 % band covers 90 % of the held-out points; docs/CURVE_LAWS.md "Prediction bands").
+
 # Predictions within this factor of a fitted peak LR are treated as at it (no widening, no notice).
 PEAK_LR_TOLERANCE = 1.1
 # Relative objective tolerance of the pinned refits kept in the envelope (chosen on the MPL split and
@@ -251,6 +257,15 @@ def at_fitted_peak_lr(curve: Curve, fitted: Sequence[float], tolerance: float = 
     or when there is nothing to compare (no fitted LR, or the curve has no positive LR)."""
     peak = peak_lr(curve)
     return not fitted or peak <= 0 or any(1 / tolerance <= peak / f <= tolerance for f in fitted)
+
+
+def lr_distance(curve: Curve, fitted: Sequence[float]) -> float:
+    """|ln(peak LR / nearest fitted peak LR)|: how far, in log LR, the curve is from the fit set (0 when
+    there is nothing to compare)."""
+    peak = peak_lr(curve)
+    if not fitted or peak <= 0:
+        return 0.0
+    return float(min(abs(np.log(peak / f)) for f in fitted))
 
 
 def weak_parameters(law: Law) -> dict[str, tuple[float, ...]]:
@@ -323,6 +338,7 @@ class PeakLRBand:
     tolerance: float = WEAK_FIT_TOLERANCE
     seed: int = 0
     pinned: list[PinnedFit] | None = None  # None until a curve at a new peak LR asks for them
+    distance_width: float = 0.0  # kappa: extra relative half-width per unit |ln(peak LR ratio)| (above)
 
     @property
     def fitted_peak_lrs(self) -> list[float]:
@@ -354,13 +370,20 @@ class PeakLRBand:
                 preds.append(np.asarray(f.law.predict(f.theta, own), dtype=float))
         return np.stack(preds)
 
+    def half_width_at(self, curve: Curve) -> float:
+        """The relative half-width around the envelope for this curve: the calibrated one, plus kappa per
+        unit of log-LR distance at a new peak LR."""
+        if not self.widens(curve):
+            return self.half_width
+        return self.half_width + self.distance_width * lr_distance(curve, self.fitted_peak_lrs)
+
     def limits(self, curve: Curve) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(prediction, band lo, band hi) at the curve's evaluated rows."""
         if not self.widens(curve):
             pred = np.asarray(self.law.predict(self.theta, self.law.prepare([curve])), dtype=float)
             return pred, pred * (1 - self.half_width), pred * (1 + self.half_width)
-        preds = self.predictions(curve)
-        return preds[0], preds.min(axis=0) * (1 - self.half_width), preds.max(axis=0) * (1 + self.half_width)
+        preds, half = self.predictions(curve), self.half_width_at(curve)
+        return preds[0], preds.min(axis=0) * (1 - half), preds.max(axis=0) * (1 + half)
 
     def to_json(self, widened: Sequence[str] = ()) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -377,7 +400,9 @@ class PeakLRBand:
         else:
             kept = [id(f) for f in self.kept()]
             out["widening"] = ("curves at a peak LR no fit curve has: envelope of the main fit and the pinned "
-                               "refits within objective_tolerance of the best, each x (1 +- half_width)")
+                               "refits within objective_tolerance of the best, each x (1 +- (half_width + "
+                               "distance_width * |ln(peak LR / nearest fitted peak LR)|))")
+            out["distance_width"] = self.distance_width
             out["objective_tolerance"] = self.tolerance
             out["main_objective"] = self.objective
             out["pinned_fits"] = [{"values": f.values, "objective": f.objective, "kept": id(f) in kept,
@@ -437,4 +462,12 @@ def peak_lr_band(law_name: str, curves: Sequence[Curve], level: float = 0.9, *,
         law, fit = fit_curves(law_name, curves, seed=seed)
     return PeakLRBand(law=law, theta=np.asarray(fit.theta, dtype=float), objective=float(fit.objective),
                       half_width=half, level=level, fit_set=list(curves), weak=weak_parameters(law),
-                      tolerance=tolerance, seed=seed)
+                      tolerance=tolerance, seed=seed, distance_width=distance_width(law))
+
+
+def distance_width(law: Law) -> float:
+    """The law's declared `peak_lr_distance_width` (0 when it declares none), checked."""
+    kappa = float(getattr(law, "peak_lr_distance_width", 0.0) or 0.0)
+    if not (np.isfinite(kappa) and kappa >= 0):
+        raise ValueError(f"{law.name}: peak_lr_distance_width must be a finite number >= 0, got {kappa}")
+    return kappa

@@ -154,14 +154,12 @@ def run_curve(args: argparse.Namespace) -> Outputs:
             if by.boot is not None:
                 lo, hi = by.boot.predict_interval(by.law, data)
                 table[f"{args.target}_pred_lo"], table[f"{args.target}_pred_hi"] = lo, hi
-            if by.band is not None:  # the plain band, or at a new peak LR the envelope over the weak parameter
+            if by.band is not None:
+                # The plain band, or at a new peak LR the envelope over the weak parameter widened with the
+                # LR distance (curve_predict.PeakLRBand). The peak-LR law's band alone, not a union with the
+                # main law's: calibrated, it covers as stated at about 3/4 of the union's width
+                # (docs/CURVE_LAWS.md "Prediction bands").
                 _, band_lo, band_hi = by.band.limits(c)
-                if by is not main and main.band is not None:
-                    # Where two laws are used, the band spans both laws' bands: their disagreement is part of
-                    # the uncertainty (90 % band coverage at new peak LRs on our proxy sets: 83 % mean, against
-                    # 61 % for the peak-LR law's band alone; docs/CURVE_LAWS.md).
-                    _, main_lo, main_hi = main.band.limits(c)
-                    band_lo, band_hi = np.minimum(band_lo, main_lo), np.maximum(band_hi, main_hi)
                 table[f"{args.target}_band_lo"], table[f"{args.target}_band_hi"] = band_lo, band_hi
                 if by.band.widens(c):
                     widened[by.name].append(c.name)
@@ -206,7 +204,7 @@ def _print_widened(band: PeakLRBand | None, widened: Sequence[str]) -> None:
     kept = ", ".join(f"{k} = {v:g}" for f in band.kept() for k, v in f.values.items())
     print(f"note: band widened for {len(widened)} prediction(s) at a peak LR no fit curve has: envelope of "
           f"the refits with {kept} (objective within {band.tolerance:.0%} of the best), each x (1 +- "
-          f"{band.half_width:.4f})")
+          f"({band.half_width:.4f} + {band.distance_width:g} * |ln(peak LR / fitted peak LR)|))")
 
 
 def _peak_lr_law_json(peak: FittedCurveLaw, curves: Sequence[str], widened: Sequence[str],
@@ -217,8 +215,7 @@ def _peak_lr_law_json(peak: FittedCurveLaw, curves: Sequence[str], widened: Sequ
                   "peak LRs on our proxies (harness/fit/registry.py DEFAULT_PEAK_LR_LAW, docs/CURVE_LAWS.md)",
            **_params_json(peak.law, peak.fit, peak.boot, args)}
     if peak.band is not None:
-        out["band"] = {**peak.band.to_json(list(widened)),
-                       "combined": f"the band of each curve this law predicts is the union of its band and {args.law}'s"}
+        out["band"] = peak.band.to_json(list(widened))
     return out
 
 

@@ -5,7 +5,7 @@ pred_<name>.csv per predicted file and plot_<mode>.png:
 
     curve   [--law LAW] [--peak-lr-law LAW|none] --fit A.csv ... [--predict X.csv ...] [--predict-schedule S.yaml ...]
             --out DIR [--target loss|val_loss] [--bootstrap N] [--band LEVEL] [--seed S]
-            [--max-points M] [--min-step K]
+            [--max-points M] [--min-step K] [--fill-lr linear]
             --law defaults to DEFAULT_CURVE_LAW in harness/fit/registry.py (chosen by
             scripts/validate_curve_laws.py, docs/CURVE_LAWS.md); without --law, a prediction at a
             peak LR no fit curve has is made by DEFAULT_PEAK_LR_LAW (--peak-lr-law LAW|none) and
@@ -14,7 +14,8 @@ pred_<name>.csv per predicted file and plot_<mode>.png:
             pred_<file stem>.csv, its predicted curve.
     scaling --law LAW --fit runs.csv [--predict targets.csv ...] --out DIR [--bootstrap N] [--seed S]
 
-  Curve inputs are CSV (`step,lr,loss`, one row per optimizer step) or a harness `curve.jsonl`;
+  Curve inputs are CSV (`step,lr,loss`, one row per optimizer step; logged every N steps or from a
+  later step only with --fill-lr linear, which fills in the LR and says so) or a harness `curve.jsonl`;
   scaling inputs are CSV with the law's columns (e.g. `N,D,loss`; prediction targets may omit the
   loss), such as the table of `python -m harness.collect`. See harness/fit/io.py.
 
@@ -126,6 +127,14 @@ def _add_law_fit(sub: argparse._SubParsersAction, mode: str, laws: dict) -> None
                        help="evaluate at most this many observed rows per curve (evenly thinned)")
         p.add_argument("--min-step", type=int, default=1,
                        help="fit and score only rows at or after this step (e.g. the end of warmup)")
+        p.add_argument("--fill-lr", default=None, choices=("linear",),
+                       help="read curve files (--fit and --predict) logged every N steps and/or from a later step: "
+                            "the LR of each missing step is interpolated linearly between the logged rows around it "
+                            "(exact on linear warmup/decay, ~exact on cosine; a step decay between two rows is "
+                            "smeared over their gap), and steps 0 .. first row - 1 get a linear ramp from 0 to the "
+                            "first row's LR (right only if that row is at or inside a linear warmup from 0); their "
+                            "loss is unobserved. The counts are printed and stored in params.json / metrics.json "
+                            "(lr_filled). Default: such files are refused")
         p.add_argument("--predict-schedule", action="append", default=[], type=Path, metavar="FILE",
                        help="schedule file (.yaml/.json: name + its fields, steps, peak_lr) to predict; "
                             "writes pred_<stem>.csv; repeatable")

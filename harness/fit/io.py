@@ -5,6 +5,10 @@ Curve files (one per training run):
   the first step, consecutive, lr on every row, the loss empty where it was not observed. The
   first row must be step 0 or 1: a file that starts later (logging from step 500) is refused,
   because the LR of the missing steps enters every LR sum (S1, S2, LD) of the curve laws.
+  Opt-in (`fill_lr="linear"`, the CLI's `--fill-lr linear`): a file logged every N steps and/or
+  from a later step is read with the LR filled in (`fill_lr_linear`): linear between logged rows,
+  a linear ramp from 0 at step 0 to the first row; the loss is unobserved (NaN) on filled steps,
+  and `Curve.lr_fill` counts them so the outputs can say so.
 * The harness's own `curve.jsonl` (harness/tracking/curve.py): one JSON object per step with keys
   step, lr, loss, val_loss (eval steps only), tokens, flops, ...; `target` picks "loss" or
   "val_loss". Read by the harness's one reader (harness/tracking/curve.py): a torn last line
@@ -37,6 +41,67 @@ class InputError(ValueError):
     """Bad user input; the message says which file, which row, and how to fix it."""
 
 
+# How a sparsely logged curve's missing LRs may be filled (`fill_lr`); None refuses such a file.
+FILL_LR_METHODS = ("linear",)
+# The fix the refusals of a sparse file offer besides writing every step.
+_FILL_LR_FIX = ("or pass --fill-lr linear to interpolate the LR between logged rows (a linear warmup from 0 "
+                "before the first row)")
+
+
+@dataclass(frozen=True)
+class LRFill:
+    """How many steps of a curve got a filled-in LR (and an unobserved loss), and how."""
+
+    between_rows: int  # steps between two logged rows: LR interpolated linearly between them
+    before_first_row: int  # steps 0 .. first logged step - 1: LR ramped linearly from 0 at step 0
+    method: str = "linear"
+
+    @property
+    def total(self) -> int:
+        return self.between_rows + self.before_first_row
+
+    def to_json(self) -> dict[str, int | str]:
+        return {"between_rows": self.between_rows, "before_first_row": self.before_first_row,
+                "method": self.method}
+
+
+def fill_lr_linear(step: np.ndarray, lr: np.ndarray,
+                   loss: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, LRFill]:
+    """A sparsely logged curve as consecutive steps: (step, lr, loss, counts).
+
+    Between two logged rows the LR is interpolated linearly: exact on linear warmup and linear
+    decay, within ~1e-4 relative of a cosine logged every ~100 steps, but a step decay between two
+    rows is smeared over their gap. A first row after step 1 gets the steps 0 .. first - 1
+    prepended with a linear ramp from LR 0 at step 0 to the first row's LR: right when that row is
+    at the end of (or inside) a linear warmup from 0, wrong otherwise. Logged rows keep their LR
+    and loss; filled steps have loss NaN (unobserved). `step` must be strictly increasing integers
+    and `lr` finite and >= 0 (ValueError otherwise; the readers check first, naming the row).
+    """
+    step, lr, loss = (np.asarray(a, dtype=float) for a in (step, lr, loss))
+    if step.ndim != 1 or step.size == 0 or lr.shape != step.shape or loss.shape != step.shape:
+        raise ValueError(f"step, lr and loss must be 1-D arrays of one non-zero length, got shapes "
+                         f"{step.shape}, {lr.shape}, {loss.shape}")
+    if not np.all(np.isfinite(step)) or np.any(step != np.round(step)):
+        raise ValueError("steps must be integers")
+    if np.any(np.diff(step) <= 0):
+        raise ValueError("steps must be strictly increasing (no duplicated or out-of-order rows)")
+    if not np.all(np.isfinite(lr)) or np.any(lr < 0):
+        raise ValueError("every logged row needs a finite lr >= 0")
+    logged = step.astype(np.int64)
+    first = int(logged[0])
+    ramp = first > 1  # a first row at step 0 or 1 needs nothing before it (as without the fill)
+    start = 0 if ramp else first
+    out_step = np.arange(start, int(logged[-1]) + 1, dtype=np.int64)
+    xp, fp = (np.r_[0, logged], np.r_[0.0, lr]) if ramp else (logged, lr)
+    out_lr = np.interp(out_step, xp, fp)
+    out_lr[logged - start] = lr  # logged rows bit-exact, whatever interp's rounding
+    out_loss = np.full(out_step.size, np.nan)
+    out_loss[logged - start] = loss
+    before = first - start
+    return out_step, out_lr, out_loss, LRFill(between_rows=out_step.size - logged.size - before,
+                                              before_first_row=before)
+
+
 @dataclass
 class Curve:
     """One training run: the LR at every optimizer step and the loss where observed (NaN elsewhere)."""
@@ -51,6 +116,8 @@ class Curve:
     max_points: int = 1000
     # Rows before this step are not evaluated (e.g. to leave out warmup, which laws model poorly).
     min_step: int = 1
+    # Set when the file was logged sparsely and read with a fill (`fill_lr`): how many steps' LR was filled in.
+    lr_fill: LRFill | None = None
 
     @property
     def observed(self) -> np.ndarray:
@@ -105,16 +172,18 @@ def _check_positive(path: Path, col: str, values: np.ndarray, line_of, *, zero_o
                     "correct or remove that row")
 
 
-def _check_steps(path: Path, step: np.ndarray, line_of) -> None:
+def _check_steps(path: Path, step: np.ndarray, line_of, *, gaps_ok: bool = False) -> None:
+    """Integer, strictly increasing steps; consecutive unless `gaps_ok` (an LR fill follows)."""
     if np.any(step != np.round(step)):
         i = int(np.flatnonzero(step != np.round(step))[0])
         raise _fail(path, line_of(i), f"step {step[i]!r} is not an integer", "steps are optimizer step counts")
     diff = np.diff(step)
-    for kind, mask, fix in (
-        ("duplicated", diff == 0, "keep one row per optimizer step"),
-        ("out of order", diff < 0, "sort the rows by step"),
-        ("missing steps", diff > 1, "give one row per optimizer step (lr on every row, loss may be empty)"),
-    ):
+    checks = [("duplicated", diff == 0, "keep one row per optimizer step"),
+              ("out of order", diff < 0, "sort the rows by step")]
+    if not gaps_ok:
+        checks.append(("missing steps", diff > 1,
+                       f"give one row per optimizer step (lr on every row, loss may be empty), {_FILL_LR_FIX}"))
+    for kind, mask, fix in checks:
         if mask.any():
             i = int(np.flatnonzero(mask)[0]) + 1
             detail = f"step {int(step[i])} after step {int(step[i - 1])}"
@@ -130,18 +199,32 @@ def _check_starts_at_one(path: Path, step: np.ndarray, line_of) -> None:
         raise _fail(path, line_of(0), f"the curve starts at step {first}, so the LR of steps 1..{first - 1} is "
                     "unknown and every LR sum (S1, S2, LD) would be shifted",
                     f"add the rows of steps 1..{first - 1} with their lr and an empty loss (the loss may be "
-                    "missing on any row, the lr may not)")
+                    f"missing on any row, the lr may not), {_FILL_LR_FIX}")
+
+
+def _check_fill_method(fill_lr: str | None) -> None:
+    if fill_lr is not None and fill_lr not in FILL_LR_METHODS:
+        raise InputError(f"fill_lr {fill_lr!r} is not a known LR fill. Fix: use one of {list(FILL_LR_METHODS)} "
+                         "or None (refuse files with missing steps)")
 
 
 def _curve_from_columns(path: Path, step: np.ndarray, lr: np.ndarray, loss: np.ndarray, line_of,
-                        target: str) -> Curve:
+                        target: str, fill_lr: str | None = None) -> Curve:
+    """Validate the logged rows (every check names its row), then fill the missing steps when asked."""
+    _check_fill_method(fill_lr)
     if step.size == 0:
         raise _fail(path, None, "no rows", "give one row per optimizer step")
-    _check_steps(path, step, line_of)
-    _check_starts_at_one(path, step, line_of)
+    _check_steps(path, step, line_of, gaps_ok=fill_lr is not None)
+    if fill_lr is None:
+        _check_starts_at_one(path, step, line_of)
     _check_positive(path, "lr", lr, line_of, zero_ok=True)
     _check_positive(path, target, loss, line_of)
-    return Curve(name=curve_name(path), path=str(path), step=step.astype(np.int64), lr=lr, loss=loss)
+    fill = None
+    if fill_lr is not None:
+        step, lr, loss, fill = fill_lr_linear(step, lr, loss)
+        fill = fill if fill.total else None  # a consecutive file from step 0/1 reads as without the option
+    return Curve(name=curve_name(path), path=str(path), step=step.astype(np.int64), lr=lr, loss=loss,
+                 lr_fill=fill)
 
 
 def curve_name(path: Path | str) -> str:
@@ -150,7 +233,7 @@ def curve_name(path: Path | str) -> str:
     return p.parent.name if p.name == "curve.jsonl" and p.parent.name else p.stem
 
 
-def read_curve_csv(path: Path | str, target: str = "loss") -> Curve:
+def read_curve_csv(path: Path | str, target: str = "loss", *, fill_lr: str | None = None) -> Curve:
     path = Path(path)
     frame = _read_csv(path)
     missing = [c for c in ("step", "lr") if c not in frame.columns]
@@ -164,10 +247,10 @@ def read_curve_csv(path: Path | str, target: str = "loss") -> Curve:
         loss = _numeric(path, frame, target, allow_empty=True, line_of=line_of)
     else:
         loss = np.full(step.size, np.nan)
-    return _curve_from_columns(path, step, lr, loss, line_of, target)
+    return _curve_from_columns(path, step, lr, loss, line_of, target, fill_lr)
 
 
-def read_curve_jsonl(path: Path | str, target: str = "loss") -> Curve:
+def read_curve_jsonl(path: Path | str, target: str = "loss", *, fill_lr: str | None = None) -> Curve:
     path = Path(path)
     if not path.is_file():
         raise _fail(path, None, "file not found", "check the path")
@@ -204,20 +287,22 @@ def read_curve_jsonl(path: Path | str, target: str = "loss") -> Curve:
     if rows and not any(target in r for r in rows):
         raise _fail(path, None, f"no row has key '{target}'",
                     "pass --target loss (train loss) or --target val_loss (eval steps)")
-    return _curve_from_columns(path, step, lr, loss, line_of, target)
+    return _curve_from_columns(path, step, lr, loss, line_of, target, fill_lr)
 
 
-def read_curve_file(path: Path | str, target: str = "loss") -> Curve:
-    """A curve CSV or a harness `curve.jsonl` (by suffix)."""
+def read_curve_file(path: Path | str, target: str = "loss", *, fill_lr: str | None = None) -> Curve:
+    """A curve CSV or a harness `curve.jsonl` (by suffix); `fill_lr`: see `fill_lr_linear`."""
     path = Path(path)
     if path.suffix == ".jsonl":
-        return read_curve_jsonl(path, target)
-    return read_curve_csv(path, target)
+        return read_curve_jsonl(path, target, fill_lr=fill_lr)
+    return read_curve_csv(path, target, fill_lr=fill_lr)
 
 
-def read_curves(paths: Sequence[Path | str], target: str = "loss", *, need_loss: bool) -> list[Curve]:
-    """Read and validate every curve; with need_loss, each must have at least one observed loss."""
-    curves = [read_curve_file(p, target) for p in paths]
+def read_curves(paths: Sequence[Path | str], target: str = "loss", *, need_loss: bool,
+                fill_lr: str | None = None) -> list[Curve]:
+    """Read and validate every curve; with need_loss, each must have at least one observed loss.
+    With `fill_lr`, sparsely logged files are filled (`fill_lr_linear`) and `Curve.lr_fill` says by how much."""
+    curves = [read_curve_file(p, target, fill_lr=fill_lr) for p in paths]
     names = [c.name for c in curves]
     for c in curves:
         if need_loss and c.n_observed == 0:

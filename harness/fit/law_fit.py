@@ -104,9 +104,10 @@ def run_curve(args: argparse.Namespace) -> Outputs:
     args.law, peak_name = resolve_curve_laws(args)
     for name in filter(None, (args.law, peak_name)):
         _check_bootstrap_supported(CURVE_LAWS[name](), args, name)
-    fit_curves = read_curves(args.fit, args.target, need_loss=True)
+    fill_lr = getattr(args, "fill_lr", None)
+    fit_curves = read_curves(args.fit, args.target, need_loss=True, fill_lr=fill_lr)
     _check_band_level(args)
-    pred_curves = read_curves(args.predict, args.target, need_loss=False)
+    pred_curves = read_curves(args.predict, args.target, need_loss=False, fill_lr=fill_lr)
     pred_curves += _schedule_curves(args, [c.name for c in pred_curves])
     for c in fit_curves + pred_curves:
         c.max_points = args.max_points
@@ -188,7 +189,26 @@ def run_curve(args: argparse.Namespace) -> Outputs:
                                    widened[peak.name if peak else main.name], peak_law=peak.name if peak else None)
     if fallback is not None:
         out.notices.append(fallback)
+    _record_lr_fill(out, fit_curves + pred_curves)
     return out
+
+
+def _record_lr_fill(out: Outputs, curves: Sequence[Curve]) -> None:
+    """--fill-lr never acts silently: params.json and metrics.json get `lr_filled` (per curve, the counts of
+    `Curve.lr_fill`), and each filled curve a notice (printed and stored with the warnings)."""
+    filled = [c for c in curves if c.lr_fill is not None]
+    if not filled:
+        return
+    out.params["lr_filled"] = {c.name: c.lr_fill.to_json() for c in filled}
+    out.metrics["lr_filled"] = {c.name: c.lr_fill.to_json() for c in filled}
+    for c in filled:
+        f = c.lr_fill
+        out.notices.append({"kind": "lr_filled",
+                            "message": f"{c.path}: --fill-lr {f.method} filled in the LR of {f.between_rows} step(s) "
+                                       f"between logged rows and of {f.before_first_row} before the first row (a ramp "
+                                       "from 0 at step 0); their loss is unobserved. Right only if the run's schedule "
+                                       "is linear between logged rows (a step decay between two rows is smeared over "
+                                       "their gap) and the first row is at or inside a linear warmup from 0"})
 
 
 def _fit_problems(fitted: FittedCurveLaw, predictions: dict[str, np.ndarray],

@@ -178,7 +178,8 @@ def test_cli_refuses_a_sparse_file_without_the_option(tmp_path, capsys):
     out = tmp_path / "out"
     assert main(["curve", "--law", "tissue-true-warmup", "--fit", str(fit), "--out", str(out)]) == 2
     err = capsys.readouterr().err
-    assert f"{fit}, row 3: missing steps: step 120 after step 100" in err and "Fix:" in err and "--fill-lr linear" in err
+    assert f"{fit}, row 3: missing steps: step 120 after step 100" in err
+    assert "Fix:" in err and "--fill-lr linear" in err
     assert not out.exists()
     # a --predict file goes through the same reader: refused too
     full = tmp_path / "full.csv"

@@ -8,7 +8,8 @@ OUT/params.json (parameters, with bootstrap intervals when asked, and with --ban
 was built and which predictions it widened at a new peak LR), metrics.json (on the fit set and
 on every predicted file with observed values), pred_<name>.csv per predicted file and
 plot_<mode>.png, and prints a metrics table. Bad input raises `InputError` before anything is
-written (the CLI turns it into exit status 2). Inputs: harness/fit/io.py.
+written (the CLI turns it into exit status 2). Inputs: harness/fit/io.py; curve files read with
+--fill-lr get `lr_filled` (per curve, how many steps' LR was filled in) in params.json and metrics.json.
 """
 
 from __future__ import annotations

@@ -290,3 +290,12 @@ def test_default_law_on_sparse_mpl_files_predicts_as_well_as_on_exact_schedules(
         exact_rows = n_rows
     assert mean_prede["exact"] == pytest.approx(7.83e-4, abs=5e-5)  # the exact fit as measured
     assert abs(mean_prede["sparse"] - mean_prede["exact"]) < 1e-4
+
+
+def test_a_step_beyond_the_fill_limit_is_refused_before_allocating(tmp_path):
+    from harness.fit.io import MAX_FILLED_STEPS, InputError, read_curve_csv
+
+    path = tmp_path / "tokens.csv"
+    path.write_text(f"step,lr,loss\n100,0.001,3.0\n{MAX_FILLED_STEPS + 1},0.001,2.5\n")
+    with pytest.raises(InputError, match=r"tokens.csv, row 3: step 50000001 is beyond"):
+        read_curve_csv(path, fill_lr="linear")

@@ -203,6 +203,10 @@ def _check_starts_at_one(path: Path, step: np.ndarray, line_of) -> None:
                     f"missing on any row, the lr may not), {_FILL_LR_FIX}")
 
 
+# --fill-lr materializes every step; runs longer than this are not LM pretraining runs (or the column is tokens).
+MAX_FILLED_STEPS = 50_000_000
+
+
 def _check_fill_method(fill_lr: str | None) -> None:
     if fill_lr is not None and fill_lr not in FILL_LR_METHODS:
         raise InputError(f"fill_lr {fill_lr!r} is not a known LR fill. Fix: use one of {list(FILL_LR_METHODS)} "
@@ -222,6 +226,9 @@ def _curve_from_columns(path: Path, step: np.ndarray, lr: np.ndarray, loss: np.n
     _check_positive(path, target, loss, line_of)
     fill = None
     if fill_lr is not None:
+        if step[-1] > MAX_FILLED_STEPS:  # a typo (1e12) would otherwise allocate that many rows
+            raise _fail(path, line_of(step.size - 1), f"step {int(step[-1])} is beyond the {MAX_FILLED_STEPS:,} "
+                        "steps --fill-lr fills in", "check the step column (optimizer steps, not tokens)")
         step, lr, loss, fill = fill_lr_linear(step, lr, loss)
         fill = fill if fill.total else None  # a consecutive file from step 0/1 reads as without the option
     return Curve(name=curve_name(path), path=str(path), step=step.astype(np.int64), lr=lr, loss=loss,

@@ -235,7 +235,8 @@ def calibrate_band(law_name: str, curves: Sequence[Curve], level: float = 0.9,
 # new peak LR): a law may also declare `peak_lr_distance_width` = kappa, and its half-width at a new peak
 # LR grows to half_width + kappa * |ln(peak LR / nearest fitted peak LR)| (`lr_distance`). kappa is
 # calibrated per law on our proxy sets (fit at every peak LR, predict the others; the smallest kappa
-# whose pooled 90 % band covers 90 % of the held-out points; docs/CURVE_LAWS.md "Prediction bands").
+# whose band covers 90 % of the held-out points, pooled; docs/CURVE_LAWS.md "Band widened with the LR
+# distance").
 
 # Predictions within this factor of a fitted peak LR are treated as at it (no widening, no notice).
 PEAK_LR_TOLERANCE = 1.1

@@ -194,7 +194,8 @@ class ConvexNoiseSqrtLaw(CurveLaw):
     # refits with it at each value of the grid (harness/fit/curve_predict.py, `PeakLRBand`).
     CLOCK_P = 0.5
     weak_at_one_peak_lr = {"CLOCK_P": (0.0, 0.25, 0.5, 0.75, 1.0)}
-    # --band at a new peak LR: + kappa * |ln(LR ratio)| (calibrated, docs/CURVE_LAWS.md "Prediction bands").
+    # --band at a new peak LR: half-width + kappa * |ln(LR ratio)|, kappa calibrated on our proxy sets
+    # (docs/CURVE_LAWS.md "Band widened with the LR distance").
     peak_lr_distance_width = 0.022
     # Noise starts: sigma * max V as a fraction of the lowest loss.
     noise_fractions = (0.003, 0.01, 0.03, 0.1)

@@ -85,7 +85,7 @@ class CurveLaw(Law, ABC):
                  "a low LR shows the floor L0), or pass --allow-unconverged to keep the fit with a warning")
     # kappa of the --band at a new peak LR: the half-width grows by this much per unit |ln(peak LR ratio)|
     # (harness/fit/curve_predict.py `PeakLRBand`). 0 = no such term; laws that declare `weak_at_one_peak_lr`
-    # set a value calibrated on our proxy sets (docs/CURVE_LAWS.md "Prediction bands").
+    # set a value calibrated on our proxy sets (docs/CURVE_LAWS.md "Band widened with the LR distance").
     peak_lr_distance_width: float = 0.0
     # Per-point arrays `_prepare_curve` returns; `prepare` concatenates them over curves.
     point_keys: tuple[str, ...] = ()

@@ -104,7 +104,8 @@ class ConvexNoiseEffLaw(CurveLaw):
     # S0 is what says how far a new peak LR's effective LR is from the fitted one; `--band` refits with it
     # held at each of these values (LR areas) and widens the band at new peak LRs by the kept refits.
     weak_at_one_peak_lr = {"S0": (0.3, 1.0, 3.0, 10.0)}
-    # --band at a new peak LR: + kappa * |ln(LR ratio)| (calibrated, docs/CURVE_LAWS.md "Prediction bands").
+    # --band at a new peak LR: half-width + kappa * |ln(LR ratio)|, kappa calibrated on our proxy sets
+    # (docs/CURVE_LAWS.md "Band widened with the LR distance").
     peak_lr_distance_width = 0.024
     # Fit curves at several peak LRs identify S0: the CLI then suggests the sibling that fits it (law_fit.py).
     law_at_several_peak_lrs: str | None = "convex-noise-eff-fit"
@@ -124,8 +125,9 @@ class ConvexNoiseEffLaw(CurveLaw):
         if key not in cache:
             if len(cache) >= self._CACHE:
                 cache.clear()
-            cache[key] = np.concatenate([bound_terms(effective_lr(c["lr"], key, self.AREA_POWER, self.LR_REF), c["idx"])[1]
-                                         for c in data["curves"]])
+            cache[key] = np.concatenate([
+                bound_terms(effective_lr(c["lr"], key, self.AREA_POWER, self.LR_REF), c["idx"])[1]
+                for c in data["curves"]])
         return cache[key]
 
     def noise_slope(self, s0: float, data: Mapping[str, Any]) -> np.ndarray:
@@ -176,7 +178,8 @@ class ConvexNoiseEffFitLaw(ConvexNoiseEffLaw):
     (fitted 1.1 to 22 on set 4, up to the bound on the older sets)."""
 
     name = "convex-noise-eff-fit"
-    # --band at a new peak LR: + kappa * |ln(LR ratio)| (calibrated, docs/CURVE_LAWS.md "Prediction bands").
+    # --band at a new peak LR: half-width + kappa * |ln(LR ratio)|, kappa calibrated on our proxy sets
+    # (docs/CURVE_LAWS.md "Band widened with the LR distance").
     peak_lr_distance_width = 0.018
     # Curves at one peak LR do not identify S0: the CLI then suggests the sibling that holds it (law_fit.py).
     law_at_several_peak_lrs = None

@@ -185,7 +185,8 @@ class LRNoiseClockLaw(LRNoiseLaw):
     # with p held at each value and widens the band at new peak LRs by the spread of the fits that
     # stay close to the best (harness/fit/curve_predict.py, `PeakLRBand`). Inherited by lr-noise-sqrt.
     weak_at_one_peak_lr = {"p": (0.0, 0.25, 0.5, 0.75, 1.0)}
-    # --band at a new peak LR: + kappa * |ln(LR ratio)| (calibrated, docs/CURVE_LAWS.md "Prediction bands").
+    # --band at a new peak LR: half-width + kappa * |ln(LR ratio)|, kappa calibrated on our proxy sets
+    # (docs/CURVE_LAWS.md "Band widened with the LR distance").
     peak_lr_distance_width = 0.012
 
     def _prepare_curve(self, lr: np.ndarray, idx: np.ndarray) -> dict[str, Any]:
@@ -256,7 +257,8 @@ class LRNoiseSqrtLaw(LRNoiseClockLaw):
     """
 
     name = "lr-noise-sqrt"
-    # --band at a new peak LR: + kappa * |ln(LR ratio)| (calibrated, docs/CURVE_LAWS.md "Prediction bands").
+    # --band at a new peak LR: half-width + kappa * |ln(LR ratio)|, kappa calibrated on our proxy sets
+    # (docs/CURVE_LAWS.md "Band widened with the LR distance").
     peak_lr_distance_width = 0.027
     P_FIXED = 0.5
     # Fixed (lower == upper): the fitter leaves it at 1/2; it is reported with the parameters.

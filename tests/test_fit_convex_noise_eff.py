@@ -41,6 +41,24 @@ def test_effective_lr_is_the_lr_when_s0_is_huge_and_closed_form_at_a_constant_lr
     assert np.all(effective_lr(const, 0.2) < const) and np.all(np.diff(effective_lr(const, 0.2)) < 0)
 
 
+def test_area_power_grows_the_norm_faster_at_lrs_above_the_reference_and_the_law_uses_it():
+    const = np.full(300, 3e-3)
+    area = 1e-3 * np.cumsum((const / 1e-3) ** 1.3)  # (3x the reference)^1.3 per step, in units of LR_REF
+    np.testing.assert_allclose(effective_lr(const, 0.2, 1.3, 1e-3), const * np.sqrt(0.2 / (0.2 + area)), rtol=1e-12)
+    assert np.all(effective_lr(const, 0.2, 1.3) < effective_lr(const, 0.2))  # above LR_REF: a larger area
+    below = np.full(300, 5e-4)
+    assert np.all(effective_lr(below, 0.2, 1.3) > effective_lr(below, 0.2))  # below it: a smaller one
+    np.testing.assert_array_equal(effective_lr(const, 0.2, 1.0), effective_lr(const, 0.2))
+    # The registered law's noise is V of the effective schedule with its AREA_POWER (1.3) and S0.
+    law = ConvexNoiseEffLaw()
+    assert law.AREA_POWER == 1.3
+    curves = synthetic_curves(ConvexNoiseSqrtLaw(), TRUTH[:4], 3e-3, steps=400, first=50)
+    data = law.prepare(curves)
+    expected = np.concatenate([bound_terms(effective_lr(c.lr[:int(c.eval_index()[-1]) + 1], 3.0, 1.3), c.eval_index())[1]
+                               for c in curves])
+    np.testing.assert_allclose(law.noise(3.0, data), expected, rtol=1e-12)
+
+
 @pytest.mark.parametrize("bad", [0.0, -1.0, float("nan")])
 def test_bad_s0_is_refused_naming_it(bad):
     with pytest.raises(ValueError, match="S0 must be > 0"):

@@ -1,7 +1,7 @@
 """Effective-LR law: the noise term of `convex-noise-sqrt` driven by the EFFECTIVE learning rate
 lr / ||W||, with the weight norm grown by the LR area (issue 12, peak-LR transfer).
 
-    lr_eff(k) = lr_k * sqrt(S0 / (S0 + S1(k))),        S1(k) = sum_{j<=k} lr_j
+    lr_eff(k) = lr_k * sqrt(S0 / (S0 + Sg(k))),        Sg(k) = LR_REF * sum_{j<=k} (lr_j / LR_REF)^g
     L(t)      = L0 + A * Sq(t)^-alpha + sigma * V_t[lr_eff]
 
 Sq = LR_REF * sum_k sqrt(lr_k / LR_REF) is the clock of `lr-noise-sqrt` on the LR as run; V_t[.] is
@@ -23,7 +23,10 @@ plateau minus 2x: +0.057 nats at 600 steps, +0.026 at 1200), where `convex-noise
 S0 -> infinity gives lr_eff = lr, i.e. `convex-noise-sqrt` exactly. Caveat: checkpoints every 50 steps
 of two constant runs of the d96 proxy (1e-3 and 6e-3, 600 steps) show ||W||^2 of the block matrices growing
 linearly in STEPS at a rate ~lr^1.6 (0.30 / step at 1e-3, 6.6 / step at 6e-3), not as one function of S1;
-the S1 form is the one-parameter approximation the final checkpoints preferred.
+the S1 form (g = 1) is the one-parameter approximation the final checkpoints preferred. The law uses
+g = AREA_POWER = 1.3, between the two: it transferred better on the development sets and on two fresh
+proxy sets in turn (the second test pre-registered; docs/CURVE_LAWS.md "Effective-LR law: clock and area
+exponents").
 
 Only the noise moves to the effective LR: the signal stays on the sqrt clock of the LR as run. Also
 tried on the three development proxy sets (docs/CURVE_LAWS.md, "Effective-LR law"): the signal on
@@ -93,12 +96,14 @@ class ConvexNoiseEffLaw(CurveLaw):
         Param("S0", S0_FIXED, S0_FIXED, (S0_FIXED,), nested_at_bounds=True),
     )
     LR_REF = 1e-3
-    # Constants of the formula, pinnable for development runs (`convex-noise-eff@CLOCK_P=0.375@AREA_POWER=1.3`
-    # in scripts/validate_curve_laws.py): the signal clock's exponent, and the power of the LR in the area that
-    # grows the weight norm (1 = S1; checkpoints suggested ~1.6). Neither moved from these values on the
-    # development sets (docs/CURVE_LAWS.md "Effective-LR law: clock and area exponents").
+    # Constants of the formula, pinnable for development runs (`convex-noise-eff@CLOCK_P=0.375@AREA_POWER=1`
+    # in scripts/validate_curve_laws.py): the signal clock's exponent, and the power g of the LR in the area that
+    # grows the weight norm (1 = S1; checkpoints suggested ~1.6). g = 1.3 beat g = 1 on the development sets
+    # (DEV 1.734 vs 1.844 %) and on the fresh fifth (1.341 vs 1.595 %) and sixth (1.704 vs 1.802 %, the
+    # pre-registered test) sets; a slower clock lost everywhere (docs/CURVE_LAWS.md "Effective-LR law: clock and
+    # area exponents").
     CLOCK_P = 0.5
-    AREA_POWER = 1.0
+    AREA_POWER = 1.3
     # Noise starts: sigma * max V as a fraction of the lowest loss (as convex-noise-sqrt).
     noise_fractions = (0.003, 0.01, 0.03, 0.1)
     # S0 is what says how far a new peak LR's effective LR is from the fitted one; `--band` refits with it
@@ -106,7 +111,7 @@ class ConvexNoiseEffLaw(CurveLaw):
     weak_at_one_peak_lr = {"S0": (0.3, 1.0, 3.0, 10.0)}
     # --band at a new peak LR: half-width + kappa * |ln(LR ratio)|, kappa calibrated on our proxy sets
     # (docs/CURVE_LAWS.md "Band widened with the LR distance").
-    peak_lr_distance_width = 0.024
+    peak_lr_distance_width = 0.019
     # Fit curves at several peak LRs identify S0: the CLI then suggests the sibling that fits it (law_fit.py).
     law_at_several_peak_lrs: str | None = "convex-noise-eff-fit"
     law_at_one_peak_lr: str | None = None
@@ -180,7 +185,7 @@ class ConvexNoiseEffFitLaw(ConvexNoiseEffLaw):
     name = "convex-noise-eff-fit"
     # --band at a new peak LR: half-width + kappa * |ln(LR ratio)|, kappa calibrated on our proxy sets
     # (docs/CURVE_LAWS.md "Band widened with the LR distance").
-    peak_lr_distance_width = 0.018
+    peak_lr_distance_width = 0.014
     # Curves at one peak LR do not identify S0: the CLI then suggests the sibling that holds it (law_fit.py).
     law_at_several_peak_lrs = None
     law_at_one_peak_lr = "convex-noise-eff"

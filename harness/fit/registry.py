@@ -67,9 +67,10 @@ DEFAULT_CURVE_LAW = "lr-noise-clock"
 
 # Without --law, predictions at a peak LR no fit curve has are made by this law instead (--peak-lr-law
 # overrides, `none` turns it off). One peak LR cannot show how the loss responds to the LR, and there the
-# default is the weakest law we have: on a fresh proxy set scored once (docs/CURVE_LAWS.md "Effective-LR
-# law") convex-noise-eff transferred 2.17 % against the default's 4.83 %, and it won on every older set,
-# while the default stays best at the fitted peak LR (MPL split 0.099 % vs 0.151 %).
+# default is the weakest law we have: on the fresh sixth proxy set, scored once (docs/CURVE_LAWS.md
+# "Effective-LR law: clock and area exponents"), convex-noise-eff transferred 1.77 % against the default's
+# 4.21 % (mean of 600 and 1200 steps), and it won on every other set (1.72 % mean over five), while the
+# default stays best at the fitted peak LR (MPL split 0.099 % vs 0.141 %).
 DEFAULT_PEAK_LR_LAW = "convex-noise-eff"
 
 SCALING_LAWS: dict[str, LawFactory] = {

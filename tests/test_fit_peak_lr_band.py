@@ -209,3 +209,30 @@ def test_band_grows_with_the_log_lr_distance_by_the_laws_kappa(band):
     with pytest.raises(ValueError, match="peak_lr_distance_width must be a finite number >= 0"):
         distance_width(Negative())
     assert distance_width(LRNoiseLaw()) == 0.0  # declares none
+
+
+def test_kappa_calibration_script_needs_and_quantile(capsys, tmp_path):
+    """scripts/calibrate_band_kappa.py: the kappa a point needs, the pooled quantile, leave-one-set-out."""
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
+    import calibrate_band_kappa as cal
+
+    y = np.array([1.0, 0.90, 1.12, 1.0])
+    lo, hi = np.full(4, 0.95), np.full(4, 1.05)
+    need = cal.needed_kappa(y, lo, hi, distance=np.log(2))
+    np.testing.assert_allclose(need, [0.0, (0.95 - 0.90) / 0.95 / np.log(2), (1.12 - 1.05) / 1.05 / np.log(2), 0.0])
+    # With that kappa the point sits exactly on the widened edge.
+    assert 0.95 * (1 - need[1] * np.log(2)) == pytest.approx(0.90)
+    with pytest.raises(ValueError, match="distance must be > 0"):
+        cal.needed_kappa(y, lo, hi, distance=0.0)
+    sets = {"a": cal.SetPoints([0.0] * 8 + [0.01, 0.05], [(0.02, 0.7)] * 10),
+            "b": cal.SetPoints([0.0] * 9 + [0.2], [(0.03, 1.1)] * 10)}
+    kappa = cal.report("law", sets, 0.9)
+    assert kappa == pytest.approx(np.quantile([0.0] * 17 + [0.01, 0.05, 0.2], 0.9))
+    out = capsys.readouterr().out
+    assert "covered without kappa 85.0 %" in out and "leave out a" in out and "leave out b" in out
+    with pytest.raises(SystemExit):
+        cal.main(["--law", "convex-noise-eff", "--sets", str(tmp_path)])
+    assert "no proxy set or curve_prediction experiment there" in capsys.readouterr().err

@@ -160,7 +160,7 @@ def run_curve(args: argparse.Namespace) -> Outputs:
                 # The plain band, or at a new peak LR the envelope over the weak parameter widened with the
                 # LR distance (curve_predict.PeakLRBand). The peak-LR law's band alone, not a union with the
                 # main law's: calibrated, it covers as stated at about 3/4 of the union's width
-                # (docs/CURVE_LAWS.md "Prediction bands").
+                # (docs/CURVE_LAWS.md "Band widened with the LR distance").
                 _, band_lo, band_hi = by.band.limits(c)
                 table[f"{args.target}_band_lo"], table[f"{args.target}_band_hi"] = band_lo, band_hi
                 if by.band.widens(c):

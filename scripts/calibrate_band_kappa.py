@@ -33,8 +33,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from harness.fit.curve_predict import peak_lr_band  # noqa: E402
 from harness.fit.registry import CURVE_LAWS  # noqa: E402
-
-RATIOS = (0.5, 2.0, 3.0)  # the peak-LR multiples issue 12 scores
+from validate_curve_laws import BASE_LR, at_dev_ratio, every_fit_lr_tasks  # noqa: E402
 
 
 def needed_kappa(y: np.ndarray, lo: np.ndarray, hi: np.ndarray, distance: float) -> np.ndarray:
@@ -54,14 +53,12 @@ class SetPoints:
 
 
 def collect(law: str, roots: list[Path], level: float) -> dict[str, SetPoints]:
-    from validate_curve_laws import every_fit_lr_tasks
-
     out: dict[str, SetPoints] = {}
     for label, _, fit_set, held in every_fit_lr_tasks(roots):
         band = replace(peak_lr_band(law, fit_set, level), distance_width=0.0)
         points = out.setdefault(label.split("/")[0], SetPoints([], []))
         for ratio, curve in held:
-            if not any(abs(ratio - r) / r < 0.05 for r in RATIOS):
+            if not at_dev_ratio(ratio):
                 continue
             y = curve.loss[curve.eval_index()]
             pred, lo, hi = band.limits(curve)
@@ -96,7 +93,7 @@ def main(argv: list[str] | None = None) -> int:
     if not 0 < args.level < 1:
         ap.error(f"--level {args.level}: must be in (0, 1), e.g. 0.9")
     for root in args.sets:
-        if not (root / "plan.json").is_file() and not (root / "600_constant_0.002" / "curve.jsonl").is_file():
+        if not (root / "plan.json").is_file() and not (root / f"600_constant_{BASE_LR}" / "curve.jsonl").is_file():
             ap.error(f"--sets {root}: no proxy set or curve_prediction experiment there "
                      "(make one with scripts/make_curve_validation_set.py)")
     report(args.law, collect(args.law, args.sets, args.level), args.level)

@@ -306,12 +306,18 @@ def every_fit_lr_tasks(roots: list[Path]) -> list[tuple[str, bool, list[Curve], 
     return tasks
 
 
+# The peak-LR multiples issue 12 scores (DEV of `--every-fit-lr`; scripts/calibrate_band_kappa.py).
+DEV_RATIOS = (0.5, 2.0, 3.0)
+
+
+def at_dev_ratio(ratio: float) -> bool:
+    """Whether a held-out curve's peak-LR ratio to the fitted one is (within 5 %) one of DEV_RATIOS."""
+    return any(abs(ratio - r) / r < 0.05 for r in DEV_RATIOS)
+
+
 def every_fit_lr(laws: list[str], roots: list[Path]) -> None:
     """The development protocol of `--every-fit-lr` (module docstring)."""
     tasks = every_fit_lr_tasks(roots)
-
-    def near(ratio: float, target: float) -> bool:
-        return abs(ratio - target) / target < 0.05
 
     summary = []
     for spec in laws:
@@ -328,7 +334,7 @@ def every_fit_lr(laws: list[str], roots: list[Path]) -> None:
             cells = {r: 100 * float(np.mean(v)) for r, v in sorted(by.items())}
             groups += [(label.split("/")[0], standard, r, e) for r, e in cells.items()]
             print(f"{spec:28s} {label:32s} " + " ".join(f"{r:g}x {e:.2f}" for r, e in cells.items()), flush=True)
-        dev = [g for g in groups if any(near(g[2], t) for t in (0.5, 2, 3))]
+        dev = [g for g in groups if at_dev_ratio(g[2])]
         sets = sorted({g[0] for g in groups}, key=[g[0] for g in groups].index)
         summary.append((spec, np.mean([g[3] for g in dev if g[1]]), np.mean([g[3] for g in dev]),
                         np.mean([g[3] for g in groups]), np.mean([g[3] for g in groups if g[2] < 1]),

@@ -16,7 +16,7 @@ import pandas as pd
 import pytest
 
 from harness.fit.cli import main
-from harness.fit.curve_predict import (PEAK_LR_TOLERANCE, WEAK_FIT_TOLERANCE, at_fitted_peak_lr, distance_width,
+from harness.fit.curve_predict import (PEAK_LR_TOLERANCE, WEAK_FIT_TOLERANCE, at_fitted_peak_lr, declared_distance_width,
                                        lr_distance, lr_from_schedule, peak_lr_band, pinned_law, weak_parameters)
 from harness.fit.io import Curve
 from harness.fit.laws.convex_bound import ConvexNoiseSqrtLaw
@@ -207,8 +207,8 @@ def test_band_grows_with_the_log_lr_distance_by_the_laws_kappa(band):
         peak_lr_distance_width = -0.1
 
     with pytest.raises(ValueError, match="peak_lr_distance_width must be a finite number >= 0"):
-        distance_width(Negative())
-    assert distance_width(LRNoiseLaw()) == 0.0  # declares none
+        declared_distance_width(Negative())
+    assert declared_distance_width(LRNoiseLaw()) == 0.0  # declares none
 
 
 def test_kappa_calibration_script_needs_and_quantile(capsys, tmp_path):

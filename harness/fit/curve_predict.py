@@ -463,10 +463,10 @@ def peak_lr_band(law_name: str, curves: Sequence[Curve], level: float = 0.9, *,
         law, fit = fit_curves(law_name, curves, seed=seed)
     return PeakLRBand(law=law, theta=np.asarray(fit.theta, dtype=float), objective=float(fit.objective),
                       half_width=half, level=level, fit_set=list(curves), weak=weak_parameters(law),
-                      tolerance=tolerance, seed=seed, distance_width=distance_width(law))
+                      tolerance=tolerance, seed=seed, distance_width=declared_distance_width(law))
 
 
-def distance_width(law: Law) -> float:
+def declared_distance_width(law: Law) -> float:
     """The law's declared `peak_lr_distance_width` (0 when it declares none), checked."""
     kappa = float(getattr(law, "peak_lr_distance_width", 0.0) or 0.0)
     if not (np.isfinite(kappa) and kappa >= 0):

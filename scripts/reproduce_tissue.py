@@ -25,13 +25,12 @@ from pathlib import Path
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
 import numpy as np
-import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from harness.fit.data_dir import dataset, exit_if_missing  # noqa: E402
 from harness.fit.fitter import FitResult, fit_law  # noqa: E402
-from harness.fit.io import Curve  # noqa: E402
+from harness.fit.io import Curve, read_curve_files  # noqa: E402
 from harness.fit.laws.curve import TissueLaw  # noqa: E402
 from harness.fit.registry import CURVE_LAWS, DEFAULT_CURVE_LAW  # noqa: E402
 
@@ -41,29 +40,17 @@ PAPER_R2 = 0.99963
 
 
 def tissue_curves(data: Path | str | None = None) -> list[Curve]:
-    """The two example runs as full-schedule curves (true linear warmup from 0 in the LR column).
+    """The two example runs (cosine, constant) as full-schedule curves, true linear warmup from 0 in the
+    LR: the file gives each run's schedule parameters instead of an lr column, which the harness's
+    reader turns into the LR of every step (harness/fit/schedule_table.py; the CLI reads it the same way).
 
     `data`: the data directory (default: $HARNESS_DATA, else ../shared/data; harness/fit/data_dir.py).
     """
-    path = dataset(DATASET, data) / "tissue2024_fit_example_points.csv"
-    table = pd.read_csv(path)
-    curves = []
-    for name, rows in table.groupby("lr_schedule", sort=False):
-        first = rows.iloc[0]
-        total, warm = int(first.total_steps), int(first.warmup_steps)
-        peak, floor = float(first.max_lr), float(first.min_lr)
-        step = np.arange(total + 1)
-        if name == "cosine":  # the script's cosine: from the end of warmup down to min_lr at total
-            lr = floor + (peak - floor) * 0.5 * (1 + np.cos(np.pi * (step - warm) / (total - warm)))
-        elif name == "constant":
-            lr = np.full(step.size, peak)
-        else:
-            raise ValueError(f"{path}: unknown schedule {name!r}")
-        lr = np.where(step < warm, peak * step / warm, lr)
-        loss = np.full(step.size, np.nan)
-        loss[rows["step"].to_numpy()] = rows["loss"].to_numpy()
-        curves.append(Curve(name=str(name), path=str(path), step=step, lr=lr, loss=loss))
-    return curves
+    curves = read_curve_files(dataset(DATASET, data) / "tissue2024_fit_example_points.csv")
+    # The official script's LR sums run over steps 0..T, and under its convention (warmup at the peak) step 0
+    # is one more peak-LR step. Kept, because the published fit has it: alpha 0.5499 with it, 0.5494 without.
+    return [Curve(name=c.name, path=c.path, step=np.r_[0, c.step], lr=np.r_[0.0, c.lr], loss=np.r_[np.nan, c.loss])
+            for c in curves]
 
 
 def run(data: Path | str | None = None) -> tuple[FitResult, float]:

@@ -45,8 +45,8 @@ def test_curve_cli_on_tissue_example(tmp_path, capsys):
     assert params["params"]["L0"] == pytest.approx(2.628, rel=1e-3)
     assert set(params["bootstrap"]["intervals"]) == {"L0", "A", "C", "alpha"}
     metrics = json.loads((out / "metrics.json").read_text())
-    assert metrics["fit"]["r2"] > 0.9996 and "constant" in metrics["predict"]
-    pred = pd.read_csv(out / "pred_constant.csv")
+    assert metrics["fit"]["r2"] > 0.9996 and constant.stem in metrics["predict"]
+    pred = pd.read_csv(out / f"pred_{constant.stem}.csv")
     assert list(pred.columns) == ["step", "lr", "loss", "loss_pred", "loss_pred_lo", "loss_pred_hi"]
     assert len(pred) == 20 and (pred["loss_pred_lo"] <= pred["loss_pred_hi"]).all()
     assert (out / "plot_curve.png").stat().st_size > 1000

@@ -9,6 +9,9 @@ Curve files (one per training run):
   from a later step is read with the LR filled in (`fill_lr_linear`): linear between logged rows,
   a linear ramp from 0 at step 0 to the first row; the loss is unobserved (NaN) on filled steps,
   and `Curve.lr_fill` counts them so the outputs can say so.
+* CSV that names its schedule's parameters per row instead of the lr (`lr_schedule,step,loss,max_lr,
+  min_lr,total_steps,warmup_steps`, the Tissue et al. example's format): the LR of every step is
+  re-created by the trainer's schedule code; one file may hold several runs (harness/fit/schedule_table.py).
 * The harness's own `curve.jsonl` (harness/tracking/curve.py): one JSON object per step with keys
   step, lr, loss, val_loss (eval steps only), tokens, flops, ...; `target` picks "loss" or
   "val_loss". Read by the harness's one reader (harness/tracking/curve.py): a torn last line
@@ -247,7 +250,9 @@ def read_curve_csv(path: Path | str, target: str = "loss", *, fill_lr: str | Non
     missing = [c for c in ("step", "lr") if c not in frame.columns]
     if missing:
         raise _fail(path, None, f"missing column(s) {missing} (columns: {list(frame.columns)})",
-                    "a curve CSV has columns step,lr,loss with one row per optimizer step")
+                    "a curve CSV has columns step,lr,loss with one row per optimizer step, or names its "
+                    "schedule per row instead of the lr (lr_schedule,max_lr,total_steps[,min_lr,warmup_steps]: "
+                    "harness/fit/schedule_table.py)")
     line_of = lambda i: f"row {i + 2}"  # noqa: E731  (row 1 is the header)
     step = _numeric(path, frame, "step", allow_empty=False, line_of=line_of)
     lr = _numeric(path, frame, "lr", allow_empty=False, line_of=line_of)
@@ -306,11 +311,25 @@ def read_curve_file(path: Path | str, target: str = "loss", *, fill_lr: str | No
     return read_curve_csv(path, target, fill_lr=fill_lr)
 
 
+def read_curve_files(path: Path | str, target: str = "loss", *, fill_lr: str | None = None) -> list[Curve]:
+    """The curves of one file: one, or one per run for a CSV that gives its schedule's parameters instead
+    of an lr column (harness/fit/schedule_table.py; `fill_lr` does not apply there: every step's LR is known)."""
+    path = Path(path)
+    if path.suffix != ".jsonl" and path.is_file():
+        from harness.fit.schedule_table import curves_from_schedule_table, has_schedule_columns
+
+        frame = _read_csv(path)
+        if "lr" not in frame.columns and has_schedule_columns(frame):
+            return curves_from_schedule_table(path, frame, target, lambda i: f"row {i + 2}")
+    return [read_curve_file(path, target, fill_lr=fill_lr)]
+
+
 def read_curves(paths: Sequence[Path | str], target: str = "loss", *, need_loss: bool,
                 fill_lr: str | None = None) -> list[Curve]:
     """Read and validate every curve; with need_loss, each must have at least one observed loss.
-    With `fill_lr`, sparsely logged files are filled (`fill_lr_linear`) and `Curve.lr_fill` says by how much."""
-    curves = [read_curve_file(p, target, fill_lr=fill_lr) for p in paths]
+    With `fill_lr`, sparsely logged files are filled (`fill_lr_linear`) and `Curve.lr_fill` says by how much.
+    A file may hold several runs (`read_curve_files`)."""
+    curves = [c for p in paths for c in read_curve_files(p, target, fill_lr=fill_lr)]
     names = [c.name for c in curves]
     for c in curves:
         if need_loss and c.n_observed == 0:

@@ -9,7 +9,10 @@ compares two seeds of one proxy (same runs, other train.seed; 600 steps, peak LR
 difference, and each law's 2e-3 -> 4e-3 transfer on either seed and on the two-seed mean.
 
     python scripts/check_peak_lr_law.py --sets /work/wt/curvedata4 /work/wt/curvedata /work/wt/curvedata3 [--band]
-        [--seed-pair /work/wt/curvedata4 /work/wt/curvedata4_seed3]
+        [--seed-pair /work/wt/curvedata4 /work/wt/curvedata4_seed3] [--seed-mean /work/wt/curvedata6 /work/wt/curvedata6_seed22]
+
+`--seed-mean A B ...` takes full sets of one proxy that differ only in train.seed: it prints their spread per
+horizon and peak LR, then the same end-to-end check on the seed-mean curves (fit curves and targets averaged).
 
 The fits run with --allow-unconverged: on these short proxies the default's floor L0 often sits on 0, which
 the CLI otherwise refuses (the script prints how many fits that was).
@@ -120,20 +123,69 @@ def seed_pair(a: Path, b: Path, laws: list[str]) -> None:
         print(f"  {law_name:18s} 2e-3 -> 4e-3: " + ", ".join(row), flush=True)
 
 
+def seed_mean_set(roots: list[Path], into: Path) -> Path:
+    """A proxy set whose curves are the seed means of `roots` (same runs, other train.seed): loss and val_loss
+    averaged per step; the steps and the LR must agree (they do when only the seed differs)."""
+    from harness.tracking.curve import read_curve_lines
+
+    into.mkdir(parents=True, exist_ok=True)
+    for run in sorted(p.name for p in roots[0].iterdir() if (p / "curve.jsonl").is_file()):
+        seeds = [[obj for _, obj in read_curve_lines(r / run / "curve.jsonl")] for r in roots]
+        for other in seeds[1:]:
+            if [(o["step"], o["lr"]) for o in other] != [(o["step"], o["lr"]) for o in seeds[0]]:
+                raise SystemExit(f"--seed-mean: {run} has other steps or LRs in {roots} (not seeds of one set)")
+        rows = []
+        for objs in zip(*seeds):
+            row = dict(objs[0])
+            for key in ("loss", "val_loss"):
+                if all(o.get(key) is not None for o in objs):
+                    row[key] = float(np.mean([float(o[key]) for o in objs]))
+            rows.append(json.dumps(row))
+        (into / run).mkdir(exist_ok=True)
+        (into / run / "curve.jsonl").write_text("\n".join(rows) + "\n")
+    return into
+
+
+def seed_spread(roots: list[Path]) -> None:
+    """Mean |difference| between the first seed and each other one, per horizon and peak LR (all schedules)."""
+    for horizon in (600, 1200):
+        cells = []
+        for lr in (OTHER_LRS[0], BASE_LR, *OTHER_LRS[1:]):
+            d = []
+            for s in ALL_SCHEDULES:
+                ca = proxy_curve(roots[0], horizon, s, lr)
+                ia = ca.eval_index()
+                ia = ia[ca.step[ia] >= 151]
+                for other in roots[1:]:
+                    cb = proxy_curve(other, horizon, s, lr)
+                    d.append(np.mean(np.abs(cb.loss[ia] - ca.loss[ia]) / ca.loss[ia]))
+            cells.append(f"{lr}: {100 * np.mean(d):.2f}")
+        print(f"seed spread {' vs '.join(r.name for r in roots)} at {horizon} steps (mean |difference|, %): "
+              + "  ".join(cells), flush=True)
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--sets", nargs="*", type=Path, default=[], help="proxy sets (make_curve_validation_set.py)")
     ap.add_argument("--band", action="store_true", help="also the coverage of the 90 %% band the CLI writes")
     ap.add_argument("--seed-pair", nargs=2, type=Path, default=None, metavar=("FIRST", "SECOND"),
                     help="two seeds of one proxy (600 steps, peak LRs 2e-3 and 4e-3)")
+    ap.add_argument("--seed-mean", nargs="+", type=Path, default=None, metavar="SET",
+                    help="full proxy sets that differ only in train.seed: their spread, then the CLI transfer on the "
+                         "seed-mean curves (fit and targets averaged over the seeds)")
     args = ap.parse_args(argv)
-    for root in args.sets:
+    for root in args.sets + (args.seed_mean or []):
         if not (root / f"600_constant_{BASE_LR}" / "curve.jsonl").is_file():
             ap.error(f"--sets {root}: no proxy set there (make it with scripts/make_curve_validation_set.py)")
     with tempfile.TemporaryDirectory() as tmp:
         for root in args.sets:
             for horizon in (600, 1200):
                 cli_transfer(root, horizon, Path(tmp), args.band)
+        if args.seed_mean:
+            seed_spread(args.seed_mean)
+            mean = seed_mean_set(args.seed_mean, Path(tmp) / f"seed-mean-of-{len(args.seed_mean)}")
+            for horizon in (600, 1200):
+                cli_transfer(mean, horizon, Path(tmp), args.band)
     if args.seed_pair:
         seed_pair(*args.seed_pair, [DEFAULT_PEAK_LR_LAW, "convex-noise-sqrt", DEFAULT_CURVE_LAW])
     return 0

@@ -134,3 +134,10 @@ def test_cli_fits_the_tissue_example_file_directly(tmp_path):
     assert set(metrics["fit_curves"]) == {"tissue2024_fit_example_points_cosine",
                                           "tissue2024_fit_example_points_constant"}
     assert metrics["fit"]["r2"] > 0.9996
+
+
+def test_one_run_spelled_two_ways_is_one_curve(tmp_path):
+    rows = [f"cosine,100,{_loss(100, 0):.6f},2e-4,0,400,10,,", f"cosine,200,{_loss(200, 0):.6f},0.0002,0.0,400,10,,",
+            f"cosine,400,{_loss(400, 0):.6f},2E-4,0,400,10,,"]
+    (curve,) = read_curve_files(_table(tmp_path, rows))
+    assert curve.name == "runs" and np.isfinite(curve.loss).sum() == 3 and curve.lr.max() == pytest.approx(2e-4)

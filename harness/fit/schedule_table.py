@@ -127,11 +127,16 @@ def curves_from_schedule_table(path: Path, frame: pd.DataFrame, target: str,
     extra = [c for c in frame.columns if c not in set(cols.values()) | _NOT_FIELDS | {target}]
     runs: dict[tuple, list[int]] = {}
     specs: dict[tuple, tuple] = {}
-    for i, (_, row) in enumerate(frame.iterrows()):
-        spec = _run_spec(path, row, cols, extra, line_of(i))
+    # Parse each distinct spelling of the run parameters once (a long log repeats them on every row), then
+    # merge spellings of the same values ("2e-4" and "0.0002").
+    keys = [c for c in (*cols.values(), *extra) if c is not None]
+    for _, rows in frame.reset_index(drop=True).groupby(keys, sort=False).groups.items():
+        first = int(rows[0])
+        spec = _run_spec(path, frame.iloc[first], cols, extra, line_of(first))
         key = _group_label(spec)
-        runs.setdefault(key, []).append(i)
+        runs.setdefault(key, []).extend(int(i) for i in rows)
         specs[key] = spec
+    runs = {k: sorted(v) for k, v in runs.items()}
     curves = []
     stem = curve_name(path)
     names = [specs[k][0] for k in runs]

@@ -134,6 +134,9 @@ def test_cli_fits_the_tissue_example_file_directly(tmp_path):
     assert set(metrics["fit_curves"]) == {"tissue2024_fit_example_points_cosine",
                                           "tissue2024_fit_example_points_constant"}
     assert metrics["fit"]["r2"] > 0.9996
+    recorded = json.loads((out / "params.json").read_text())["lr_from_schedule"]
+    assert recorded["tissue2024_fit_example_points_cosine"] == {"name": "cosine", "peak_lr": 2e-4, "steps": 20000,
+                                                                "warmup_steps": 500, "min_lr_ratio": 0.0}
 
 
 def test_one_run_spelled_two_ways_is_one_curve(tmp_path):

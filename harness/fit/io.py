@@ -122,6 +122,9 @@ class Curve:
     min_step: int = 1
     # Set when the file was logged sparsely and read with a fill (`fill_lr`): how many steps' LR was filled in.
     lr_fill: LRFill | None = None
+    # Set when the file gave the schedule's parameters instead of the LR (schedule_table.py): the schedule
+    # the LR was re-created from (name, peak_lr, steps and its fields).
+    lr_schedule: dict | None = None
 
     @property
     def observed(self) -> np.ndarray:

@@ -9,7 +9,8 @@ was built and which predictions it widened at a new peak LR), metrics.json (on t
 on every predicted file with observed values), pred_<name>.csv per predicted file and
 plot_<mode>.png, and prints a metrics table. Bad input raises `InputError` before anything is
 written (the CLI turns it into exit status 2). Inputs: harness/fit/io.py; curve files read with
---fill-lr get `lr_filled` (per curve, how many steps' LR was filled in) in params.json and metrics.json.
+--fill-lr get `lr_filled` (per curve, how many steps' LR was filled in) in params.json and metrics.json;
+curves whose LR was re-created from schedule columns (schedule_table.py) get `lr_from_schedule` there.
 """
 
 from __future__ import annotations
@@ -196,7 +197,12 @@ def run_curve(args: argparse.Namespace) -> Outputs:
 
 def _record_lr_fill(out: Outputs, curves: Sequence[Curve]) -> None:
     """--fill-lr never acts silently: params.json and metrics.json get `lr_filled` (per curve, the counts of
-    `Curve.lr_fill`), and each filled curve a notice (printed and stored with the warnings)."""
+    `Curve.lr_fill`), and each filled curve a notice (printed and stored with the warnings). An LR re-created
+    from a file's schedule columns is exact given them, so it is recorded (`lr_from_schedule`), not warned of."""
+    from_schedule = {c.name: c.lr_schedule for c in curves if c.lr_schedule is not None}
+    if from_schedule:
+        out.params["lr_from_schedule"] = from_schedule
+        out.metrics["lr_from_schedule"] = from_schedule
     filled = [c for c in curves if c.lr_fill is not None]
     if not filled:
         return

@@ -173,5 +173,6 @@ def curves_from_schedule_table(path: Path, frame: pd.DataFrame, target: str,
                 i = rows[int(np.flatnonzero(given & ~(values > 0))[0])]
                 raise InputError(f"{path}, {line_of(i)}: column '{target}' must be > 0. Fix: correct or remove that row.")
             loss[(step - first).astype(int)] = values
-        curves.append(Curve(name=label, path=str(path), step=steps.astype(np.int64), lr=lr, loss=loss))
+        curves.append(Curve(name=label, path=str(path), step=steps.astype(np.int64), lr=lr, loss=loss,
+                            lr_schedule={"name": name, "peak_lr": peak, "steps": total, **schedule}))
     return curves

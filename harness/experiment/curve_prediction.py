@@ -18,6 +18,8 @@ WSD over several seeds (the multi-power law paper's schedule optimization, verif
         two_step: [schedule=step, schedule.step_fractions=[0.5,0.75], schedule.step_multipliers=[0.3,0.1]]
       fit_schedules: [constant, cosine, wsd_lin20]   # fitted at the fit horizon and fit LR
       branch: true                    # runs that equal `constant` up to a step start from its checkpoint
+      curve_seeds: 1                  # every curve trained with this many seeds (seed k: base + 1000 k);
+                                      # the report fits and scores their mean curves
       optimize:                       # round 2 (null or enabled: false: none)
         enabled: true
         seeds: 3                      # the optimized schedule and each `compare` schedule, seeds 0..k
@@ -36,12 +38,17 @@ Runs (round 0), per peak LR:
   after warmup (WSD, step decays: found by evaluating both schedules with the trainer's own code)
   starts from the parent's checkpoint at s (`train.init_from`, resume mode); the rest (cosine)
   train from scratch. Without `branch`, every (schedule, horizon) is an independent run.
+With `curve_seeds` = n > 1 all of round 0 is planned n times (seed k: the base seed + 1000 k, its branches off
+the same seed's constant run), and the report fits and scores each curve's mean over its seeds: on small
+proxies one run's curve carries a seed offset of ~1-2 % that no law can predict (README, "Which curve law by
+default"), and the mean shrinks it by ~sqrt(n). The report gives the seeds' spread next to the errors.
 Round 2 (`rounds = True`, `replan`): once the fit curves are done, the default law is fitted on them
 and harness/fit/schedule_opt.py minimizes its final loss at the round-2 horizon and the fit LR; the
 optimized `piecewise` schedule and every `compare` schedule are trained with `seeds` seeds (seed k:
 the base seed + 1000 k; independent runs). The optimization is computed once and kept in
 DIR/optimized_schedule.json (keyed by the fit runs' ids and the settings), so later re-plans see
-the same schedule (and so the same run ids) even if a refit would differ in the last digit.
+the same schedule (and so the same run ids) even if a refit would differ in the last digit. With
+`curve_seeds` > 1 the optimization fits the seed-mean fit curves, as the report does.
 
 The report: curve_prediction_report.py.
 """
@@ -55,7 +62,7 @@ from pathlib import Path
 from typing import Any, Optional
 
 from harness.experiment.curve_prediction_curves import (OPT_FILE, OPTIMIZED, SECTION, CurveKey, load_curve,
-                                                         run_lrs, truncated)
+                                                         run_lrs, seed_mean, truncated)
 from harness.experiment.kinds import KINDS, PARENT_RUN_DIR, ExperimentKind, Report, RunRequest
 from harness.experiment.spec import ExperimentError
 
@@ -89,6 +96,7 @@ class CurvePredictionKind(ExperimentKind):
         schedules: dict[str, list[str]] = field(default_factory=dict)
         fit_schedules: list[str] = field(default_factory=lambda: ["constant", "cosine", "wsd_lin20"])
         branch: bool = True
+        curve_seeds: int = 1
         optimize: OptimizeConfig = field(default_factory=OptimizeConfig)
 
         @property
@@ -137,6 +145,9 @@ class CurvePredictionKind(ExperimentKind):
                                           f"({', '.join(self.schedules)})")
             if not self.fit_schedules:
                 raise ExperimentError(f"{s}.fit_schedules: give the curves the laws are fitted on (2-3)")
+            if not (isinstance(self.curve_seeds, int) and self.curve_seeds >= 1):
+                raise ExperimentError(f"{s}.curve_seeds: got {self.curve_seeds!r}; a whole number >= 1 (seeds per curve, "
+                                      "averaged by the report)")
             if self.branch and "constant" not in self.schedules:
                 raise ExperimentError(f"{s}.branch: branching needs a schedule named 'constant' (the parent); "
                                       "add it to schedules or set branch: false")
@@ -174,22 +185,21 @@ class CurvePredictionKind(ExperimentKind):
         requests: list[RunRequest] = []
         where: dict[CurveKey, int] = {}
         longest = max(int(h) for h in p.horizons)
-        for lr in p.peak_lrs:
-            lr = float(lr)
+        for seed_index, lr in ((k, float(lr)) for k in range(p.curve_seeds) for lr in p.peak_lrs):
             parent_at = None
             branches: list[tuple[CurveKey, int]] = []
             if p.branch:
                 steps = sorted({s for name in p.schedules if name != "constant" for h in p.horizons
                                 if (s := self.branch_step(spec, name, int(h), lr)) is not None})
-                parent = CurveKey("constant", longest, lr)
+                parent = CurveKey("constant", longest, lr, seed_index)
                 extra = [f"train.checkpoint_at=[{','.join(map(str, steps))}]"] if steps else []
                 parent_at = len(requests)
                 requests.append(self.request(spec, parent, "parent", extra=extra))
                 for h in p.horizons:
-                    where[CurveKey("constant", int(h), lr)] = parent_at
+                    where[CurveKey("constant", int(h), lr, seed_index)] = parent_at
             for name in p.schedules:
                 for h in p.horizons:
-                    key = CurveKey(name, int(h), lr)
+                    key = CurveKey(name, int(h), lr, seed_index)
                     if key in where:
                         continue
                     step = self.branch_step(spec, name, int(h), lr) if p.branch else None
@@ -257,7 +267,8 @@ class CurvePredictionKind(ExperimentKind):
         p: CurvePredictionKind.Config = spec.params
         if not p.optimize.enabled:
             return None
-        fit_keys = [CurveKey(name, p.fit_horizon, p.fit_peak_lr) for name in p.fit_schedules]
+        fit_keys = [CurveKey(name, p.fit_horizon, p.fit_peak_lr, k) for k in range(p.curve_seeds)
+                    for name in p.fit_schedules]
         fit_runs = []
         for key in fit_keys:
             request = requests[where[key]]
@@ -283,11 +294,12 @@ class CurvePredictionKind(ExperimentKind):
                     return kept
             except (OSError, ValueError):
                 pass
-        curves = []
+        by_schedule: dict[str, list] = {}
         for key, result in fit_runs:
             curve = load_curve(result.run_dir / "curve.jsonl", key, p.warmup_steps)
-            curves.append(truncated(curve, key.horizon))
+            by_schedule.setdefault(key.schedule, []).append(truncated(curve, key.horizon))
         try:
+            curves = [seed_mean(seeds, name)[0] for name, seeds in by_schedule.items()]
             opt = optimize_on(spec, curves, law_name)
         except (ValueError, RuntimeError) as err:
             # A fit or search that fails must not stop the experiment: round 2 is left out, said so.

@@ -70,3 +70,19 @@ def run_lrs(base: tuple[str, ...], schedule: tuple[str, ...], warmup: int, horiz
     run = build_schedule(cfg, total_steps=horizon, peak_lr=peak_lr, batch_size=batch_size,
                          tokens_per_step=tokens_per_step)
     return [run.lr(t) for t in range(1, horizon + 1)]
+
+
+def seed_mean(curves: list, name: str):
+    """The mean curve of one run's seeds (the same schedule, steps and LR; loss averaged per step) and the
+    seeds' spread: the mean over seeds of mean |seed - mean| / mean over the mean curve's scored points."""
+    import numpy as np
+
+    first = curves[0]
+    for other in curves[1:]:
+        if not (np.array_equal(other.step, first.step) and np.allclose(other.lr, first.lr, rtol=1e-12, atol=0)):
+            raise ValueError(f"{name}: the seeds' curves have other steps or LRs (they must differ in train.seed only)")
+    loss = np.mean([c.loss for c in curves], axis=0)
+    mean = replace(first, name=name, loss=loss)
+    idx = mean.eval_index()
+    spread = float(np.nanmean([np.nanmean(np.abs(c.loss[idx] - loss[idx]) / loss[idx]) for c in curves]))
+    return mean, spread

@@ -16,6 +16,8 @@ from its own LR schedule and scored by PredE (mean |pred - obs| / obs over its p
 * `peak_lr`:   any schedule at another peak LR (either horizon);
 * `schedules`: another schedule at the fit peak LR (either horizon);
 * `optimized`: the round-2 optimized schedule (seed 0), never seen by the fit.
+With `curve_seeds` > 1 each round-0 curve is the mean of its seeds (fit curves and targets), and the
+seeds' spread around that mean is reported per group (`curve_seeds` in report.json).
 The table gives each law's mean PredE per group (mean over the group's curves). Files:
 predictions.csv (law, curve, group, prede, worste, n), overlay_<law>.png (observed dots vs predicted
 lines; panels: horizon x peak LR).
@@ -37,7 +39,7 @@ from typing import Any, Optional
 import numpy as np
 
 from harness.experiment.curve_prediction_curves import (OPT_FILE, OPTIMIZED, SECTION, TARGET, CurveKey, curve_label,
-                                                         load_curve, run_lrs, settings_key, truncated)
+                                                         load_curve, run_lrs, seed_mean, settings_key, truncated)
 from harness.experiment.kinds import Report
 from harness.files import atomic_write_text, save_figure
 from harness.formatting import finite
@@ -81,6 +83,7 @@ def curve_prediction_report(out_dir: Path, table, plan: dict[str, Any]) -> Repor
     params = spec.params
     warnings: list[str] = []
     curves = _curves(table, plan, params, warnings)
+    spread = _average_seeds(curves, params, warnings) if params.curve_seeds > 1 else None
     fit_keys = [CurveKey(n, params.fit_horizon, params.fit_peak_lr) for n in params.fit_schedules]
     missing = [curve_label(k) for k in fit_keys if k not in curves]
     laws: list[LawResult] = []
@@ -109,6 +112,7 @@ def curve_prediction_report(out_dir: Path, table, plan: dict[str, Any]) -> Repor
         "law_order": [r.name for r in laws],
         "optimization": opt, "warnings": warnings,
         "curves": sorted(curve_label(k) for k in curves),
+        "curve_seeds": {"n": params.curve_seeds, "spread": spread} if spread is not None else None,
     }
     return Report(markdown=_markdown(spec, summary, laws), summary=summary, plots=plots)
 
@@ -159,11 +163,38 @@ def _curves(table, plan: dict[str, Any], params, warnings: list[str]) -> dict[Cu
         if run["settings"]["role"] == "parent":
             for h in params.horizons:
                 if int(h) < key.horizon:
-                    short = CurveKey(key.schedule, int(h), key.peak_lr)
+                    short = replace(key, horizon=int(h))  # the same seed's shorter constant curve
                     out[short] = replace(truncated(curve, int(h)), name=curve_label(short))
     if not_done:
         warnings.append(f"{len(not_done)} run(s) not completed, left out: {', '.join(not_done[:8])}"
                         + (" ..." if len(not_done) > 8 else ""))
+    return out
+
+
+def _average_seeds(curves: dict[CurveKey, Any], params, warnings: list[str]) -> dict[str, Optional[float]]:
+    """With `curve_seeds` = n: every round-0 curve becomes the mean of its seeds 0..n-1 (under its seed-0 key;
+    a curve with fewer seeds done is averaged over those, with a warning). Returns the seeds' spread (seed_mean)
+    per prediction group and over all curves. Round 2's own seeds (the optimized schedule, compare seeds >= n)
+    are left as they are."""
+    spreads: dict[str, list[float]] = {}
+    short = []
+    for key in [k for k in curves if k.seed_index == 0 and k.schedule in params.schedules]:
+        seeds = [curves[k] for i in range(params.curve_seeds) if (k := replace(key, seed_index=i)) in curves]
+        if len(seeds) < params.curve_seeds:
+            short.append(f"{curve_label(key)} ({len(seeds)} of {params.curve_seeds})")
+        try:
+            curves[key], spread = seed_mean(seeds, curve_label(key))
+        except ValueError as err:
+            warnings.append(f"{err}: its seed 0 is used alone")
+            continue
+        if len(seeds) > 1:
+            spreads.setdefault(group_of(key, params), []).append(spread)
+    if short:
+        warnings.append(f"{len(short)} curve(s) averaged over fewer seeds than curve_seeds: {', '.join(short[:6])}"
+                        + (" ..." if len(short) > 6 else ""))
+    out = {g: float(np.mean(v)) for g, v in spreads.items()}
+    every = [x for v in spreads.values() for x in v]
+    out["all"] = float(np.mean(every)) if every else None
     return out
 
 
@@ -366,6 +397,13 @@ def _markdown(spec, summary: dict[str, Any], laws: list[LawResult]) -> str:
             lines.append(f"| {r.name} | {_pct(r.fit['metrics']['prede'])} | {'yes' if r.fit['converged'] else '**no**'} | "
                          f"{r.fit['wall_s']:.1f} | " + " | ".join(f"{_pct(r.group_mean(g))} ({counts[g]})" for g in groups) + " |")
         lines += ["", "(n) = curves in the group. Per curve: predictions.csv; plots: overlay_<law>.png.", ""]
+    seeds = summary.get("curve_seeds")
+    if seeds:
+        spread = seeds["spread"]
+        lines += [f"Every curve is the mean of its {seeds['n']} seeds (fit curves and targets alike). One seed's curve "
+                  f"differs from that mean by {_pct(spread.get('all'))} on average ("
+                  + ", ".join(f"{GROUP_TITLES.get(g, g)}: {_pct(v)}" for g, v in spread.items() if g != "all")
+                  + "): an error below that level is within what a single run could show.", ""]
     opt = summary.get("optimization")
     if opt:
         s = opt["schedule"]

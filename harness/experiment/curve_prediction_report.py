@@ -403,7 +403,8 @@ def _markdown(spec, summary: dict[str, Any], laws: list[LawResult]) -> str:
         lines += [f"Every curve is the mean of its {seeds['n']} seeds (fit curves and targets alike). One seed's curve "
                   f"differs from that mean by {_pct(spread.get('all'))} on average ("
                   + ", ".join(f"{GROUP_TITLES.get(g, g)}: {_pct(v)}" for g, v in spread.items() if g != "all")
-                  + "): an error below that level is within what a single run could show.", ""]
+                  + f"); the mean itself keeps roughly 1/sqrt({seeds['n']}) of one seed's offset, so errors near "
+                  "that level are seed noise, not the law.", ""]
     opt = summary.get("optimization")
     if opt:
         s = opt["schedule"]

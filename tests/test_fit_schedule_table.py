@@ -144,3 +144,10 @@ def test_one_run_spelled_two_ways_is_one_curve(tmp_path):
             f"cosine,400,{_loss(400, 0):.6f},2E-4,0,400,10,,"]
     (curve,) = read_curve_files(_table(tmp_path, rows))
     assert curve.name == "runs" and np.isfinite(curve.loss).sum() == 3 and curve.lr.max() == pytest.approx(2e-4)
+
+
+def test_columns_that_are_no_schedule_field_do_not_split_a_run(tmp_path):
+    header = "lr_schedule,step,loss,max_lr,total_steps,warmup_steps,wall_time,run_id"
+    rows = [f"cosine,{s},{_loss(s, 0):.6f},1e-3,400,10,{s * 0.37:.2f},abc{s}" for s in (100, 200, 400)]
+    (curve,) = read_curve_files(_table(tmp_path, rows, header=header))
+    assert curve.name == "runs" and np.isfinite(curve.loss).sum() == 3

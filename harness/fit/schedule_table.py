@@ -40,8 +40,6 @@ NAME_COLUMNS = ("lr_schedule", "schedule")
 PEAK_COLUMNS = ("max_lr", "peak_lr")
 STEPS_COLUMNS = ("total_steps", "steps")
 FLOOR_COLUMNS = ("min_lr", "min_lr_ratio")
-# Columns that are neither run parameters nor schedule fields.
-_NOT_FIELDS = {"step", "lr", "loss", "val_loss", "tokens", "flops"}
 
 
 def has_schedule_columns(frame: pd.DataFrame) -> bool:
@@ -67,6 +65,12 @@ def _number(path: Path, value: str, col: str, at: str) -> float:
         raise InputError(f"{path}, {at}: column '{col}' must be finite and >= 0, got {value!r}. "
                          "Fix: correct or remove that row.")
     return out
+
+
+def _any_schedule_field() -> set[str]:
+    from harness.schedules import SCHEDULES
+
+    return {f.name for n in SCHEDULES.names() for f in dataclasses.fields(SCHEDULES.get(n))} - {"name"}
 
 
 def _schedule_fields(name: str, path: Path) -> set[str]:
@@ -124,7 +128,9 @@ def curves_from_schedule_table(path: Path, frame: pd.DataFrame, target: str,
     if "step" not in frame.columns:
         raise InputError(f"{path}: no 'step' column (columns: {list(frame.columns)}). "
                          "Fix: give the optimizer step of each logged loss in 'step'.")
-    extra = [c for c in frame.columns if c not in set(cols.values()) | _NOT_FIELDS | {target}]
+    # Other columns count only if some schedule has a field of that name (a wall-time or run-id column must
+    # not split one run into many).
+    extra = [c for c in frame.columns if c in _any_schedule_field() and c not in set(cols.values())]
     runs: dict[tuple, list[int]] = {}
     specs: dict[tuple, tuple] = {}
     # Parse each distinct spelling of the run parameters once (a long log repeats them on every row), then

@@ -147,3 +147,25 @@ def test_bootstrap_interval_of_a_routed_curve_comes_from_the_peak_lr_law(files, 
     table = pd.read_csv(tmp_path / "boot" / f"pred_cosine_10_{NEW_LR:g}.csv")
     assert (table["loss_pred_lo"] <= table["loss_pred_hi"]).all()
     assert table["loss_pred_hi"].max() > table["loss_pred_lo"].min()
+
+
+def test_check_script_seed_mean_set_averages_seeds_and_refuses_other_runs(tmp_path):
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
+    import check_peak_lr_law
+
+    def write(root: Path, run: str, losses: list[float], lr: float = 1e-3) -> None:
+        (root / run).mkdir(parents=True)
+        rows = [{"step": i + 1, "lr": lr, "loss": x, **({"val_loss": x + 0.1} if i % 2 else {})}
+                for i, x in enumerate(losses)]
+        (root / run / "curve.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+
+    a, b = tmp_path / "a", tmp_path / "b"
+    write(a, "600_cosine_0.002", [4.0, 3.0, 2.0, 1.5])
+    write(b, "600_cosine_0.002", [4.2, 3.2, 2.2, 1.7])
+    out = check_peak_lr_law.seed_mean_set([a, b], tmp_path / "mean")
+    rows = [json.loads(line) for line in (out / "600_cosine_0.002" / "curve.jsonl").read_text().splitlines()]
+    assert [r["loss"] for r in rows] == pytest.approx([4.1, 3.1, 2.1, 1.6])
+    assert [r.get("val_loss") for r in rows] == [None, pytest.approx(3.2), None, pytest.approx(1.7)]
+    write(tmp_path / "c", "600_cosine_0.002", [4.2, 3.2, 2.2, 1.7], lr=2e-3)
+    with pytest.raises(SystemExit, match="other steps or LRs"):
+        check_peak_lr_law.seed_mean_set([a, tmp_path / "c"], tmp_path / "mean2")

@@ -28,9 +28,10 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from harness.fit.curve_files import read_curve_files  # noqa: E402
 from harness.fit.data_dir import dataset, exit_if_missing  # noqa: E402
 from harness.fit.fitter import FitResult, fit_law  # noqa: E402
-from harness.fit.io import Curve, read_curve_files  # noqa: E402
+from harness.fit.io import Curve  # noqa: E402
 from harness.fit.laws.curve import TissueLaw  # noqa: E402
 from harness.fit.registry import CURVE_LAWS, DEFAULT_CURVE_LAW  # noqa: E402
 

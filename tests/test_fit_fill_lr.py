@@ -16,8 +16,9 @@ import pytest
 
 from harness.fit.__main__ import main
 from harness.fit.cli import build_parser
+from harness.fit.curve_files import read_curves
 from harness.fit.io import (FILL_LR_METHODS, Curve, InputError, LRFill, curve_to_csv, fill_lr_linear, read_curve_csv,
-                            read_curve_file, read_curves)
+                            read_curve_file)
 from harness.fit.laws.curve import TissueLaw
 
 from conftest import load_script, needs_data

@@ -14,9 +14,10 @@ import numpy as np
 import pytest
 
 from harness.fit.__main__ import main
+from harness.fit.curve_files import read_curve_files, read_curves
 from harness.fit.curve_predict import lr_from_schedule
 from harness.fit.data_dir import dataset
-from harness.fit.io import InputError, curve_to_csv, read_curve_files, read_curves
+from harness.fit.io import InputError, curve_to_csv
 
 from conftest import needs_data
 

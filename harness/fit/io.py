@@ -11,7 +11,8 @@ Curve files (one per training run):
   and `Curve.lr_fill` counts them so the outputs can say so.
 * CSV that names its schedule's parameters per row instead of the lr (`lr_schedule,step,loss,max_lr,
   min_lr,total_steps,warmup_steps`, the Tissue et al. example's format): the LR of every step is
-  re-created by the trainer's schedule code; one file may hold several runs (harness/fit/schedule_table.py).
+  re-created by the trainer's schedule code; one file may hold several runs (harness/fit/schedule_table.py;
+  harness/fit/curve_files.py reads a list of files of any of these kinds).
 * The harness's own `curve.jsonl` (harness/tracking/curve.py): one JSON object per step with keys
   step, lr, loss, val_loss (eval steps only), tokens, flops, ...; `target` picks "loss" or
   "val_loss". Read by the harness's one reader (harness/tracking/curve.py): a torn last line
@@ -249,7 +250,7 @@ def curve_name(path: Path | str) -> str:
 
 def read_curve_csv(path: Path | str, target: str = "loss", *, fill_lr: str | None = None) -> Curve:
     path = Path(path)
-    frame = _read_csv(path)
+    frame = read_csv_frame(path)
     missing = [c for c in ("step", "lr") if c not in frame.columns]
     if missing:
         raise _fail(path, None, f"missing column(s) {missing} (columns: {list(frame.columns)})",
@@ -314,37 +315,8 @@ def read_curve_file(path: Path | str, target: str = "loss", *, fill_lr: str | No
     return read_curve_csv(path, target, fill_lr=fill_lr)
 
 
-def read_curve_files(path: Path | str, target: str = "loss", *, fill_lr: str | None = None) -> list[Curve]:
-    """The curves of one file: one, or one per run for a CSV that gives its schedule's parameters instead
-    of an lr column (harness/fit/schedule_table.py; `fill_lr` does not apply there: every step's LR is known)."""
-    path = Path(path)
-    if path.suffix != ".jsonl" and path.is_file():
-        from harness.fit.schedule_table import curves_from_schedule_table, has_schedule_columns
-
-        frame = _read_csv(path)
-        if "lr" not in frame.columns and has_schedule_columns(frame):
-            return curves_from_schedule_table(path, frame, target, lambda i: f"row {i + 2}")
-    return [read_curve_file(path, target, fill_lr=fill_lr)]
-
-
-def read_curves(paths: Sequence[Path | str], target: str = "loss", *, need_loss: bool,
-                fill_lr: str | None = None) -> list[Curve]:
-    """Read and validate every curve; with need_loss, each must have at least one observed loss.
-    With `fill_lr`, sparsely logged files are filled (`fill_lr_linear`) and `Curve.lr_fill` says by how much.
-    A file may hold several runs (`read_curve_files`)."""
-    curves = [c for p in paths for c in read_curve_files(p, target, fill_lr=fill_lr)]
-    names = [c.name for c in curves]
-    for c in curves:
-        if need_loss and c.n_observed == 0:
-            raise _fail(c.path, None, f"no observed '{target}' to fit on",
-                        f"fill '{target}' on the rows where it was measured")
-        if names.count(c.name) > 1:
-            raise _fail(c.path, None, f"another input has the same name '{c.name}'",
-                        "rename one file so the outputs do not collide")
-    return curves
-
-
-def _read_csv(path: Path) -> pd.DataFrame:
+def read_csv_frame(path: Path) -> pd.DataFrame:
+    """A CSV as strings (errors name the file); column names stripped."""
     if not path.is_file():
         raise _fail(path, None, "file not found", "check the path")
     try:
@@ -363,7 +335,7 @@ def read_scaling_csv(path: Path | str, columns: Sequence[str], target: str = "lo
     in a prediction file, may have empty cells.
     """
     path = Path(path)
-    frame = _read_csv(path)
+    frame = read_csv_frame(path)
     wanted = list(columns) + ([target] if need_target else [])
     missing = [c for c in wanted if c not in frame.columns]
     if missing:

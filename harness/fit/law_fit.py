@@ -27,11 +27,12 @@ import pandas as pd
 from harness.files import atomic_write_json, atomic_write_text
 from harness.fit import fit_checks, plots
 from harness.fit.bootstrap_starts import bootstrap_cells, cell_labels
+from harness.fit.curve_files import read_curves
 from harness.fit.curve_predict import (PEAK_LR_TOLERANCE, PeakLRBand, at_fitted_peak_lr,  # noqa: F401 (re-export)
                                        fitted_peak_lrs, peak_lr, peak_lr_band)
 from harness.fit.extrapolation import fit_for_extrapolation
 from harness.fit.fitter import BootstrapResult, FitResult, bootstrap, fit_law, metrics
-from harness.fit.io import Curve, InputError, read_curves, read_scaling_csv
+from harness.fit.io import Curve, InputError, read_scaling_csv
 from harness.fit.laws.base import Law
 from harness.fit.registry import CURVE_LAWS, DEFAULT_CURVE_LAW, DEFAULT_PEAK_LR_LAW, SCALING_LAWS
 

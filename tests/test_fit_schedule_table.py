@@ -91,10 +91,13 @@ def test_same_schedule_twice_gets_names_with_peak_and_length(tmp_path):
 
 @pytest.mark.parametrize("row, header, message", [
     ("cosinus,100,3.1,1e-3,0,400,10,,", HEADER, "unknown schedule 'cosinus'"),
-    ("cosine,500,3.1,1e-3,0,400,10,,", HEADER, "step 500 is beyond the run's 400 steps"),
+    ("cosine,500,3.1,1e-3,0,400,10,,", HEADER, "step 500 is outside the run's steps 0..400"),
+    ("cosine,-5,3.1,1e-3,0,400,10,,", HEADER, "step -5 is outside the run's steps 0..400"),
+    ("cosine,100.5,3.1,1e-3,0,400,10,,", HEADER, "step 100.5 is not an integer"),
     ("cosine,100,3.1,abc,0,400,10,,", HEADER, "'max_lr' has a non-numeric value"),
     ("cosine,100,3.1,1e-3,0,400.5,10,,", HEADER, "whole number of steps"),
-    ("cosine,100,-3.1,1e-3,0,400,10,,", HEADER, "column 'loss' must be finite and >= 0"),
+    ("cosine,100,-3.1,1e-3,0,400,10,,", HEADER, "column 'loss' must be finite and > 0"),
+    ("cosine,100,abc,1e-3,0,400,10,,", HEADER, "column 'loss' has a non-numeric value"),
     ("wsd,100,3.1,1e-3,0,400,10,0.2,wobbly", HEADER, "schedule.cooldown"),
     ("cosine,100,3.1,1e-3,1e-3,0,400,10", "lr_schedule,step,loss,max_lr,peak_lr,min_lr,total_steps,warmup_steps",
      "both columns ['max_lr', 'peak_lr']"),
@@ -109,7 +112,7 @@ def test_bad_tables_are_refused_naming_the_row_and_fix(tmp_path, row, header, me
 def test_unsorted_steps_are_refused_and_the_cli_writes_nothing(tmp_path):
     rows = [f"cosine,{s},3.1,1e-3,0,400,10,," for s in (200, 100)]
     path = _table(tmp_path, rows)
-    with pytest.raises(InputError, match="row 3: steps of the cosine run must be whole and increasing"):
+    with pytest.raises(InputError, match="row 3: out of order: step 100 after step 200"):
         read_curve_files(path)
     out = tmp_path / "out"
     assert main(["curve", "--fit", str(path), "--out", str(out)]) == 2

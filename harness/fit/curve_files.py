@@ -8,7 +8,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Sequence
 
-from harness.fit.io import Curve, InputError, read_csv_frame, read_curve_file
+from harness.fit.io import Curve, InputError, curve_from_csv_frame, read_csv_frame, read_curve_file
 from harness.fit.schedule_table import curves_from_schedule_table, has_schedule_columns
 
 
@@ -16,11 +16,12 @@ def read_curve_files(path: Path | str, target: str = "loss", *, fill_lr: str | N
     """The curves of one file: one, or one per run for a CSV that gives its schedule's parameters instead
     of an lr column (`fill_lr` does not apply there: every step's LR is known)."""
     path = Path(path)
-    if path.suffix != ".jsonl" and path.is_file():
-        frame = read_csv_frame(path)
-        if "lr" not in frame.columns and has_schedule_columns(frame):
-            return curves_from_schedule_table(path, frame, target, lambda i: f"row {i + 2}")
-    return [read_curve_file(path, target, fill_lr=fill_lr)]
+    if path.suffix == ".jsonl":
+        return [read_curve_file(path, target, fill_lr=fill_lr)]
+    frame = read_csv_frame(path)  # read once, whichever kind of CSV it is
+    if "lr" not in frame.columns and has_schedule_columns(frame):
+        return curves_from_schedule_table(path, frame, target, lambda i: f"row {i + 2}")
+    return [curve_from_csv_frame(path, frame, target, fill_lr=fill_lr)]
 
 
 def read_curves(paths: Sequence[Path | str], target: str = "loss", *, need_loss: bool,

@@ -153,7 +153,7 @@ def _fail(path: Path | str, at: str | None, problem: str, fix: str) -> InputErro
     return InputError(f"{where}: {problem}. Fix: {fix}.")
 
 
-def _numeric(path: Path, frame: pd.DataFrame, col: str, *, allow_empty: bool, line_of) -> np.ndarray:
+def numeric_column(path: Path, frame: pd.DataFrame, col: str, *, allow_empty: bool, line_of) -> np.ndarray:
     """Column as float; raises on text, and on empty cells unless allowed. `line_of(i)` locates row i."""
     raw = frame[col]
     text = raw.astype("string").str.strip()
@@ -170,21 +170,21 @@ def _numeric(path: Path, frame: pd.DataFrame, col: str, *, allow_empty: bool, li
     return values
 
 
-def _check_positive(path: Path, col: str, values: np.ndarray, line_of, *, zero_ok: bool = False) -> None:
+def check_positive(path: Path, col: str, values: np.ndarray, line_of, *, zero_ok: bool = False) -> None:
     present = ~np.isnan(values)
     bad = present & (~np.isfinite(values) | ((values < 0) if zero_ok else (values <= 0)))
     if bad.any():
         i = int(np.flatnonzero(bad)[0])
         need = ">= 0" if zero_ok else "> 0"
-        raise _fail(path, line_of(i), f"column '{col}' must be finite and {need}, got {values[i]!r}",
+        raise _fail(path, line_of(i), f"column '{col}' must be finite and {need}, got {float(values[i])!r}",
                     "correct or remove that row")
 
 
-def _check_steps(path: Path, step: np.ndarray, line_of, *, gaps_ok: bool = False) -> None:
+def check_steps(path: Path, step: np.ndarray, line_of, *, gaps_ok: bool = False) -> None:
     """Integer, strictly increasing steps; consecutive unless `gaps_ok` (an LR fill follows)."""
     if np.any(step != np.round(step)):
         i = int(np.flatnonzero(step != np.round(step))[0])
-        raise _fail(path, line_of(i), f"step {step[i]!r} is not an integer", "steps are optimizer step counts")
+        raise _fail(path, line_of(i), f"step {float(step[i])!r} is not an integer", "steps are optimizer step counts")
     diff = np.diff(step)
     checks = [("duplicated", diff == 0, "keep one row per optimizer step"),
               ("out of order", diff < 0, "sort the rows by step")]
@@ -226,11 +226,11 @@ def _curve_from_columns(path: Path, step: np.ndarray, lr: np.ndarray, loss: np.n
     _check_fill_method(fill_lr)
     if step.size == 0:
         raise _fail(path, None, "no rows", "give one row per optimizer step")
-    _check_steps(path, step, line_of, gaps_ok=fill_lr is not None)
+    check_steps(path, step, line_of, gaps_ok=fill_lr is not None)
     if fill_lr is None:
         _check_starts_at_one(path, step, line_of)
-    _check_positive(path, "lr", lr, line_of, zero_ok=True)
-    _check_positive(path, target, loss, line_of)
+    check_positive(path, "lr", lr, line_of, zero_ok=True)
+    check_positive(path, target, loss, line_of)
     fill = None
     if fill_lr is not None:
         if step[-1] > MAX_FILLED_STEPS:  # a typo (1e12) would otherwise allocate that many rows
@@ -250,7 +250,12 @@ def curve_name(path: Path | str) -> str:
 
 def read_curve_csv(path: Path | str, target: str = "loss", *, fill_lr: str | None = None) -> Curve:
     path = Path(path)
-    frame = read_csv_frame(path)
+    return curve_from_csv_frame(path, read_csv_frame(path), target, fill_lr=fill_lr)
+
+
+def curve_from_csv_frame(path: Path, frame: pd.DataFrame, target: str = "loss", *,
+                         fill_lr: str | None = None) -> Curve:
+    """`read_curve_csv` on a table already read (`read_csv_frame`)."""
     missing = [c for c in ("step", "lr") if c not in frame.columns]
     if missing:
         raise _fail(path, None, f"missing column(s) {missing} (columns: {list(frame.columns)})",
@@ -258,10 +263,10 @@ def read_curve_csv(path: Path | str, target: str = "loss", *, fill_lr: str | Non
                     "schedule per row instead of the lr (lr_schedule,max_lr,total_steps[,min_lr,warmup_steps]: "
                     "harness/fit/schedule_table.py)")
     line_of = lambda i: f"row {i + 2}"  # noqa: E731  (row 1 is the header)
-    step = _numeric(path, frame, "step", allow_empty=False, line_of=line_of)
-    lr = _numeric(path, frame, "lr", allow_empty=False, line_of=line_of)
+    step = numeric_column(path, frame, "step", allow_empty=False, line_of=line_of)
+    lr = numeric_column(path, frame, "lr", allow_empty=False, line_of=line_of)
     if target in frame.columns:
-        loss = _numeric(path, frame, target, allow_empty=True, line_of=line_of)
+        loss = numeric_column(path, frame, target, allow_empty=True, line_of=line_of)
     else:
         loss = np.full(step.size, np.nan)
     return _curve_from_columns(path, step, lr, loss, line_of, target, fill_lr)
@@ -349,8 +354,8 @@ def read_scaling_csv(path: Path | str, columns: Sequence[str], target: str = "lo
     out = pd.DataFrame(index=frame.index)
     for col in frame.columns:
         if col in columns or col == target:
-            values = _numeric(path, frame, col, allow_empty=(col == target and not need_target), line_of=line_of)
-            _check_positive(path, col, values, line_of)
+            values = numeric_column(path, frame, col, allow_empty=(col == target and not need_target), line_of=line_of)
+            check_positive(path, col, values, line_of)
             out[col] = values
         else:
             out[col] = frame[col]

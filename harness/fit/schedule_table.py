@@ -34,7 +34,7 @@ from typing import Callable
 import numpy as np
 import pandas as pd
 
-from harness.fit.io import Curve, InputError, curve_name
+from harness.fit.io import Curve, InputError, check_positive, check_steps, curve_name, numeric_column
 
 NAME_COLUMNS = ("lr_schedule", "schedule")
 PEAK_COLUMNS = ("max_lr", "peak_lr")
@@ -67,10 +67,10 @@ def _number(path: Path, value: str, col: str, at: str) -> float:
     return out
 
 
-def _any_schedule_field() -> set[str]:
+def _fields_of(name: str) -> set[str]:
     from harness.schedules import SCHEDULES
 
-    return {f.name for n in SCHEDULES.names() for f in dataclasses.fields(SCHEDULES.get(n))} - {"name"}
+    return {f.name for f in dataclasses.fields(SCHEDULES.get(name))} - {"name"}
 
 
 def _schedule_fields(name: str, path: Path) -> set[str]:
@@ -78,7 +78,7 @@ def _schedule_fields(name: str, path: Path) -> set[str]:
 
     if name not in SCHEDULES.names():
         raise InputError(f"{path}: unknown schedule {name!r}. Fix: use one of {sorted(SCHEDULES.names())}.")
-    return {f.name for f in dataclasses.fields(SCHEDULES.get(name))} - {"name"}
+    return _fields_of(name)
 
 
 def _run_spec(path: Path, row: pd.Series, cols: dict[str, str | None], extra: list[str],
@@ -130,15 +130,17 @@ def curves_from_schedule_table(path: Path, frame: pd.DataFrame, target: str,
                          "Fix: give the optimizer step of each logged loss in 'step'.")
     # Other columns count only if some schedule has a field of that name (a wall-time or run-id column must
     # not split one run into many).
-    extra = [c for c in frame.columns if c in _any_schedule_field() and c not in set(cols.values())]
+    from harness.schedules import SCHEDULES
+
+    any_field = set().union(*(_fields_of(n) for n in SCHEDULES.names()))
+    extra = [c for c in frame.columns if c in any_field and c not in set(cols.values())]
     runs: dict[tuple, list[int]] = {}
     specs: dict[tuple, tuple] = {}
     # Parse each distinct spelling of the run parameters once (a long log repeats them on every row), then
     # merge spellings of the same values ("2e-4" and "0.0002").
     keys = [c for c in (*cols.values(), *extra) if c is not None]
     for _, rows in frame.reset_index(drop=True).groupby(keys, sort=False).groups.items():
-        first = int(rows[0])
-        spec = _run_spec(path, frame.iloc[first], cols, extra, line_of(first))
+        spec = _run_spec(path, frame.iloc[int(rows[0])], cols, extra, line_of(int(rows[0])))
         key = _group_label(spec)
         runs.setdefault(key, []).extend(int(i) for i in rows)
         specs[key] = spec
@@ -151,34 +153,28 @@ def curves_from_schedule_table(path: Path, frame: pd.DataFrame, target: str,
         label = stem if len(runs) == 1 else f"{stem}_{name}"
         if names.count(name) > 1:
             label = f"{label}_{peak:g}_{total}"
-        sub = frame.iloc[rows]
-        step = np.array([_number(path, s, "step", line_of(i)) for i, s in zip(rows, sub["step"])])
-        if np.any(step != np.round(step)) or np.any(np.diff(step) <= 0):
-            bad = int(np.flatnonzero((step != np.round(step))[1:] | (np.diff(step) <= 0))[0]) + 1
-            raise InputError(f"{path}, {line_of(rows[bad])}: steps of the {name} run must be whole and increasing "
-                             f"(step {sub['step'].iloc[bad]} after {sub['step'].iloc[bad - 1]}). "
-                             "Fix: sort the rows by step and keep one row per step.")
-        if step[-1] > total:
-            raise InputError(f"{path}, {line_of(rows[-1])}: step {int(step[-1])} is beyond the run's {total} steps. "
+        # The run's own rows, checked by the readers' column checks (errors name the file's row).
+        sub = frame.iloc[rows].reset_index(drop=True)
+        row_of = lambda j, rows=rows: line_of(rows[j])  # noqa: E731
+        step = numeric_column(path, sub, "step", allow_empty=False, line_of=row_of)
+        check_steps(path, step, row_of, gaps_ok=True)  # logged every N steps: the schedule gives every LR
+        if step[0] < 0 or step[-1] > total:
+            j = 0 if step[0] < 0 else step.size - 1
+            raise InputError(f"{path}, {row_of(j)}: step {int(step[j])} is outside the run's steps 0..{total}. "
                              f"Fix: correct '{cols['steps']}' or the step.")
         try:
             lr = lr_from_schedule({"name": name, **schedule}, total, peak)
         except (ConfigError, ValueError, TypeError) as e:
             raise InputError(f"{path}, {line_of(rows[0])}: the {name} schedule of this row: {e}. "
                              "Fix: use the schedule's fields as in conf/schedule/*.yaml.") from None
-        first = 0 if step[0] == 0 else 1
-        steps = np.arange(first, total + 1)
-        lr = np.concatenate([[0.0] * (1 - first), lr])
+        start = 0 if step[0] == 0 else 1
+        steps = np.arange(start, total + 1)
+        lr = np.concatenate([[0.0] * (1 - start), lr])
         loss = np.full(steps.size, np.nan)
         if target in sub.columns:
-            text = sub[target].astype(str).str.strip()
-            given = (text != "").to_numpy()
-            values = np.array([_number(path, v, target, line_of(i)) if g else np.nan
-                               for i, v, g in zip(rows, sub[target], given)])
-            if np.any(given & ~(values > 0)):
-                i = rows[int(np.flatnonzero(given & ~(values > 0))[0])]
-                raise InputError(f"{path}, {line_of(i)}: column '{target}' must be > 0. Fix: correct or remove that row.")
-            loss[(step - first).astype(int)] = values
+            values = numeric_column(path, sub, target, allow_empty=True, line_of=row_of)
+            check_positive(path, target, values, row_of)
+            loss[(step - start).astype(int)] = values
         curves.append(Curve(name=label, path=str(path), step=steps.astype(np.int64), lr=lr, loss=loss,
                             lr_schedule={"name": name, "peak_lr": peak, "steps": total, **schedule}))
     return curves
